@@ -1,0 +1,1 @@
+"""Training side of cxr-edge (needs the [train] extra: torch, torchvision)."""
