@@ -48,7 +48,8 @@ def _check_choice(field_name: str, value: object, choices: Sequence[str]) -> Non
         hint = difflib.get_close_matches(str(value), choices, n=1)
         did_you_mean = f" (did you mean {hint[0]!r}?)" if hint else ""
         raise PreprocessSpecError(
-            f"PreprocessSpec.{field_name}={value!r} is not valid; expected one of {list(choices)}{did_you_mean}"
+            f"PreprocessSpec.{field_name}={value!r} is not valid; "
+            f"expected one of {list(choices)}{did_you_mean}"
         )
 
 
@@ -147,8 +148,12 @@ class PreprocessSpec:
         unknown = sorted(set(data) - known)
         if unknown:
             hints = {k: difflib.get_close_matches(k, known, n=1) for k in unknown}
-            detail = ", ".join(f"{k!r}" + (f" (did you mean {h[0]!r}?)" if h else "") for k, h in hints.items())
-            raise PreprocessSpecError(f"unknown PreprocessSpec field(s) {detail}; expected fields {sorted(known)}")
+            detail = ", ".join(
+                f"{k!r}" + (f" (did you mean {h[0]!r}?)" if h else "") for k, h in hints.items()
+            )
+            raise PreprocessSpecError(
+                f"unknown PreprocessSpec field(s) {detail}; expected fields {sorted(known)}"
+            )
         return cls(**dict(data))
 
     def to_json(self) -> str:
@@ -225,11 +230,14 @@ def preprocess(image: NDArray[np.floating], spec: PreprocessSpec) -> NDArray[np.
     if not isinstance(image, np.ndarray) or image.ndim != 2:
         shape = getattr(image, "shape", None)
         raise ValueError(
-            f"preprocess expects a grey image as a 2-D array (H, W); got {type(image).__name__} with shape {shape}"
+            "preprocess expects a grey image as a 2-D array (H, W); "
+            f"got {type(image).__name__} with shape {shape}"
         )
     grey = np.ascontiguousarray(image, dtype=np.float32)
     if not np.isfinite(grey).all():
-        raise ValueError("preprocess got an image with NaN or infinite values; expected finite values in [0, 1]")
+        raise ValueError(
+            "preprocess got an image with NaN or infinite values; expected finite values in [0, 1]"
+        )
     geometry = compute_geometry(grey.shape[0], grey.shape[1], spec)
     new_h, new_w = geometry.resized_size
     if (new_h, new_w) != grey.shape:

@@ -27,7 +27,8 @@ def test_training_modules_may_not_be_imported_by_cxr_core() -> None:
         "import sys, pkgutil, importlib, cxr_core\n"
         "for m in pkgutil.walk_packages(cxr_core.__path__, 'cxr_core.'):\n"
         "    importlib.import_module(m.name)\n"
-        "print(sorted(n for n in sys.modules if n.split('.')[0] in ('training', 'quantize', 'edge_app', 'benchmarks')))\n"
+        "stages = ('training', 'quantize', 'edge_app', 'benchmarks')\n"
+        "print(sorted(n for n in sys.modules if n.split('.')[0] in stages))\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip().splitlines()[-1] == "[]"

@@ -85,8 +85,14 @@ def test_nhwc_is_the_transpose_of_nchw() -> None:
 def test_range_normalisation_and_single_channel() -> None:
     grey = np.linspace(0, 1, 64 * 64, dtype=np.float32).reshape(64, 64)
     spec = PreprocessSpec(
-        input_size=64, resize="none", crop="none", channels=1, normalization="range",
-        mean=(0.5,), std=(0.25,), value_range=(-1.0, 1.0),
+        input_size=64,
+        resize="none",
+        crop="none",
+        channels=1,
+        normalization="range",
+        mean=(0.5,),
+        std=(0.25,),
+        value_range=(-1.0, 1.0),
     )
     out = preprocess(grey, spec)
     assert out.shape == (1, 64, 64)
