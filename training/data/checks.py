@@ -48,7 +48,7 @@ class ProblemReport:
         return bool(self.problems)
 
     def message(self) -> str:
-        lines = [f"{self.subject}: {len(self.problems)} problem(s) found while loading"]
+        lines = [f"{self.subject}: {len(self.problems)} problem(s) found"]
         for what, items in self.problems:
             line = f"  - {what}"
             if items:
@@ -97,7 +97,9 @@ def check_patient_overlap(splits: DatasetSplits | Mapping[str, Sequence[ImageRec
 
 def check_label_width(records: Iterable[ImageRecord], n_labels: int, subject: str) -> None:
     """Refuse records whose label tuple does not have one value per label of the label set."""
-    wrong = [f"{record.path} ({len(record.labels)} values)" for record in records if len(record.labels) != n_labels]
+    wrong = [
+        f"{record.path} ({len(record.labels)} values)" for record in records if len(record.labels) != n_labels
+    ]
     if wrong:
         report = ProblemReport(subject)
         report.add(f"{len(wrong)} record(s) do not have {n_labels} label values", wrong)

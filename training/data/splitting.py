@@ -24,7 +24,9 @@ def check_fraction(name: str, value: float) -> float:
     except (TypeError, ValueError):
         raise ValueError(f"{name}={value!r} is not a number; expected a fraction in [0, 1)") from None
     if not 0.0 <= fraction < 1.0:
-        raise ValueError(f"{name}={value!r}; expected a fraction in [0, 1) (e.g. 0.125 for one patient in eight)")
+        raise ValueError(
+            f"{name}={value!r}; expected a fraction in [0, 1) (e.g. 0.125 for one patient in eight)"
+        )
     return fraction
 
 

@@ -32,9 +32,8 @@ def aggregate_by_study(
             "expected one study id per row"
         )
     position: dict[str, int] = {}
-    inverse = np.fromiter(
-        (position.setdefault(study, len(position)) for study in study_ids), dtype=np.int64, count=len(study_ids)
-    )
+    ids = (position.setdefault(study, len(position)) for study in study_ids)
+    inverse = np.fromiter(ids, dtype=np.int64, count=len(study_ids))
     if np.issubdtype(scores.dtype, np.floating):
         fill = -np.inf
     elif np.issubdtype(scores.dtype, np.integer):
