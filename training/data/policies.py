@@ -35,7 +35,13 @@ from numpy.typing import NDArray
 
 from cxr_core.labels import LabelSet
 from training.data.checks import ProblemReport, check_label_width
-from training.data.records import ImageRecord
+from training.data.records import (
+    MULTICLASS_CLASSES,
+    MULTICLASS_NEGATIVE,
+    MULTICLASS_POSITIVE,
+    MULTICLASS_UNCERTAIN,
+    ImageRecord,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -66,9 +72,10 @@ POLICY_PRESETS: dict[str, Mapping[str, str]] = {
 #: Every name ``--uncertainty-policy`` accepts.
 POLICY_CHOICES: tuple[str, ...] = UNCERTAINTY_POLICIES + tuple(POLICY_PRESETS)
 
-#: Classes of multiclass targets.
-CLASS_NEGATIVE, CLASS_POSITIVE, CLASS_UNCERTAIN = 0, 1, 2
-N_MULTICLASS = 3
+#: Classes of multiclass targets (one definition in records.py, shared with the model head and loss).
+CLASS_NEGATIVE, CLASS_POSITIVE = MULTICLASS_NEGATIVE, MULTICLASS_POSITIVE
+CLASS_UNCERTAIN = MULTICLASS_UNCERTAIN
+N_MULTICLASS = MULTICLASS_CLASSES
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,13 @@ NEGATIVE = 0.0
 UNCERTAIN = -1.0
 NOT_MENTIONED = math.nan
 
+#: Class indices of U-MultiClass targets, of the ``multiclass3`` model head and of the
+#: ``multiclass-ce`` loss: one definition so the three can never drift apart.
+MULTICLASS_NEGATIVE = 0
+MULTICLASS_POSITIVE = 1
+MULTICLASS_UNCERTAIN = 2
+MULTICLASS_CLASSES = 3
+
 
 @dataclass(frozen=True)
 class ImageRecord:

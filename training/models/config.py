@@ -15,6 +15,12 @@ from typing import Any
 
 from cxr_core.errors import CxrEdgeError
 
+# Class indices of the ``multiclass3`` head, shared with the targets and the loss (re-exported).
+from training.data.records import MULTICLASS_CLASSES as MULTICLASS_CLASSES
+from training.data.records import MULTICLASS_NEGATIVE as MULTICLASS_NEGATIVE
+from training.data.records import MULTICLASS_POSITIVE as MULTICLASS_POSITIVE
+from training.data.records import MULTICLASS_UNCERTAIN as MULTICLASS_UNCERTAIN
+
 #: ``chexnet``: DenseNet-121 features -> ReLU -> global average pool -> Linear (Rajpurkar et al. 2017).
 #: ``dgc``: Deep Generative Classifier (Mao et al. 2018): encoder -> 3x3 conv + BN -> global max
 #: pool (mu) -> sampling layer z = mu + eps * sigma -> Linear.
@@ -42,11 +48,6 @@ CHEXNET_ENCODERS: tuple[str, ...] = ("densenet121", "tiny-densenet")
 #: softmax over the first two (negative, positive); the third class (uncertain) is used in training only.
 HEADS: tuple[str, ...] = ("binary", "multiclass3")
 
-#: Class indices of the ``multiclass3`` head and of the ``multiclass-ce`` loss targets.
-MULTICLASS_NEGATIVE = 0
-MULTICLASS_POSITIVE = 1
-MULTICLASS_UNCERTAIN = 2
-MULTICLASS_CLASSES = 3
 
 
 class ModelConfigError(CxrEdgeError, ValueError):
