@@ -21,7 +21,7 @@ import logging
 import os
 import sys
 import typing
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from cxr_core.errors import CxrEdgeError
@@ -115,10 +115,11 @@ def print_epoch(entry: dict[str, Any]) -> None:
     )
 
 
-def _print_files(title: str, files: dict[str, Any]) -> None:
+def print_files(title: str, files: Mapping[str, Any], width: int = 16) -> None:
+    """``title``, then one indented line per file: its name padded to ``width``, then its path."""
     print(title)
     for name, path in files.items():
-        print(f"  {name:16s} {path}")
+        print(f"  {name:{width}s} {path}")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -146,7 +147,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             else "n/a"
         )
         print(f"best mean val AUC {best}{' (stopped early)' if result.stopped_early else ''}")
-        _print_files(f"run files in {result.out_dir}:", result.files)
+        print_files(f"run files in {result.out_dir}:", result.files)
     return 0
 
 
@@ -172,7 +173,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             f"{args.split}: mean AUC {report.mean_auc:.4f}, micro AUC {report.micro_auc:.4f}, "
             f"mean AP {report.mean_ap:.4f} over {report.n_samples} images"
         )
-        _print_files(f"reports in {result.out_dir}:", result.files)
+        print_files(f"reports in {result.out_dir}:", result.files)
     return 0
 
 

@@ -108,7 +108,7 @@ def run_demo(args: argparse.Namespace) -> dict[str, Path]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from training.cli import prefer_passive_omp_wait
+    from training.cli import prefer_passive_omp_wait, print_files
 
     prefer_passive_omp_wait()
     args = build_parser().parse_args(argv)
@@ -117,9 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CxrEdgeError as exc:
         print(f"cxr-demo: error: {exc}", file=sys.stderr)
         return 2
-    print("artefacts:")
-    for name, path in files.items():
-        print(f"  {name:20s} {path}")
+    print_files("artefacts:", files, width=20)
     return 0
 
 

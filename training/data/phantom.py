@@ -93,6 +93,11 @@ def _rng(seed: np.random.SeedSequence, *key: int) -> np.random.Generator:
     return np.random.Generator(np.random.PCG64(child_seed(seed, *key)))
 
 
+def _seed_sequence(seed: int | np.random.SeedSequence) -> np.random.SeedSequence:
+    """``seed`` as a ``SeedSequence`` (an int becomes ``SeedSequence(seed)``; a sequence is used as is)."""
+    return seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
+
+
 def sample_anatomy(rng: np.random.Generator, view: str, female: bool, age: int) -> Anatomy:
     """A normal patient: thorax size, diaphragm, heart, lungs, pose and exposure for ``view``."""
     ap = view == "AP"
@@ -341,7 +346,7 @@ def draw_scene(
     if size < 32:
         raise ValueError(f"size={size}; expected at least 32 pixels")
     ordered = check_findings(findings)
-    ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
+    ss = _seed_sequence(seed)
     sign_rngs = {name: _rng(ss, 3 + DRAWABLE_FINDINGS.index(name)) for name in ordered}
     anatomy = sample_anatomy(_rng(ss, 0), view, female, age)
     notes: dict[str, dict] = {}
@@ -370,7 +375,7 @@ def render_phantom(
     ``view`` is PA, AP (magnified heart, lower contrast, scapulae, less inspiration) or LATERAL
     (a side silhouette; only some findings have a lateral sign). Same arguments, same pixels.
     """
-    ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
+    ss = _seed_sequence(seed)
     scene = draw_scene(findings, seed=ss, size=size, view=view, female=female, age=age)
     anatomy = scene.anatomy
     image = _finish(scene.canvas.density, anatomy, _rng(ss, 2))

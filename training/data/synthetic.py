@@ -30,6 +30,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -44,6 +45,7 @@ from training.data.synthetic_labels import (
     choose_test_patients,
     plan_chestxray14,
     plan_chexpert,
+    random_stream,
 )
 
 logger = logging.getLogger(__name__)
@@ -100,6 +102,26 @@ class _Job:
     stream: int
 
 
+def _job(p: PlannedImage, path: Path, image_size: int, seed: int, layout: str) -> _Job:
+    """The drawing job of planned image ``p`` (its findings and CheXpert extras) written to ``path``."""
+    return _Job(
+        p.index, str(path), p.findings + p.extras, p.view, p.female, p.age, image_size, seed, _STREAM[layout]
+    )
+
+
+def _temp_beside(path: Path) -> Path:
+    """The name ``path`` is written under before ``os.replace``; per process, so workers never collide."""
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def _save_image_atomic(image: Image.Image, path: Path, **save_options: Any) -> None:
+    """Save ``image`` to a temporary name beside ``path`` (folders created), then rename it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temp_beside(path)
+    image.save(tmp, **save_options)
+    os.replace(tmp, path)
+
+
 def _render_job(job: _Job) -> int:
     """Draw one phantom and write it atomically (PNG or JPEG by suffix). Runs in a worker process."""
     seed = np.random.SeedSequence(job.seed, spawn_key=(job.stream, job.index))
@@ -107,19 +129,16 @@ def _render_job(job: _Job) -> int:
         job.findings, seed=seed, size=job.size, view=job.view, female=job.female, age=job.age
     )
     path = Path(job.path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     image = Image.fromarray(phantom.image)
     if path.suffix == ".png":
-        image.save(tmp, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
+        _save_image_atomic(image, path, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
     else:
-        image.save(tmp, format="JPEG", quality=JPEG_QUALITY)
-    os.replace(tmp, path)
+        _save_image_atomic(image, path, format="JPEG", quality=JPEG_QUALITY)
     return job.index
 
 
 def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = _temp_beside(path)
     with open(tmp, "w", encoding="utf-8", newline="") as handle:
         handle.write(text)
     os.replace(tmp, path)
@@ -176,6 +195,23 @@ def prepare_output_dir(root: Path, *, overwrite: bool = False) -> None:
                 if entry.is_file():
                     entry.unlink()
     root.mkdir(parents=True, exist_ok=True)
+
+
+def _begin_set(
+    root: str | Path, layout: str, n_images: int, image_size: int, seed: int, prevalence: str, overwrite: bool
+) -> tuple[Path, dict[str, Any]]:
+    """Make ``root`` ready and mark it as an incomplete phantom set; returns it and the marker settings."""
+    path = Path(root).expanduser()
+    prepare_output_dir(path, overwrite=overwrite)
+    settings = {
+        "layout": layout,
+        "seed": seed,
+        "n_images": n_images,
+        "image_size": image_size,
+        "prevalence": prevalence,
+    }
+    _write_marker(path, settings, complete=False)
+    return path, settings
 
 
 def _write_marker(root: Path, settings: dict, complete: bool, counts: dict[str, int] | None = None) -> None:
@@ -256,29 +292,10 @@ def generate_chestxray14(
     workers = _check_args(n_images, image_size, workers, prevalence)
     if images_per_folder < 1:
         raise ValueError(f"images_per_folder={images_per_folder}; expected at least 1")
-    root = Path(root).expanduser()
-    prepare_output_dir(root, overwrite=overwrite)
-    settings = {
-        "layout": "chestxray14",
-        "seed": seed,
-        "n_images": n_images,
-        "image_size": image_size,
-        "prevalence": prevalence,
-    }
-    _write_marker(root, settings, complete=False)
+    root, settings = _begin_set(root, "chestxray14", n_images, image_size, seed, prevalence, overwrite)
     plan = plan_chestxray14(n_images, seed=seed, prevalence=prevalence)
     jobs = [
-        _Job(
-            p.index,
-            str(root / _folder(p.index, images_per_folder) / image_name(p)),
-            p.findings,
-            p.view,
-            p.female,
-            p.age,
-            image_size,
-            seed,
-            _STREAM["chestxray14"],
-        )
+        _job(p, root / _folder(p.index, images_per_folder) / image_name(p), image_size, seed, "chestxray14")
         for p in plan
     ]
     _run_jobs(jobs, workers, progress, "phantoms")
@@ -340,16 +357,7 @@ def generate_chexpert(
     """Write ``n_images`` phantoms (frontal and some lateral) in the CheXpert-v1.0-small layout."""
     start = time.perf_counter()
     workers = _check_args(n_images, image_size, workers, prevalence)
-    root = Path(root).expanduser()
-    prepare_output_dir(root, overwrite=overwrite)
-    settings = {
-        "layout": "chexpert",
-        "seed": seed,
-        "n_images": n_images,
-        "image_size": image_size,
-        "prevalence": prevalence,
-    }
-    _write_marker(root, settings, complete=False)
+    root, settings = _begin_set(root, "chexpert", n_images, image_size, seed, prevalence, overwrite)
     plan = plan_chexpert(n_images, seed=seed, prevalence=prevalence)
     patients = sorted({p.patient_id for p in plan})
     n_valid = (
@@ -364,7 +372,7 @@ def generate_chexpert(
         rel = chx.image_path(split, p.patient_id, p.follow_up + 1, frontal, 1 if frontal else 2)
         key = (p.patient_id, p.follow_up)
         if key not in study_cells:
-            rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(6, *key))))
+            rng = random_stream(seed, 6, *key)
             study_cells[key] = chx.label_cells(
                 chx.observations(p.findings + p.extras), rng, valid=split == "valid"
             )
@@ -378,19 +386,7 @@ def generate_chexpert(
                 *study_cells[key],
             ]
         )
-        jobs.append(
-            _Job(
-                p.index,
-                str(root / rel),
-                p.findings + p.extras,
-                p.view,
-                p.female,
-                p.age,
-                image_size,
-                seed,
-                _STREAM["chexpert"],
-            )
-        )
+        jobs.append(_job(p, root / rel, image_size, seed, "chexpert"))
     _run_jobs(jobs, workers, progress, "phantoms")
     folder = root / chx.CHEXPERT_DIR
     files = (folder / "train.csv", folder / "valid.csv")
@@ -437,8 +433,5 @@ def write_contact_sheet(path: str | Path, *, tile: int = 192, seed: int = 7, col
         draw.text((3, 1), title, fill=255, font=font)
         sheet.paste(image, ((i % columns) * tile, (i // columns) * tile))
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    sheet.save(tmp, format="PNG", optimize=True)
-    os.replace(tmp, path)
+    _save_image_atomic(sheet, path, format="PNG", optimize=True)
     return path

@@ -25,6 +25,7 @@ probability :data:`PERSISTENCE`, otherwise draws afresh, which leaves the margin
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -158,6 +159,22 @@ class PlannedImage:
     view: str  # "PA", "AP" or "LATERAL"
 
 
+def random_stream(seed: int, *key: int) -> np.random.Generator:
+    """The independent random stream ``key`` of ``seed``: ``SeedSequence(seed, spawn_key=key)``."""
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=key)))
+
+
+def _patients(
+    rng: np.random.Generator, plan: list[PlannedImage], n_images: int
+) -> Iterator[tuple[int, int, bool]]:
+    """``(patient id, age, female)`` of patient 1, 2, ... while ``plan`` (filled by the caller) is short."""
+    patient = 0
+    while len(plan) < n_images:
+        patient += 1
+        age, female = _patient_ages(rng)
+        yield patient, age, female
+
+
 def _follow_up_count(rng: np.random.Generator, mean_extra: float) -> int:
     return 1 + min(int(rng.geometric(1.0 / (1.0 + mean_extra))) - 1, 30)
 
@@ -181,12 +198,9 @@ def plan_chestxray14(n_images: int, *, seed: int = 0, prevalence: str = "balance
     image is PA with probability 0.75, later ones with 0.5 (inpatients are filmed AP).
     """
     model = label_model(prevalence)
-    rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(0,))))
+    rng = random_stream(seed, 0)
     plan: list[PlannedImage] = []
-    patient = 0
-    while len(plan) < n_images:
-        patient += 1
-        age, female = _patient_ages(rng)
+    for patient, age, female in _patients(rng, plan, n_images):
         findings: tuple[str, ...] | None = None
         for follow_up in range(min(_follow_up_count(rng, 2.0), n_images - len(plan))):
             findings = _next_findings(rng, model, findings)
@@ -204,7 +218,7 @@ def choose_test_patients(patient_ids: list[int], *, seed: int, fraction: float =
     unique = sorted(set(patient_ids))
     if len(unique) < 2:
         return set()
-    rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(9,))))
+    rng = random_stream(seed, 9)
     n_test = min(len(unique) - 1, max(1, round(fraction * len(unique))))
     return {int(p) for p in rng.choice(unique, size=n_test, replace=False)}
 
@@ -216,12 +230,9 @@ def plan_chexpert(n_images: int, *, seed: int = 0, prevalence: str = "balanced")
     """
     model = label_model(prevalence)
     rates = {name: r[prevalence] for name, r in CHEXPERT_EXTRAS.items()}
-    rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(5,))))
+    rng = random_stream(seed, 5)
     plan: list[PlannedImage] = []
-    patient = 0
-    while len(plan) < n_images:
-        patient += 1
-        age, female = _patient_ages(rng)
+    for patient, age, female in _patients(rng, plan, n_images):
         findings: tuple[str, ...] | None = None
         extras: tuple[str, ...] = ()
         for study in range(_follow_up_count(rng, 1.0)):
