@@ -1,4 +1,10 @@
-"""Export and INT8 quantization: training checkpoint -> verified model bundle.
+"""Export and INT8 quantization: training checkpoint -> verified model bundle (``cxr-export``).
 
-Not built yet: arrives with the "Export and INT8 quantization" issue (see README's stage map).
+Modules: ``formats`` (the registry of export formats), ``onnx_export`` (FP32 ONNX with
+``probabilities`` and ``feature_map`` outputs), ``graph_rewrite`` (BatchNorm -> depthwise conv),
+``onnx_int8`` (ONNX Runtime static QDQ), ``calibration`` (the recorded calibration images),
+``parity`` (figures and the gate), ``bundle_writer`` (atomic bundle folder), ``pipeline``
+(``export_bundle``), ``verify`` and ``ort_run`` (torch-free checking), ``cli``.
+
+This package's ``__init__`` imports nothing, so ``cxr-export verify`` runs without torch.
 """

@@ -1,0 +1,122 @@
+"""The fixed, recorded list of calibration images and their preprocessed tensors.
+
+INT8 calibration, the parity report and the golden set all read the same images, chosen
+deterministically and preprocessed by the one :func:`cxr_core.preprocess.preprocess_file`
+(ARCHITECTURE convention 4). The default source is the validation split of the dataset the
+checkpoint was trained on, rebuilt from the run config stored in the checkpoint; otherwise a
+directory of image files. The exact file names go into the manifest.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from cxr_core.errors import CxrEdgeError
+from cxr_core.preprocess import PreprocessSpec, preprocess_file
+
+logger = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm", ".dicom")
+DEFAULT_CALIBRATION_IMAGES = 64
+
+
+class CalibrationError(CxrEdgeError, ValueError):
+    """No usable calibration images: the source is missing, empty, or an image cannot be read."""
+
+
+@dataclass(frozen=True)
+class CalibrationSet:
+    """Calibration images: where they come from and the exact files, in order."""
+
+    source: str
+    root: Path
+    files: tuple[Path, ...]
+
+    @property
+    def names(self) -> list[str]:
+        """File names relative to ``root`` (POSIX), as recorded in the manifest."""
+        return [
+            f.relative_to(self.root).as_posix() if f.is_relative_to(self.root) else str(f) for f in self.files
+        ]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"source": self.source, "root": str(self.root), "count": len(self.files), "files": self.names}
+
+
+def evenly_spaced(items: Sequence[Path], count: int) -> list[Path]:
+    """``count`` items spread evenly over ``items`` (all of them when there are fewer)."""
+    if count <= 0:
+        raise CalibrationError(f"calibration image count {count}; expected at least 1")
+    if len(items) <= count:
+        return list(items)
+    picks = np.linspace(0, len(items) - 1, count).round().astype(int)
+    return [items[i] for i in picks]
+
+
+def from_directory(directory: str | Path, count: int) -> CalibrationSet:
+    """Image files under ``directory`` (recursive, sorted by relative path), evenly subsampled."""
+    root = Path(directory)
+    if not root.is_dir():
+        raise CalibrationError(f"calibration directory {root} does not exist; expected a folder of images")
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise CalibrationError(
+            f"calibration directory {root} holds no image files; expected some of {list(IMAGE_SUFFIXES)}"
+        )
+    return CalibrationSet(source=f"directory {root}", root=root, files=tuple(evenly_spaced(files, count)))
+
+
+def from_run_config(run_config: dict[str, Any], count: int, checkpoint: str | Path) -> CalibrationSet:
+    """The validation split of the dataset recorded in a checkpoint's run config."""
+    if not run_config or not run_config.get("data_root"):
+        raise CalibrationError(
+            f"checkpoint {checkpoint} records no dataset (run config without data_root); "
+            "pass --calibration-dir with a folder of images"
+        )
+    from training.config import TrainConfig
+    from training.engine import load_splits
+
+    try:
+        run = TrainConfig.from_dict(run_config, f"checkpoint {checkpoint}")
+        splits = load_splits(run)
+    except (CxrEdgeError, ValueError, OSError) as exc:
+        raise CalibrationError(
+            f"cannot reload the validation split recorded in checkpoint {checkpoint} ({exc}); "
+            "pass --calibration-dir with a folder of images"
+        ) from exc
+    records = sorted(splits.val, key=lambda r: str(r.path))
+    if not records:
+        raise CalibrationError(
+            f"the validation split of {run.dataset} at {run.data_root} is empty; pass --calibration-dir"
+        )
+    files = evenly_spaced([Path(r.path) for r in records], count)
+    return CalibrationSet(
+        source=f"validation split of {splits.name} at {run.data_root}",
+        root=Path(run.data_root),
+        files=tuple(files),
+    )
+
+
+def load_tensors(
+    calibration: CalibrationSet, spec: PreprocessSpec, progress: bool = False
+) -> NDArray[np.float32]:
+    """Preprocess every calibration image with ``spec``; ``(N, *spec.output_shape)`` float32."""
+    files: Any = calibration.files
+    if progress:
+        from tqdm import tqdm
+
+        files = tqdm(files, desc="calibration images", unit="img")
+    arrays = []
+    for path in files:
+        try:
+            arrays.append(preprocess_file(path, spec))
+        except (CxrEdgeError, ValueError, OSError) as exc:
+            raise CalibrationError(f"calibration image {path} cannot be used: {exc}") from exc
+    return np.stack(arrays, axis=0)

@@ -1,0 +1,102 @@
+"""Fixtures of the export tests: tiny real checkpoints, real PNG calibration images, one bundle."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from cxr_core.labels import CHESTXRAY14
+from cxr_core.preprocess import PreprocessSpec
+from tests.file_factory import write_png
+from training.checkpoint import save_checkpoint
+from training.models import ModelConfig, build_model
+
+#: 64 px input: the tiny DenseNet's feature map is 2x2, so pooling and the CAM are not trivial.
+SPEC = PreprocessSpec(input_size=64, resize_to=72)
+CALIBRATION_IMAGES = 8
+
+
+def tiny_model(architecture: str, seed: int = 0) -> torch.nn.Module:
+    """A tiny-densenet model with non-trivial BatchNorm statistics (as after training), eval mode."""
+    torch.manual_seed(seed)
+    model = build_model(ModelConfig(architecture=architecture, encoder="tiny-densenet", latent_dim=64))
+    generator = torch.Generator().manual_seed(seed)
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            n = module.num_features
+            module.running_mean.copy_(torch.rand(n, generator=generator) - 0.5)
+            module.running_var.copy_(0.5 + torch.rand(n, generator=generator) * 1.5)
+            module.weight.data.copy_(0.5 + torch.rand(n, generator=generator))
+            module.bias.data.copy_(0.2 * (torch.rand(n, generator=generator) - 0.5))
+    return model.eval()
+
+
+def write_checkpoint(path: Path, architecture: str, run_config: dict | None = None) -> Path:
+    """A real cxr-edge checkpoint of a fresh tiny model, with operating points."""
+    model = tiny_model(architecture)
+    labels = list(CHESTXRAY14.labels)
+    payload = {
+        "model_config": model.config.to_dict(),
+        "preprocess": SPEC.to_dict(),
+        "labels": labels,
+        "dataset": "synthetic",
+        "model_state": model.state_dict(),
+        "epoch": 1,
+        "global_step": 4,
+        "run_config": run_config or {},
+        "operating_points": [0.5] * len(labels),
+    }
+    return save_checkpoint(path, payload)
+
+
+@pytest.fixture(scope="session")
+def calibration_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Real 8-bit PNG radiograph-like images (smooth gradients, a bright blob and noise)."""
+    root = tmp_path_factory.mktemp("calibration")
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:80, 0:90] / 80.0
+    for i in range(CALIBRATION_IMAGES):
+        cy, cx = rng.uniform(0.2, 0.8, size=2)
+        blob = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 0.05)
+        image = 0.3 * yy + 0.4 * blob + 0.1 * rng.random(yy.shape)
+        write_png(root / f"img_{i:02d}.png", np.clip(image, 0, 1))
+    return root
+
+
+@pytest.fixture(scope="session")
+def checkpoint_factory(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """``make(architecture)``: a checkpoint path per architecture, written once per session."""
+    root = tmp_path_factory.mktemp("checkpoints")
+    made: dict[str, Path] = {}
+
+    def make(architecture: str) -> Path:
+        if architecture not in made:
+            made[architecture] = write_checkpoint(root / f"{architecture}.pt", architecture)
+        return made[architecture]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def session_bundle(
+    tmp_path_factory: pytest.TempPathFactory, checkpoint_factory: Callable[[str], Path], calibration_dir: Path
+) -> Path:
+    """One FP32 + INT8 ONNX bundle of the tiny CheXNet, built through the library entry point."""
+    from quantize.pipeline import ExportRequest, export_bundle
+
+    out = tmp_path_factory.mktemp("bundles") / "chexnet"
+    export_bundle(ExportRequest(checkpoint_factory("chexnet"), out, calibration_dir=calibration_dir))
+    return out
+
+
+@pytest.fixture
+def bundle_copy(session_bundle: Path, tmp_path: Path) -> Path:
+    """A private copy of the session bundle that a test may damage."""
+    target = tmp_path / "bundle"
+    shutil.copytree(session_bundle, target)
+    return target
