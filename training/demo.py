@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def ensure_phantoms(root: Path, images: int, size: int, seed: int) -> Path:
+def ensure_phantoms(root: Path, images: int, size: int, seed: int, progress: bool = True) -> Path:
     """Generate the phantom set unless ``root`` already holds one."""
     if (root / "Data_Entry_2017.csv").is_file():
         print(f"using the phantom set in {root}")
@@ -50,7 +50,7 @@ def ensure_phantoms(root: Path, images: int, size: int, seed: int) -> Path:
     from training.data.synthetic import generate_chestxray14
 
     print(f"generating {images} phantom images of {size} px into {root} ...", flush=True)
-    generate_chestxray14(root, n_images=images, image_size=size, seed=seed)
+    generate_chestxray14(root, n_images=images, image_size=size, seed=seed, progress=progress)
     return root
 
 
@@ -62,7 +62,7 @@ def run_demo(args: argparse.Namespace) -> dict[str, Path]:
     from training.trainer import run_training
 
     out = Path(args.out).expanduser()
-    data = ensure_phantoms(out / "data", args.images, args.size, args.seed)
+    data = ensure_phantoms(out / "data", args.images, args.size, args.seed, progress=not args.no_progress)
     resize_to = max(args.input_size, round(args.input_size * 256 / 224))
     config = TrainConfig(
         dataset="synthetic",
