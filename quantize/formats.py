@@ -65,9 +65,15 @@ class ExportFormat:
 
 
 def _build_onnx(context: BuildContext, path: Path) -> dict[str, Any]:
-    from quantize.onnx_export import export_onnx
+    import shutil
 
-    info = export_onnx(context.model, context.spec, path)
+    import onnx
+
+    from quantize.onnx_export import graph_info
+
+    # The one FP32 export the INT8 formats also start from: export once, copy into the bundle.
+    shutil.copyfile(context.fp32_onnx(), path)
+    info = graph_info(onnx.load(str(path)), context.spec.layout)
     return {**info.to_dict(), "quantization": None}
 
 
