@@ -133,17 +133,19 @@ def _fix_output_dims(graph: Any, shapes: list[tuple[int, ...]]) -> None:
 def graph_info(graph: Any, layout: str = "NCHW") -> OnnxGraphInfo:
     """Names, shapes (symbolic axes as strings) and layouts of a loaded ONNX model's inputs/outputs."""
 
-    def describe(value: Any, role_layout: str | None) -> dict[str, Any]:
+    def describe(value: Any, role: str, role_layout: str | None) -> dict[str, Any]:
         dims: list[int | str] = []
         for dim in value.type.tensor_type.shape.dim:
             dims.append(dim.dim_param if dim.dim_param else int(dim.dim_value))
-        entry: dict[str, Any] = {"name": value.name, "shape": dims, "dtype": "float32"}
+        entry: dict[str, Any] = {"name": value.name, "role": role, "shape": dims, "dtype": "float32"}
         if role_layout:
             entry["layout"] = role_layout
         return entry
 
-    inputs = [describe(v, layout) for v in graph.graph.input]
-    outputs = [describe(v, "NCHW" if v.name == FEATURE_MAP else None) for v in graph.graph.output]
+    inputs = [describe(v, "input", layout) for v in graph.graph.input]
+    outputs = [
+        describe(v, v.name, "NCHW" if v.name == FEATURE_MAP else None) for v in graph.graph.output
+    ]
     opset = max((o.version for o in graph.opset_import if o.domain in ("", "ai.onnx")), default=0)
     return OnnxGraphInfo(inputs=inputs, outputs=outputs, opset=int(opset))
 

@@ -33,7 +33,7 @@ from quantize.bundle_writer import staging, write_manifest, write_npz
 from quantize.formats import DEFAULT_FORMATS, BuildContext, ExportFormat, parse_formats
 from quantize.onnx_export import probability_output_doc
 from quantize.onnx_int8 import QuantConfig
-from quantize.ort_run import run_model
+from quantize.run_exported import run_exported
 from quantize.parity import FP32_THRESHOLDS, INT8_THRESHOLDS, ParityThresholds, check_gate, compare, failures
 from training.checkpoint import Checkpoint, cxr_edge_version, load_model
 
@@ -103,7 +103,8 @@ def _build_row(
     row: dict[str, Any] = {"name": fmt.name, "file": fmt.file_name, "int8": fmt.int8, "status": "failed"}
     try:
         info = fmt.builder(context, folder / fmt.file_name)
-        outputs = run_model(folder / fmt.file_name, context.calibration)
+        description = {**info, "format": fmt.name, "runtime": fmt.runtime}
+        outputs = run_exported(folder / fmt.file_name, description, context.calibration)
     except Exception as exc:  # a failed format is a reported row, not a crash (convention 3)
         logger.warning("format %s failed: %s: %s", fmt.name, type(exc).__name__, exc)
         (folder / fmt.file_name).unlink(missing_ok=True)
