@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from quantize.calibration import CalibrationError, evenly_spaced, from_directory, load_tensors
-from tests.quantize.conftest import SPEC
+from tests.bundle_fixtures import SPEC
 
 
 def test_directory_choice_is_sorted_and_evenly_spread(calibration_dir: Path) -> None:

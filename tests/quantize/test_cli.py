@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from quantize.cli import main
-from tests.quantize.conftest import write_checkpoint
+from tests.bundle_fixtures import write_checkpoint
 
 #: Run ``quantize.cli.main(argv)`` with torch, torchvision and onnx made unimportable.
 NO_TORCH = """

@@ -11,7 +11,7 @@ import torch
 
 from quantize.onnx_export import FEATURE_MAP, INPUT_NAME, PROBABILITIES, export_onnx
 from quantize.ort_run import run_model
-from tests.quantize.conftest import SPEC, tiny_model
+from tests.bundle_fixtures import SPEC, tiny_model
 from training.models import probabilities
 
 

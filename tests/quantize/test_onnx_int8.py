@@ -13,7 +13,7 @@ from quantize.graph_rewrite import batchnorm_to_depthwise
 from quantize.onnx_export import export_onnx
 from quantize.onnx_int8 import QuantConfig, QuantizationError, head_nodes, quantize_int8
 from quantize.ort_run import run_model, session
-from tests.quantize.conftest import SPEC, tiny_model
+from tests.bundle_fixtures import SPEC, tiny_model
 
 
 @pytest.fixture(scope="module", params=["chexnet", "dgc"])

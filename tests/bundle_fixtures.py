@@ -1,4 +1,8 @@
-"""Fixtures of the export tests: tiny real checkpoints, real PNG calibration images, one bundle."""
+"""Tiny real checkpoints, real PNG calibration images and tiny real bundles, for every test package.
+
+The fixtures are registered for the whole suite by ``tests/conftest.py``; the helpers
+(``tiny_model``, ``write_checkpoint``, ``SPEC``) may be imported directly.
+"""
 
 from __future__ import annotations
 
