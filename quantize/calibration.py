@@ -13,7 +13,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -73,8 +73,8 @@ def from_directory(directory: str | Path, count: int) -> CalibrationSet:
     return CalibrationSet(source=f"directory {root}", root=root, files=tuple(evenly_spaced(files, count)))
 
 
-def from_run_config(run_config: dict[str, Any], count: int, checkpoint: str | Path) -> CalibrationSet:
-    """The validation split of the dataset recorded in a checkpoint's run config."""
+def validation_split(run_config: dict[str, Any], checkpoint: str | Path) -> tuple[Any, Path]:
+    """``(DatasetSplits, data_root)`` of the dataset recorded in a checkpoint's run config."""
     if not run_config or not run_config.get("data_root"):
         raise CalibrationError(
             f"checkpoint {checkpoint} records no dataset (run config without data_root); "
@@ -91,32 +91,47 @@ def from_run_config(run_config: dict[str, Any], count: int, checkpoint: str | Pa
             f"cannot reload the validation split recorded in checkpoint {checkpoint} ({exc}); "
             "pass --calibration-dir with a folder of images"
         ) from exc
-    records = sorted(splits.val, key=lambda r: str(r.path))
-    if not records:
+    if not splits.val:
         raise CalibrationError(
             f"the validation split of {run.dataset} at {run.data_root} is empty; pass --calibration-dir"
         )
+    return splits, Path(run.data_root)
+
+
+def from_splits(splits: Any, root: Path, count: int) -> CalibrationSet:
+    """``count`` images spread evenly over the validation split (sorted by path)."""
+    records = sorted(splits.val, key=lambda r: str(r.path))
     files = evenly_spaced([Path(r.path) for r in records], count)
     return CalibrationSet(
-        source=f"validation split of {splits.name} at {run.data_root}",
-        root=Path(run.data_root),
-        files=tuple(files),
+        source=f"validation split of {splits.name} at {root}", root=root, files=tuple(files)
     )
 
 
+def from_run_config(run_config: dict[str, Any], count: int, checkpoint: str | Path) -> CalibrationSet:
+    """The validation split of the dataset recorded in a checkpoint's run config."""
+    splits, root = validation_split(run_config, checkpoint)
+    return from_splits(splits, root, count)
+
+
+class ImageList(Protocol):
+    """Anything with an ordered ``files`` tuple (calibration and evaluation sets)."""
+
+    files: tuple[Path, ...]
+
+
 def load_tensors(
-    calibration: CalibrationSet, spec: PreprocessSpec, progress: bool = False
+    images: ImageList, spec: PreprocessSpec, progress: bool = False, desc: str = "calibration images"
 ) -> NDArray[np.float32]:
-    """Preprocess every calibration image with ``spec``; ``(N, *spec.output_shape)`` float32."""
-    files: Any = calibration.files
+    """Preprocess every image of ``images`` with ``spec``; ``(N, *spec.output_shape)`` float32."""
+    files: Any = images.files
     if progress:
         from tqdm import tqdm
 
-        files = tqdm(files, desc="calibration images", unit="img")
+        files = tqdm(files, desc=desc, unit="img")
     arrays = []
     for path in files:
         try:
             arrays.append(preprocess_file(path, spec))
         except (CxrEdgeError, ValueError, OSError) as exc:
-            raise CalibrationError(f"calibration image {path} cannot be used: {exc}") from exc
+            raise CalibrationError(f"{desc[:-1]} {path} cannot be used: {exc}") from exc
     return np.stack(arrays, axis=0)

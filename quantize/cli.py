@@ -20,10 +20,21 @@ from typing import Any
 from cxr_core.errors import CxrEdgeError
 
 
+def _limit(text: str) -> float | None:
+    """A threshold flag: a number, or 'none' to report the figure without gating it."""
+    if text.strip().lower() == "none":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number; expected e.g. 0.01, or 'none'") from None
+
+
 def _export_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cxr-export",
-        description="Export a cxr-train checkpoint into a model bundle (FP32/INT8 ONNX, parity gate). "
+        description="Export a cxr-train checkpoint into a model bundle (FP32/INT8 ONNX, FP32/FP16/INT8 "
+        "TFLite) with a parity gate. "
         "Use 'cxr-export verify BUNDLE' to check a bundle.",
     )
     parser.add_argument("checkpoint", type=Path, help="checkpoint .pt written by cxr-train")
@@ -31,7 +42,9 @@ def _export_parser() -> argparse.ArgumentParser:
         "--out", type=Path, required=True, help="bundle folder to write (replaced atomically)"
     )
     parser.add_argument(
-        "--formats", default="onnx,onnx-int8", help="comma-separated formats (default: %(default)s)"
+        "--formats",
+        default=None,
+        help="comma-separated formats, e.g. onnx,onnx-int8 (default: every format in the registry)",
     )
     parser.add_argument("--calibration-images", type=int, default=64, help="calibration images (default: 64)")
     parser.add_argument(
@@ -40,15 +53,30 @@ def _export_parser() -> argparse.ArgumentParser:
         default=None,
         help="folder of images for calibration (default: the checkpoint's validation split)",
     )
+    parser.add_argument(
+        "--evaluation-images",
+        type=int,
+        default=512,
+        help="held-out labelled images for parity and the AUC gate: the validation split minus the "
+        "calibration images (default: up to %(default)s; 0 measures on the calibration images)",
+    )
     parser.add_argument("--golden-images", type=int, default=4, help="images in the golden set (default: 4)")
     parser.add_argument("--calibration-method", choices=["minmax", "percentile"], default="minmax")
     parser.add_argument("--no-batchnorm-rewrite", action="store_true", help="keep float BatchNorms in INT8")
     gate = parser.add_argument_group("INT8 parity gate (defaults justified in quantize/parity.py)")
-    gate.add_argument("--max-delta-p", type=float, default=0.10, help="max |p_int8 - p_fp32| (default: 0.10)")
-    gate.add_argument("--max-mean-delta-p", type=float, default=0.02, help="mean |dp| (default: 0.02)")
-    gate.add_argument("--min-agreement", type=float, default=0.95, help="call agreement at operating points")
-    gate.add_argument("--max-feature-error", type=float, default=0.25, help="feature-map relative error")
+    gate.add_argument("--max-auc-drop", type=_limit, default=0.01, help="mean AUC drop vs PyTorch (0.01)")
+    gate.add_argument(
+        "--max-class-auc-drop", type=_limit, default=0.02, help="largest per-finding AUC drop (0.02)"
+    )
+    gate.add_argument("--min-agreement", type=_limit, default=0.97, help="call agreement at operating points")
+    gate.add_argument("--max-mean-delta-p", type=_limit, default=0.02, help="mean |dp| (default: 0.02)")
+    gate.add_argument("--max-delta-p", type=_limit, default=None, help="max |dp| (default: reported only)")
+    gate.add_argument("--max-feature-error", type=_limit, default=0.25, help="feature-map relative error")
+    gate.add_argument(
+        "--min-cam-correlation", type=_limit, default=None, help="CAM correlation (default: reported only)"
+    )
     gate.add_argument("--no-parity-gate", action="store_true", help="publish even when a format drifts")
+    parser.add_argument("--no-timing", action="store_true", help="skip timing formats for the recommendation")
     parser.add_argument("--progress", action="store_true", help="show progress bars")
     parser.add_argument("--json", action="store_true", help="print the export report as JSON")
     return parser
@@ -65,22 +93,30 @@ def _verify_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_COLUMNS = (
+    ("mean AUC", "mean_auc", ".4f"),
+    ("dAUC", "auc_drop", "+.4f"),
+    ("max|dp|", "max_abs_dp", ".2e"),
+    ("mean|dp|", "mean_abs_dp", ".2e"),
+    ("agree", "call_agreement", ".4f"),
+    ("fm rel", "feature_map_rel_error", ".2e"),
+    ("CAM r", "cam_correlation", ".4f"),
+)
+
+
 def _print_rows(rows: list[dict[str, Any]]) -> None:
-    print(f"{'format':<12} {'status':<7} {'max|dp|':>9} {'mean|dp|':>9} {'agree':>7} {'fm rel':>8}  note")
-    columns = (
-        ("max_abs_dp", ".2e"),
-        ("mean_abs_dp", ".2e"),
-        ("call_agreement", ".3f"),
-        ("feature_map_rel_error", ".2e"),
-    )
+    header = " ".join(f"{title:>9}" for title, _, _ in _COLUMNS)
+    print(f"{'format':<12} {'status':<7} {header} {'ms':>7}  note")
     for row in rows:
         parity = row.get("parity") or {}
-        cells = [format(parity[key], spec) if key in parity else "-" for key, spec in columns]
+        cells = []
+        for _, key, spec in _COLUMNS:
+            value = parity.get(key)
+            cells.append(format(value, spec) if isinstance(value, int | float) else "-")
+        latency = (row.get("latency") or {}).get("median_ms")
+        ms = f"{latency:.1f}" if latency is not None else "-"
         note = row.get("error") or "; ".join(row.get("failures") or [])
-        print(
-            f"{row['name']:<12} {row['status']:<7} {cells[0]:>9} {cells[1]:>9} {cells[2]:>7} {cells[3]:>8}"
-            f"  {note}"
-        )
+        print(f"{row['name']:<12} {row['status']:<7} {' '.join(f'{c:>9}' for c in cells)} {ms:>7}  {note}")
 
 
 def run_export(args: argparse.Namespace) -> int:
@@ -91,17 +127,29 @@ def run_export(args: argparse.Namespace) -> int:
     request = ExportRequest(
         checkpoint=args.checkpoint,
         out=args.out,
-        formats=tuple(n.strip() for n in args.formats.split(",") if n.strip()),
+        **(
+            {"formats": tuple(n.strip() for n in args.formats.split(",") if n.strip())}
+            if args.formats
+            else {}
+        ),
         calibration_images=args.calibration_images,
         calibration_dir=args.calibration_dir,
+        evaluation_images=args.evaluation_images,
         golden_images=args.golden_images,
         quant=QuantConfig(
             calibration=args.calibration_method, rewrite_batchnorm=not args.no_batchnorm_rewrite
         ),
         int8_thresholds=ParityThresholds(
-            args.max_delta_p, args.max_mean_delta_p, args.min_agreement, args.max_feature_error
+            max_abs_dp=args.max_delta_p,
+            mean_abs_dp=args.max_mean_delta_p,
+            min_call_agreement=args.min_agreement,
+            max_feature_rel_error=args.max_feature_error,
+            max_auc_drop=args.max_auc_drop,
+            max_class_auc_drop=args.max_class_auc_drop,
+            min_cam_correlation=args.min_cam_correlation,
         ),
         enforce_gate=not args.no_parity_gate,
+        time_formats=not args.no_timing,
         progress=args.progress,
     )
     try:
@@ -114,6 +162,11 @@ def run_export(args: argparse.Namespace) -> int:
         print(json.dumps({"bundle": str(result.path), "formats": result.rows}, indent=2))
     else:
         _print_rows(result.rows)
+        images = result.manifest["parity"]["images"]
+        print(f"parity measured on {images.get('count')} image(s): {images.get('source')}")
+        recommended = result.manifest.get("recommended") or {}
+        for runtime, name in recommended.items():
+            print(f"recommended for {runtime}: {name}")
         print(f"bundle written to {result.path}")
     return 0 if all(row["status"] == "ok" for row in result.rows) else 1
 

@@ -143,9 +143,7 @@ def graph_info(graph: Any, layout: str = "NCHW") -> OnnxGraphInfo:
         return entry
 
     inputs = [describe(v, "input", layout) for v in graph.graph.input]
-    outputs = [
-        describe(v, v.name, "NCHW" if v.name == FEATURE_MAP else None) for v in graph.graph.output
-    ]
+    outputs = [describe(v, v.name, "NCHW" if v.name == FEATURE_MAP else None) for v in graph.graph.output]
     opset = max((o.version for o in graph.opset_import if o.domain in ("", "ai.onnx")), default=0)
     return OnnxGraphInfo(inputs=inputs, outputs=outputs, opset=int(opset))
 

@@ -1,33 +1,38 @@
 """Parity of an exported format against the PyTorch FP32 model, and the gate that refuses drift.
 
-For each format the export runs the same preprocessed images (the recorded calibration list)
-through the format and through PyTorch in FP32 and reports:
+For each format the export runs the same preprocessed images through the format and through
+PyTorch in FP32. By default these are the *evaluation* images: the labelled validation split
+minus the calibration images (INT8 ranges were fitted on those, so parity there is optimistic).
+It reports:
 
 * ``max_abs_dp`` / ``mean_abs_dp``: max and mean |p_format - p_torch| over images and findings;
 * ``call_agreement``: fraction of (image, finding) pairs with the same decision ``p >= t`` at the
   finding's operating point ``t`` (what the calibrated app shows as positive / negative);
 * ``top1_agreement``: fraction of images whose most probable finding is the same;
-* ``feature_map_rel_error``: ``||F_format - F_torch|| / ||F_torch||`` (what the CAM is built from).
+* ``feature_map_rel_error``: ``||F_format - F_torch|| / ||F_torch||`` (what the CAM is built from);
+* ``cam_correlation`` (mean) and ``cam_correlation_min``: Pearson correlation of the format's and
+  PyTorch's class activation map of each image's most probable finding (classifier weights given);
+* with labels: ``mean_auc`` (format) and ``reference_mean_auc`` (PyTorch), ``auc_drop`` (reference
+  minus format, positive = worse), ``max_class_auc_drop`` and ``per_class_auc``.
 
-Default INT8 thresholds (configurable on the CLI) and why:
+The gate (thresholds configurable on the CLI; ``None`` = reported, not gated). INT8 defaults:
 
-* ``max_abs_dp <= 0.10``: well-behaved static INT8 CNNs move probabilities by a few hundredths;
-  a tenth means some layer is clipping (e.g. a bad calibration range) and decisions near the
-  operating point become unreliable. Random-weight DenseNets through badly-fitting routes reached
-  0.3-0.8 (FINDINGS.md), which this refuses.
+* ``auc_drop <= 0.01`` and ``max_class_auc_drop <= 0.02``: quantization may not cost more than a
+  hundredth of mean AUC, or two hundredths on any one finding (the issue's budget).
+* ``call_agreement >= 0.97``: at most three decisions in a hundred may flip at the operating points.
 * ``mean_abs_dp <= 0.02``: the typical image must be essentially unchanged.
-* ``call_agreement >= 0.95``: at most one decision in twenty may flip at the operating points.
 * ``feature_map_rel_error <= 0.25``: the CAM is a qualitative overlay; a quarter of the norm still
   shows the same regions, more than that and the heat map misleads.
+* ``max_abs_dp`` is reported, not gated: a single image near a saturated logit can move by 0.2
+  while every decision and the AUC stay put (measured on the trained DGC, docs/export.md).
 
-FP32 formats must match to numerical noise (``max_abs_dp <= 1e-4``, feature map ``<= 1e-3``):
-anything larger is an export bug, not quantization. Parity measured on the calibration images
-themselves is optimistic for INT8 (MinMax ranges come from them); edge-bench measures the test
-split. numpy only.
+FP32 formats must match to numerical noise (``max_abs_dp <= 1e-4``, feature map ``<= 1e-3``,
+CAM correlation ``>= 0.99``): anything larger is an export bug, not quantization. numpy only.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -36,6 +41,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from cxr_core.errors import CxrEdgeError
+from cxr_core.metrics import mean_auc, per_class_auc
 
 
 class ParityGateError(CxrEdgeError, RuntimeError):
@@ -48,41 +54,86 @@ class ParityGateError(CxrEdgeError, RuntimeError):
 
 @dataclass(frozen=True)
 class ParityThresholds:
-    """Limits a format must meet to be published (see the module docstring for the defaults)."""
+    """Limits a format must meet to be published; ``None`` reports a figure without gating it."""
 
-    max_abs_dp: float = 0.10
-    mean_abs_dp: float = 0.02
-    min_call_agreement: float = 0.95
-    max_feature_rel_error: float = 0.25
+    max_abs_dp: float | None = None
+    mean_abs_dp: float | None = 0.02
+    min_call_agreement: float | None = 0.97
+    max_feature_rel_error: float | None = 0.25
+    max_auc_drop: float | None = 0.01
+    max_class_auc_drop: float | None = 0.02
+    min_cam_correlation: float | None = None
 
     def __post_init__(self) -> None:
-        for name in ("max_abs_dp", "mean_abs_dp", "max_feature_rel_error"):
+        limits = ("max_abs_dp", "mean_abs_dp", "max_feature_rel_error", "max_auc_drop", "max_class_auc_drop")
+        for name in limits:
             value = getattr(self, name)
-            if not isinstance(value, int | float) or value < 0 or not np.isfinite(value):
-                raise ValueError(f"ParityThresholds.{name}={value!r}; expected a finite number >= 0")
-        if not 0.0 <= self.min_call_agreement <= 1.0:
-            raise ValueError(
-                f"ParityThresholds.min_call_agreement={self.min_call_agreement!r}; "
-                "expected a fraction in [0, 1]"
-            )
+            if value is not None and not (isinstance(value, int | float) and 0 <= value < math.inf):
+                raise ValueError(f"ParityThresholds.{name}={value!r}; expected a finite number >= 0 or None")
+        for name, low in (("min_call_agreement", 0.0), ("min_cam_correlation", -1.0)):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, int | float) and low <= value <= 1.0):
+                expected = f"expected a value in [{low:g}, 1] or None"
+                raise ValueError(f"ParityThresholds.{name}={value!r}; {expected}")
 
-    def to_dict(self) -> dict[str, float]:
+    def to_dict(self) -> dict[str, float | None]:
         return asdict(self)
 
 
 #: What an FP32 format must meet: numerical noise only.
 FP32_THRESHOLDS = ParityThresholds(
-    max_abs_dp=1e-4, mean_abs_dp=1e-5, min_call_agreement=0.99, max_feature_rel_error=1e-3
+    max_abs_dp=1e-4,
+    mean_abs_dp=1e-5,
+    min_call_agreement=0.99,
+    max_feature_rel_error=1e-3,
+    max_auc_drop=1e-3,
+    max_class_auc_drop=2e-3,
+    min_cam_correlation=0.99,
 )
 INT8_THRESHOLDS = ParityThresholds()
+#: FP16 sits between: half-precision weights move probabilities by up to a few hundredths (FINDINGS.md).
+FP16_THRESHOLDS = ParityThresholds(
+    max_abs_dp=0.05, mean_abs_dp=5e-3, min_call_agreement=0.99, max_feature_rel_error=0.05
+)
+
+
+def cam_correlations(
+    reference: NDArray[np.floating],
+    candidate: NDArray[np.floating],
+    weight: NDArray[np.floating],
+    classes: NDArray[np.integer],
+) -> NDArray[np.float64]:
+    """Pearson correlation of the CAMs ``sum_k W[c,k] F[k]`` of class ``classes[i]`` for each image ``i``.
+
+    Images whose reference CAM is constant (nothing to correlate) are left out.
+    """
+    rows = np.asarray(weight, dtype=np.float64)[classes]  # (N, C)
+    cam_ref = np.einsum("nc,nchw->nhw", rows, np.asarray(reference, dtype=np.float64))
+    cam_new = np.einsum("nc,nchw->nhw", rows, np.asarray(candidate, dtype=np.float64))
+    a = cam_ref.reshape(len(classes), -1)
+    b = cam_new.reshape(len(classes), -1)
+    a = a - a.mean(axis=1, keepdims=True)
+    b = b - b.mean(axis=1, keepdims=True)
+    denom = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    keep = np.linalg.norm(a, axis=1) > 1e-12
+    # A constant candidate map against a varying reference correlates 0, not NaN.
+    safe = np.where(denom > 0, denom, 1.0)
+    corr = np.where(denom > 0, (a * b).sum(axis=1) / safe, 0.0)
+    return corr[keep]
 
 
 def compare(
     reference: Mapping[str, NDArray[np.float32]],
     candidate: Mapping[str, NDArray[np.float32]],
     operating_points: Sequence[float],
-) -> dict[str, float]:
-    """Parity figures of ``candidate`` outputs against ``reference`` (both by output name)."""
+    truth: NDArray[np.floating] | None = None,
+    mask: NDArray[np.floating] | None = None,
+    cam_weight: NDArray[np.floating] | None = None,
+) -> dict[str, Any]:
+    """Parity figures of ``candidate`` outputs against ``reference`` (both by output name).
+
+    ``truth``/``mask`` (N, L) add the AUC figures; ``cam_weight`` (L, C) adds the CAM correlation.
+    """
     p_ref = np.asarray(reference["probabilities"], dtype=np.float64)
     p_new = np.asarray(candidate["probabilities"], dtype=np.float64)
     if p_ref.shape != p_new.shape:
@@ -97,7 +148,7 @@ def compare(
         raise ValueError(f"feature_map has shape {f_new.shape}; expected {f_ref.shape} like the reference")
     norm = float(np.linalg.norm(f_ref))
     rel = float(np.linalg.norm(f_new - f_ref) / norm) if norm > 0 else float(np.linalg.norm(f_new))
-    return {
+    figures: dict[str, Any] = {
         "images": int(p_ref.shape[0]),
         "max_abs_dp": float(delta.max()),
         "mean_abs_dp": float(delta.mean()),
@@ -105,25 +156,63 @@ def compare(
         "top1_agreement": float(np.mean(p_new.argmax(axis=1) == p_ref.argmax(axis=1))),
         "feature_map_rel_error": rel,
     }
+    if cam_weight is not None:
+        corr = cam_correlations(f_ref, f_new, cam_weight, p_ref.argmax(axis=1))
+        if corr.size:
+            figures.update(cam_correlation=float(corr.mean()), cam_correlation_min=float(corr.min()))
+    if truth is not None:
+        figures.update(auc_figures(truth, mask, p_ref, p_new))
+    return figures
 
 
-def failures(figures: Mapping[str, float], thresholds: ParityThresholds) -> list[str]:
-    """Human-readable reasons why ``figures`` break ``thresholds`` (empty when they pass)."""
+def auc_figures(
+    truth: NDArray[np.floating],
+    mask: NDArray[np.floating] | None,
+    p_ref: NDArray[np.floating],
+    p_new: NDArray[np.floating],
+) -> dict[str, Any]:
+    """Mean and per-class AUC of the candidate, the reference's, and the drops (reference - candidate)."""
+    ref_auc = per_class_auc(truth, p_ref, mask)
+    new_auc = per_class_auc(truth, p_new, mask)
+    drops = ref_auc - new_auc
+    defined = ~np.isnan(drops)
+    return {
+        "labelled_images": int(np.asarray(truth).shape[0]),
+        "mean_auc": mean_auc(new_auc),
+        "reference_mean_auc": mean_auc(ref_auc),
+        "auc_drop": mean_auc(ref_auc) - mean_auc(new_auc),
+        "max_class_auc_drop": float(drops[defined].max()) if defined.any() else math.nan,
+        "per_class_auc": [None if math.isnan(a) else float(a) for a in new_auc],
+        "reference_per_class_auc": [None if math.isnan(a) else float(a) for a in ref_auc],
+    }
+
+
+#: (figure, threshold field, comparison, label) checked by :func:`failures`.
+_CHECKS: tuple[tuple[str, str, str, str], ...] = (
+    ("max_abs_dp", "max_abs_dp", ">", "max |dp|"),
+    ("mean_abs_dp", "mean_abs_dp", ">", "mean |dp|"),
+    ("call_agreement", "min_call_agreement", "<", "agreement at operating points"),
+    ("feature_map_rel_error", "max_feature_rel_error", ">", "feature-map relative error"),
+    ("auc_drop", "max_auc_drop", ">", "mean AUC drop"),
+    ("max_class_auc_drop", "max_class_auc_drop", ">", "largest per-class AUC drop"),
+    ("cam_correlation", "min_cam_correlation", "<", "CAM correlation"),
+)
+
+
+def failures(figures: Mapping[str, Any], thresholds: ParityThresholds) -> list[str]:
+    """Human-readable reasons why ``figures`` break ``thresholds`` (empty when they pass).
+
+    A gated figure that was not measured (no labels, no classifier weights) is not a failure;
+    the report says which figures exist.
+    """
     reasons = []
-    if figures["max_abs_dp"] > thresholds.max_abs_dp:
-        reasons.append(f"max |dp| {figures['max_abs_dp']:.4g} > {thresholds.max_abs_dp:g}")
-    if figures["mean_abs_dp"] > thresholds.mean_abs_dp:
-        reasons.append(f"mean |dp| {figures['mean_abs_dp']:.4g} > {thresholds.mean_abs_dp:g}")
-    if figures["call_agreement"] < thresholds.min_call_agreement:
-        reasons.append(
-            f"agreement at operating points {figures['call_agreement']:.4f} < "
-            f"{thresholds.min_call_agreement:g}"
-        )
-    if figures["feature_map_rel_error"] > thresholds.max_feature_rel_error:
-        reasons.append(
-            f"feature-map relative error {figures['feature_map_rel_error']:.4g} > "
-            f"{thresholds.max_feature_rel_error:g}"
-        )
+    for key, field_name, op, label in _CHECKS:
+        limit = getattr(thresholds, field_name)
+        value = figures.get(key)
+        if limit is None or value is None or (isinstance(value, float) and math.isnan(value)):
+            continue
+        if (op == ">" and value > limit) or (op == "<" and value < limit):
+            reasons.append(f"{label} {value:.4g} {op} {limit:g}")
     return reasons
 
 
@@ -134,7 +223,8 @@ def check_gate(report: Mapping[str, Mapping[str, Any]]) -> None:
         detail = "; ".join(f"{name}: {', '.join(reasons)}" for name, reasons in failed.items())
         raise ParityGateError(
             f"parity gate refused the bundle ({detail}). Improve calibration, relax the thresholds "
-            "(--max-delta-p, --max-mean-delta-p, --min-agreement, --max-feature-error) or leave the "
+            "(--max-auc-drop, --max-class-auc-drop, --min-agreement, --max-mean-delta-p, --max-delta-p, "
+            "--max-feature-error) or leave the "
             "format out",
             dict(report),
         )

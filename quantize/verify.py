@@ -1,12 +1,12 @@
 """Verify a model bundle without torch: hashes, then the golden set re-run through each runtime.
 
-This is what ``cxr-export verify BUNDLE`` runs; it imports only cxr_core, numpy and (when
-installed) onnxruntime, so it works on the device side as well as on the export machine.
+This is what ``cxr-export verify BUNDLE`` runs; it imports only cxr_core, numpy and the runtimes
+that are installed, and runs every model file through the device's own backend
+(:func:`cxr_core.runtime.open_model`), so it checks exactly what a device runs.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 from pathlib import Path
 from typing import Any
@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 
 from cxr_core.bundle import Bundle, BundleError, load_bundle, load_golden
+from cxr_core.runtime import ModelSignatureError, RuntimeUnavailableError, open_model
+from cxr_core.runtime.select import entry_family
 
 logger = logging.getLogger(__name__)
 
@@ -22,17 +24,33 @@ class GoldenMismatchError(BundleError):
     """A model's outputs on the golden inputs differ from the recorded reference beyond its tolerance."""
 
 
-def _check_golden(bundle: Bundle, golden: dict[str, np.ndarray], name: str) -> dict[str, Any]:
-    from quantize.ort_run import run_model
-
+def _check_golden(
+    bundle: Bundle, golden: dict[str, np.ndarray], name: str, threads: int | None = None
+) -> dict[str, Any]:
     entry = bundle.model(name)
-    outputs = run_model(bundle.path(entry), golden["inputs"].astype(np.float32))
+    raw = next((m for m in bundle.manifest["models"] if m.get("name") == name), None)
+    try:
+        entry_family(raw if raw is not None else entry, bundle.path(entry))
+    except ModelSignatureError as exc:
+        return {"model": name, "status": "skipped", "reason": f"no runtime for this format ({exc})"}
+    try:
+        backend = open_model(bundle.path(entry), raw if raw is not None else entry, threads=threads)
+    except RuntimeUnavailableError as exc:
+        return {"model": name, "status": "skipped", "reason": str(exc)}
+    with backend:
+        outputs = backend(golden["inputs"].astype(np.float32))
     delta = float(np.abs(outputs["probabilities"] - golden["probabilities"]).max())
     ref = golden["feature_map"].astype(np.float64)
     norm = float(np.linalg.norm(ref))
     rel = float(np.linalg.norm(outputs["feature_map"] - ref) / norm) if norm > 0 else 0.0
     tolerance = entry.golden_tolerance
-    result = {"model": name, "status": "ok", "max_abs_dp": delta, "feature_map_rel_error": rel}
+    result = {
+        "model": name,
+        "status": "ok",
+        "runtime": backend.runtime,
+        "max_abs_dp": delta,
+        "feature_map_rel_error": rel,
+    }
     limit_dp = float(tolerance.get("max_abs_dp", 1e-4))
     limit_fm = float(tolerance.get("feature_map_rel_error", 1e-3))
     if delta > limit_dp or rel > limit_fm:
@@ -44,12 +62,12 @@ def _check_golden(bundle: Bundle, golden: dict[str, np.ndarray], name: str) -> d
     return result
 
 
-def verify_bundle(root: str | Path, run_golden: bool = True) -> dict[str, Any]:
-    """Check hashes and format version, then (with onnxruntime installed) the golden outputs.
+def verify_bundle(root: str | Path, run_golden: bool = True, threads: int | None = None) -> dict[str, Any]:
+    """Check hashes and format version, then every model's outputs on the golden inputs.
 
     Returns a report: ``files`` checked and one ``golden`` row per model (``skipped`` with the
-    reason when its runtime is not installed). Raises :class:`~cxr_core.bundle.BundleError`
-    subclasses on any mismatch.
+    reason and the pip hint when no runtime for its format is installed; ``runtime`` names the one
+    that ran it). Raises :class:`~cxr_core.bundle.BundleError` subclasses on any mismatch.
     """
     bundle = load_bundle(root, verify=True)
     report: dict[str, Any] = {
@@ -61,13 +79,6 @@ def verify_bundle(root: str | Path, run_golden: bool = True) -> dict[str, Any]:
     if not run_golden:
         return report
     golden = load_golden(bundle)
-    have_ort = importlib.util.find_spec("onnxruntime") is not None
     for entry in bundle.models:
-        if entry.format not in ("onnx", "onnx-int8"):
-            report["golden"].append({"model": entry.name, "status": "skipped", "reason": "no runner yet"})
-        elif not have_ort:
-            reason = "onnxruntime not installed (pip install 'cxr-edge[app]')"
-            report["golden"].append({"model": entry.name, "status": "skipped", "reason": reason})
-        else:
-            report["golden"].append(_check_golden(bundle, golden, entry.name))
+        report["golden"].append(_check_golden(bundle, golden, entry.name, threads))
     return report
