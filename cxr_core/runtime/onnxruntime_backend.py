@@ -1,0 +1,132 @@
+"""ONNX Runtime backend: CPU provider, fixed thread pool, every graph optimisation.
+
+onnxruntime is imported when a backend is opened, never at module import, so ``cxr_core`` stays
+importable on a device that only has LiteRT.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from cxr_core.errors import MissingDependencyError
+from cxr_core.optional import require
+from cxr_core.runtime.base import (
+    Backend,
+    ModelFileError,
+    ModelSignature,
+    ModelSignatureError,
+    RuntimeUnavailableError,
+    Stopwatch,
+    TensorSpec,
+    check_tensor,
+)
+
+logger = logging.getLogger(__name__)
+
+#: ONNX tensor element types -> manifest dtype names.
+_ORT_TYPES = {
+    "tensor(float)": "float32",
+    "tensor(float16)": "float16",
+    "tensor(int8)": "int8",
+    "tensor(uint8)": "uint8",
+    "tensor(int16)": "int16",
+}
+#: onnxruntime's log severity: 0 verbose, 1 info, 2 warning, 3 error.
+_LOG_WARNING = 2
+
+
+def import_onnxruntime() -> Any:
+    """The onnxruntime module, or :class:`RuntimeUnavailableError` with the pip hint."""
+    try:
+        return require("onnxruntime", extra="runtime", purpose="running ONNX models (onnxruntime backend)")
+    except MissingDependencyError as exc:
+        raise RuntimeUnavailableError(str(exc)) from exc
+
+
+class OnnxRuntimeBackend(Backend):
+    """Runs an ONNX model file with ONNX Runtime's CPU execution provider."""
+
+    runtime = "onnxruntime"
+
+    def __init__(self, path: str | Path, signature: ModelSignature, threads: int) -> None:
+        clock = Stopwatch()
+        super().__init__(path, signature, threads)
+        ort = import_onnxruntime()
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = _LOG_WARNING
+        try:
+            self._session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        except (
+            Exception
+        ) as exc:  # onnxruntime raises its own Exception subclasses (InvalidProtobuf, Fail, ...)
+            raise ModelFileError(
+                f"{self.path} is not a valid ONNX model for onnxruntime {ort.__version__} "
+                f"(expected format {signature.format!r}, an .onnx file written by cxr-export): {exc}"
+            ) from exc
+        self.signature = self._bind(signature)
+        batch = self.signature.input.shape[0]
+        self.fixed_batch = batch if batch is not None else None
+        self._output_names = [spec.key for spec in self.signature.outputs.values()]
+        self._roles = list(self.signature.outputs)
+        self.load_ms = clock.ms()
+        logger.info(
+            "opened %s with onnxruntime %s (%d threads, %.0f ms)",
+            self.path.name,
+            ort.__version__,
+            threads,
+            self.load_ms,
+        )
+
+    def _bind(self, signature: ModelSignature) -> ModelSignature:
+        """Match the manifest's tensors to the session's by name and check shapes and dtypes."""
+        inputs = {node.name: node for node in self._session.get_inputs()}
+        outputs = {node.name: node for node in self._session.get_outputs()}
+        if len(inputs) != 1:
+            raise ModelSignatureError(
+                f"{self.path}: the file has inputs {list(inputs)}; expected exactly one"
+            )
+        spec = signature.input
+        node = inputs.get(spec.name)
+        if node is None:
+            raise ModelSignatureError(
+                f"{self.path}: the manifest's input {spec.name!r} is not in the file; it has {list(inputs)}"
+            )
+        bound_input = self._check(spec, node)
+        bound: dict[str, TensorSpec] = {}
+        for role, spec in signature.outputs.items():
+            node = outputs.get(spec.name)
+            if node is None:
+                raise ModelSignatureError(
+                    f"{self.path}: the manifest's {role} output {spec.name!r} is not in the file; "
+                    f"it has {list(outputs)}"
+                )
+            bound[role] = self._check(spec, node)
+        return ModelSignature(signature.name, signature.format, signature.runtime, bound_input, bound)
+
+    def _check(self, spec: TensorSpec, node: Any) -> TensorSpec:
+        dtype = _ORT_TYPES.get(node.type)
+        if dtype is None:
+            raise ModelSignatureError(
+                f"{self.path}: tensor {node.name!r} has type {node.type}; expected one of {list(_ORT_TYPES)}"
+            )
+        shape = [d if isinstance(d, int) and d > 0 else None for d in node.shape]
+        checked = check_tensor(spec, shape, dtype, self.path)
+        return replace(checked, key=node.name)
+
+    def _run(self, batch: NDArray[Any]) -> dict[str, NDArray[Any]]:
+        values = self._session.run(self._output_names, {self.signature.input.key: batch})
+        return {role: np.asarray(value) for role, value in zip(self._roles, values, strict=True)}
+
+    def close(self) -> None:
+        super().close()
+        self._session = None

@@ -1,0 +1,201 @@
+"""Choose a runtime and a model file: what is installed, what the bundle holds, what the caller asked for.
+
+Runtimes come in two families: ``onnxruntime`` runs ``.onnx`` files; ``litert`` runs ``.tflite``
+files, with ``tflite_runtime`` and ``tensorflow`` (TensorFlow's own interpreter) as fallbacks of the
+same family that log a warning. Automatic choice prefers ONNX Runtime, then LiteRT, and within a
+family the format the bundle's ``recommended`` key names (the fastest one that passed the parity gate).
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.util
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from cxr_core.bundle import Bundle, ModelEntry
+from cxr_core.runtime.base import (
+    Backend,
+    ModelSignatureError,
+    RuntimeUnavailableError,
+    UnknownRuntimeError,
+    entry_field,
+    parse_signature,
+    resolve_threads,
+)
+
+logger = logging.getLogger(__name__)
+
+#: Every runtime name, in order of preference, with the module whose presence means "installed".
+RUNTIME_MODULES: dict[str, str] = {
+    "onnxruntime": "onnxruntime",
+    "litert": "ai_edge_litert",
+    "tflite_runtime": "tflite_runtime",
+    "tensorflow": "tensorflow",
+}
+#: Runtime family (the manifest's ``runtime`` / ``recommended`` key) -> runtimes that can run it, best first.
+FAMILIES: dict[str, tuple[str, ...]] = {
+    "onnxruntime": ("onnxruntime",),
+    "litert": ("litert", "tflite_runtime", "tensorflow"),
+}
+#: Format name -> family, for entries that do not record their runtime (ModelEntry, older manifests).
+FORMAT_FAMILY = {
+    "onnx": "onnxruntime",
+    "onnx-int8": "onnxruntime",
+    "tflite": "litert",
+    "tflite-fp16": "litert",
+    "tflite-int8": "litert",
+}
+_SUFFIX_FAMILY = {".onnx": "onnxruntime", ".tflite": "litert"}
+_ALIASES = {
+    "ort": "onnxruntime",
+    "onnx": "onnxruntime",
+    "ai_edge_litert": "litert",
+    "ai-edge-litert": "litert",
+    "tflite-runtime": "tflite_runtime",
+    "tf": "tensorflow",
+}
+INSTALL_HINT = "pip install 'cxr-edge[runtime]'"
+
+
+def available_runtimes() -> list[str]:
+    """Installed runtimes in order of preference (a cheap check: nothing is imported)."""
+    found = []
+    for name, module in RUNTIME_MODULES.items():
+        try:
+            if importlib.util.find_spec(module) is not None:
+                found.append(name)
+        except (ImportError, ValueError):
+            continue
+    return found
+
+
+def canonical_runtime(name: str) -> str:
+    """A runtime name as given by a user, checked (with a did-you-mean) and de-aliased."""
+    key = str(name).strip().lower()
+    key = _ALIASES.get(key, key)
+    if key in RUNTIME_MODULES:
+        return key
+    choices = [*RUNTIME_MODULES, *_ALIASES]
+    hint = difflib.get_close_matches(key, choices, n=1)
+    did_you_mean = f" (did you mean {_ALIASES.get(hint[0], hint[0])!r}?)" if hint else ""
+    raise UnknownRuntimeError(
+        f"unknown runtime {name!r}; expected one of {list(RUNTIME_MODULES)}{did_you_mean}"
+    )
+
+
+def entry_family(entry: Mapping[str, Any] | ModelEntry, path: str | Path | None = None) -> str:
+    """The runtime family of a model entry: its ``runtime`` key, else its format, else its file suffix."""
+    recorded = entry_field(entry, "runtime", None)
+    if recorded in FAMILIES:
+        return str(recorded)
+    fmt = str(entry_field(entry, "format", "") or "")
+    if fmt in FORMAT_FAMILY:
+        return FORMAT_FAMILY[fmt]
+    suffix = Path(str(path or entry_field(entry, "file", "") or "")).suffix.lower()
+    if suffix in _SUFFIX_FAMILY:
+        return _SUFFIX_FAMILY[suffix]
+    raise ModelSignatureError(
+        f"model {entry_field(entry, 'name', fmt)!r} ({path}): format {fmt!r} has no runtime; expected one of "
+        f"{list(FORMAT_FAMILY)} or a .onnx / .tflite file"
+    )
+
+
+def _family_installed(family: str, installed: list[str]) -> bool:
+    return any(name in installed for name in FAMILIES[family])
+
+
+def open_model(
+    path: str | Path,
+    entry: Mapping[str, Any] | ModelEntry,
+    runtime: str | None = None,
+    threads: int | None = None,
+) -> Backend:
+    """Open the model file at ``path`` described by manifest entry ``entry`` (a dict or a ModelEntry).
+
+    ``runtime`` None picks the best installed runtime of the entry's family; a named runtime must
+    be able to run the format. ``threads`` None = physical cores, at most 4.
+    """
+    threads = resolve_threads(threads)
+    family = entry_family(entry, path)
+    signature = parse_signature(entry, str(path))
+    if runtime is not None:
+        chosen = canonical_runtime(runtime)
+        if chosen not in FAMILIES[family]:
+            raise UnknownRuntimeError(
+                f"runtime {chosen!r} cannot run {Path(path).name} (format {signature.format!r}); "
+                f"expected one of {list(FAMILIES[family])}"
+            )
+        candidates: tuple[str, ...] = (chosen,)
+    else:
+        installed = available_runtimes()
+        candidates = tuple(name for name in FAMILIES[family] if name in installed)
+        if not candidates:
+            raise RuntimeUnavailableError(
+                f"{Path(path).name} (format {signature.format!r}) needs {' or '.join(FAMILIES[family])}, "
+                f"and none is installed. Install it with: {INSTALL_HINT}"
+            )
+    failures: list[str] = []
+    for name in candidates:
+        try:
+            return _construct(name, path, signature, threads)
+        except RuntimeUnavailableError as exc:
+            if runtime is not None:
+                raise
+            failures.append(f"{name}: {exc}")
+            logger.warning("runtime %s is installed but does not load (%s); trying the next one", name, exc)
+    raise RuntimeUnavailableError(
+        f"no runtime could be loaded for {Path(path).name}: {'; '.join(failures)}. Install: {INSTALL_HINT}"
+    )
+
+
+def _construct(name: str, path: str | Path, signature: Any, threads: int) -> Backend:
+    if name == "onnxruntime":
+        from cxr_core.runtime.onnxruntime_backend import OnnxRuntimeBackend
+
+        return OnnxRuntimeBackend(path, signature, threads)
+    from cxr_core.runtime.litert_backend import LiteRTBackend
+
+    return LiteRTBackend(path, signature, threads, runtime=name)
+
+
+def choose_model(bundle: Bundle, runtime: str | None = None) -> ModelEntry:
+    """The entry :func:`open_backend` runs when no model is named (see the module docstring)."""
+    installed = available_runtimes()
+    if runtime is not None:
+        chosen = canonical_runtime(runtime)
+        families = [f for f, members in FAMILIES.items() if chosen in members]
+    else:
+        families = [f for f in FAMILIES if _family_installed(f, installed)]
+    recommended = bundle.manifest.get("recommended") or {}
+    names = [m.name for m in bundle.models]
+    for family in families:
+        name = recommended.get(family)
+        if name in names:
+            return bundle.model(name)
+    for entry in bundle.models:
+        if entry_family(entry, bundle.path(entry)) in families:
+            return entry
+    formats = {m.name: entry_family(m, bundle.path(m)) for m in bundle.models}
+    wanted = (
+        f"runtime {runtime!r}" if runtime is not None else f"an installed runtime ({installed or 'none'})"
+    )
+    raise RuntimeUnavailableError(
+        f"bundle {bundle.root} has no model for {wanted}; its models need {formats}. "
+        f"Install the runtime with: {INSTALL_HINT}"
+    )
+
+
+def open_backend(
+    bundle: Bundle, model: str | None = None, runtime: str | None = None, threads: int | None = None
+) -> Backend:
+    """Open one model of a loaded bundle: ``model`` by name, or the recommended one for the best runtime."""
+    entry = bundle.model(model) if model is not None else choose_model(bundle, runtime)
+    raw = next((m for m in bundle.manifest.get("models", []) if m.get("name") == entry.name), None)
+    backend = open_model(
+        bundle.path(entry), raw if raw is not None else entry, runtime=runtime, threads=threads
+    )
+    logger.info("bundle %s: running %s on %s", bundle.root, entry.name, backend.runtime)
+    return backend
