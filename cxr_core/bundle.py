@@ -68,6 +68,8 @@ class ModelEntry:
     outputs: tuple[dict[str, Any], ...]
     quantization: dict[str, Any] | None = None
     golden_tolerance: dict[str, float] = field(default_factory=dict)
+    runtime: str | None = None
+    size_bytes: int | None = None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], manifest: Path) -> ModelEntry:
@@ -84,6 +86,8 @@ class ModelEntry:
             outputs=tuple(data["outputs"]),
             quantization=data.get("quantization"),
             golden_tolerance=dict(data.get("golden_tolerance") or {}),
+            runtime=str(data["runtime"]) if data.get("runtime") else None,
+            size_bytes=int(data["size_bytes"]) if data.get("size_bytes") is not None else None,
         )
 
 
