@@ -64,6 +64,12 @@ def _export_parser() -> argparse.ArgumentParser:
     parser.add_argument("--calibration-method", choices=["minmax", "percentile"], default="minmax")
     parser.add_argument("--no-batchnorm-rewrite", action="store_true", help="keep float BatchNorms in INT8")
     parser.add_argument(
+        "--keep-float-layers",
+        type=int,
+        default=0,
+        help="leave the nodes around the N most sensitive INT8 ONNX activations (layer-wise SQNR) in float",
+    )
+    parser.add_argument(
         "--full-range-weights",
         action="store_true",
         help="8-bit instead of 7-bit INT8 ONNX weights: ~3x less drift, but only for CPUs with VNNI or "
@@ -146,6 +152,7 @@ def run_export(args: argparse.Namespace) -> int:
             calibration=args.calibration_method,
             rewrite_batchnorm=not args.no_batchnorm_rewrite,
             reduce_range=not args.full_range_weights,
+            keep_float_layers=args.keep_float_layers,
         ),
         int8_thresholds=ParityThresholds(
             max_abs_dp=args.max_delta_p,

@@ -22,11 +22,14 @@ from numpy.typing import NDArray
 from cxr_core.errors import CxrEdgeError
 from cxr_core.optional import require
 from quantize.graph_rewrite import batchnorm_to_depthwise
+from quantize.int8_sensitivity import nodes_around, rank_activations
 from quantize.onnx_export import FEATURE_MAP, INPUT_NAME
 
 logger = logging.getLogger(__name__)
 
 CALIBRATION_METHODS = ("minmax", "percentile")
+#: Rows of the layer-wise sensitivity ranking recorded in the manifest.
+LAYER_REPORT_ROWS = 10
 
 
 class QuantizationError(CxrEdgeError, RuntimeError):
@@ -45,6 +48,9 @@ class QuantConfig:
         reduce_range: 7-bit weights, needed for exactness on x86 without VNNI.
         rewrite_batchnorm: apply the BatchNorm -> depthwise Conv rewrite before quantizing.
         keep_head_float: leave every node downstream of the feature map in float.
+        keep_float_layers: re-quantize with the nodes around this many of the most sensitive
+            activations (lowest SQNR in the layer-wise comparison) left in float.
+        layer_report: rank the activations by sensitivity and record the worst in the manifest.
     """
 
     calibration: str = "minmax"
@@ -53,8 +59,14 @@ class QuantConfig:
     reduce_range: bool = True
     rewrite_batchnorm: bool = True
     keep_head_float: bool = True
+    keep_float_layers: int = 0
+    layer_report: bool = True
 
     def __post_init__(self) -> None:
+        if not isinstance(self.keep_float_layers, int) or self.keep_float_layers < 0:
+            raise QuantizationError(
+                f"QuantConfig.keep_float_layers={self.keep_float_layers!r}; expected an integer >= 0"
+            )
         if self.calibration not in CALIBRATION_METHODS:
             raise QuantizationError(
                 f"QuantConfig.calibration={self.calibration!r}; expected one of {list(CALIBRATION_METHODS)}"
@@ -121,7 +133,6 @@ def quantize_int8(
     """
     config = config or QuantConfig()
     onnx = require("onnx", extra="export", purpose="INT8 quantization")
-    quantization = require("onnxruntime.quantization", extra="export", purpose="INT8 quantization")
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     if len(tensors) == 0:
@@ -137,32 +148,16 @@ def quantize_int8(
         quant_pre_process(str(rewritten), str(prepared), skip_symbolic_shape=False)
         prepared_model = onnx.load(str(prepared))
         excluded = head_nodes(prepared_model) if config.keep_head_float else []
-        method = (
-            quantization.CalibrationMethod.MinMax
-            if config.calibration == "minmax"
-            else quantization.CalibrationMethod.Percentile
-        )
-        extra = {"CalibPercentile": config.percentile} if config.calibration == "percentile" else {}
-        try:
-            quantization.quantize_static(
-                str(prepared),
-                str(out_path),
-                _reader(tensors),
-                quant_format=quantization.QuantFormat.QDQ,
-                activation_type=quantization.QuantType.QUInt8,
-                weight_type=quantization.QuantType.QInt8,
-                per_channel=config.per_channel,
-                reduce_range=config.reduce_range,
-                calibrate_method=method,
-                nodes_to_exclude=excluded,
-                extra_options=extra,
-            )
-        except Exception as exc:  # onnxruntime raises assorted types
-            raise QuantizationError(
-                f"INT8 quantization of {fp32_path} failed: {type(exc).__name__}: {exc}"
-            ) from exc
+        _quantize_static(prepared, out_path, tensors, config, excluded, fp32_path)
+        ranking: list[dict[str, Any]] = []
+        if config.layer_report or config.keep_float_layers:
+            ranking = rank_activations(prepared, out_path, tensors, _reader)
+        if config.keep_float_layers:
+            worst = [row["tensor"] for row in ranking[: config.keep_float_layers]]
+            excluded = sorted(set(excluded) | set(nodes_around(prepared_model, worst)))
+            _quantize_static(prepared, out_path, tensors, config, excluded, fp32_path)
     logger.info(
-        "INT8 model %s: %d BatchNorm(s) rewritten, %d head node(s) kept float",
+        "INT8 model %s: %d BatchNorm(s) rewritten, %d node(s) kept float",
         out_path,
         replaced,
         len(excluded),
@@ -172,4 +167,40 @@ def quantize_int8(
         "batchnorms_rewritten": replaced,
         "nodes_kept_float": excluded,
         "calibration_images": int(len(tensors)),
+        "most_sensitive_activations": ranking[:LAYER_REPORT_ROWS],
     }
+
+
+def _quantize_static(
+    prepared: Path,
+    out_path: str | Path,
+    tensors: NDArray[np.float32],
+    config: QuantConfig,
+    excluded: list[str],
+    fp32_path: str | Path,
+) -> None:
+    quantization = require("onnxruntime.quantization", extra="export", purpose="INT8 quantization")
+    method = (
+        quantization.CalibrationMethod.MinMax
+        if config.calibration == "minmax"
+        else quantization.CalibrationMethod.Percentile
+    )
+    extra = {"CalibPercentile": config.percentile} if config.calibration == "percentile" else {}
+    try:
+        quantization.quantize_static(
+            str(prepared),
+            str(out_path),
+            _reader(tensors),
+            quant_format=quantization.QuantFormat.QDQ,
+            activation_type=quantization.QuantType.QUInt8,
+            weight_type=quantization.QuantType.QInt8,
+            per_channel=config.per_channel,
+            reduce_range=config.reduce_range,
+            calibrate_method=method,
+            nodes_to_exclude=excluded,
+            extra_options=extra,
+        )
+    except Exception as exc:  # onnxruntime raises assorted types
+        raise QuantizationError(
+            f"INT8 quantization of {fp32_path} failed: {type(exc).__name__}: {exc}"
+        ) from exc

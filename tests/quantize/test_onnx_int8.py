@@ -98,3 +98,25 @@ def test_quant_config_is_validated() -> None:
 def test_quantize_refuses_empty_calibration(fp32_model: Path, tmp_path: Path) -> None:
     with pytest.raises(QuantizationError, match="no images"):
         quantize_int8(fp32_model, tmp_path / "x.onnx", np.zeros((0, 3, 64, 64), np.float32))
+
+
+def test_layer_report_ranks_activations_and_keeping_layers_float_excludes_their_nodes(
+    fp32_model: Path, tmp_path: Path
+) -> None:
+    calibration = _inputs(4)
+    base = quantize_int8(fp32_model, tmp_path / "base.onnx", calibration, QuantConfig())
+    ranking = base["most_sensitive_activations"]
+    assert ranking, "the layer-wise comparison found no quantized activation"
+    sqnr = [row["qdq_sqnr_db"] for row in ranking]
+    assert sqnr == sorted(sqnr)  # worst (lowest SQNR) first
+    kept = quantize_int8(fp32_model, tmp_path / "kept.onnx", calibration, QuantConfig(keep_float_layers=2))
+    extra = set(kept["nodes_kept_float"]) - set(base["nodes_kept_float"])
+    assert extra, "keeping the 2 most sensitive layers float excluded no node"
+    graph = onnx.load(str(tmp_path / "kept.onnx")).graph
+    quantized_inputs = {i for n in graph.node if n.op_type == "DequantizeLinear" for i in n.output}
+    for node in graph.node:
+        if node.name in extra and node.op_type == "Conv":
+            assert not quantized_inputs.intersection(node.input[1:2]), f"{node.name} still has INT8 weights"
+    run_model(tmp_path / "kept.onnx", calibration)  # still a valid model
+    with pytest.raises(QuantizationError, match="keep_float_layers=-1"):
+        QuantConfig(keep_float_layers=-1)
