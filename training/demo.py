@@ -24,7 +24,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", default="./cxr-edge-demo", help="output folder (default: ./cxr-edge-demo)")
     parser.add_argument("--images", type=int, default=600, help="phantom images to generate (default: 600)")
     parser.add_argument(
-        "--size", type=int, default=160, help="side of the generated PNGs in pixels (default: 160)"
+        "--size",
+        type=int,
+        default=256,
+        help="side of the generated PNGs in pixels (default: 256, the smallest the input gate accepts)",
     )
     parser.add_argument(
         "--input-size", type=int, default=128, help="model input side in pixels (default: 128)"

@@ -1,0 +1,35 @@
+"""The main job end to end at a tiny size: phantoms -> train -> export -> cxr-predict -> edge-bench."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from cxr_demo.main_job import main
+
+
+@pytest.mark.timeout(900)
+def test_the_whole_chain_runs_and_prints_every_artefact(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "demo"
+    argv = [
+        "--out", str(out), "--images", "64", "--size", "256", "--input-size", "32", "--epochs", "1",
+        "--encoder", "tiny-densenet", "--batch-size", "8", "--num-workers", "0", "--no-progress",
+        "--formats", "onnx,onnx-int8", "--bench-threads", "1", "--bench-runs", "3", "--bench-images", "8",
+        "--no-parity-gate",
+    ]  # fmt: skip
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    manifest = json.loads((out / "bundle" / "manifest.json").read_text())
+    assert [m["name"] for m in manifest["models"]] == ["onnx", "onnx-int8"]
+    predictions = json.loads((out / "predictions.json").read_text())
+    assert len(predictions["results"]) == 4
+    assert len(list((out / "heatmaps").glob("*.png"))) == 4
+    bench = json.loads((out / "bench" / "results.json").read_text())
+    assert {row["name"] for row in bench["rows"] if row["status"] == "ok"} >= {"onnx", "onnx-int8"}
+    for name in ("bundle", "predictions", "heatmaps", "bench_results", "bench_report"):
+        assert name in printed
+    assert "not a diagnosis" in printed
