@@ -1,0 +1,407 @@
+"""On-device prediction: a file in, calibrated findings, warnings and heat maps out. No torch.
+
+:class:`Predictor` ties the device path together::
+
+    decode (imaging) -> gate (input_gate) -> preprocess (the bundle's spec) -> infer (a runtime Backend)
+    -> calibrate (operating points -> 0.5, outside the graph) -> CAM (on demand, per finding)
+
+and returns a :class:`Prediction`: per finding the raw and calibrated probability, the operating
+point and the call; warnings from the gate; timings per stage (``time.perf_counter_ns``); and,
+when asked, heat maps at the original image resolution and colour overlays.
+
+Decisions, and why:
+
+* **Verify once, cache.** Hashing every file of a bundle costs as much as loading it (tens of MB),
+  so :func:`load_verified_bundle` verifies a bundle once and caches it per resolved path, keyed by
+  the manifest's and every listed file's (mtime, size, inode): a re-export, an edited manifest or a
+  replaced model file is verified again, a second ``Predictor.load`` in the same process is not.
+* **Calibration outside the graph** with :func:`cxr_core.calibrate.calibrate`: the same model file
+  serves any operating points, and "calibrated >= 0.5" is exactly "raw >= operating point". A
+  bundle without operating points is run with 0.5 for every finding (calibrated = raw) and every
+  prediction carries a warning saying so.
+* **CAM on demand.** The feature map of the image is kept (a few hundred KB); a heat map is computed
+  only when asked for and then cached, so scoring a batch costs nothing extra.
+* **An injected backend works.** ``Predictor(bundle, backend)`` takes anything with ``runtime``,
+  ``model_name`` and ``__call__(batch) -> {"probabilities", "feature_map"}`` (the Android app passes a
+  LiteRT backend driven through pyjnius).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import logging
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image
+
+from cxr_core import cam
+from cxr_core.bundle import MANIFEST_NAME, Bundle, BundleError, load_bundle, load_cam_weights
+from cxr_core.calibrate import DEFAULT_OPERATING_POINT, calibrate
+from cxr_core.errors import CxrEdgeError
+from cxr_core.imaging import DecodedImage, decode_image
+from cxr_core.input_gate import InputGate
+from cxr_core.preprocess import PreprocessGeometry, compute_geometry, preprocess
+
+logger = logging.getLogger(__name__)
+
+DISCLAIMER = (
+    "Decision support, not a diagnosis: these are a model's scores for one image, to be read by a "
+    "qualified clinician together with the patient's history and other findings."
+)
+
+
+class UnknownFindingError(CxrEdgeError, ValueError):
+    """A finding name that is not one of the bundle's labels."""
+
+
+class PredictionError(CxrEdgeError, RuntimeError):
+    """The model returned something unusable (wrong shape, NaN) for an image."""
+
+
+class BackendLike(Protocol):
+    """What the predictor needs from a backend (:class:`cxr_core.runtime.Backend` satisfies it)."""
+
+    runtime: str
+    model_name: str
+
+    def __call__(self, batch: NDArray[np.float32]) -> dict[str, NDArray[np.float32]]: ...
+
+
+# ----------------------------------------------------------------------------- bundle cache
+
+
+@dataclass(frozen=True)
+class _Verified:
+    bundle: Bundle
+    manifest_stat: tuple[int, int, int] | None
+    file_stats: tuple[tuple[str, tuple[int, int, int] | None], ...]
+
+
+_CACHE: dict[str, _Verified] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def _stat(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+def _file_stats(bundle: Bundle) -> tuple[tuple[str, tuple[int, int, int] | None], ...]:
+    return tuple((name, _stat(bundle.root / name)) for name in sorted(bundle.manifest.get("files", {})))
+
+
+def load_verified_bundle(root: str | Path) -> Bundle:
+    """Load the bundle at ``root`` and verify every file's sha256, once per unchanged bundle (cached)."""
+    resolved = Path(root).expanduser().resolve()
+    key = str(resolved)
+    manifest_stat = _stat(resolved / MANIFEST_NAME)
+    with _CACHE_LOCK:
+        cached = _CACHE.get(key)
+    if cached is not None and manifest_stat is not None and cached.manifest_stat == manifest_stat:
+        if cached.file_stats == _file_stats(cached.bundle):
+            logger.debug("bundle %s: verified earlier in this process, unchanged", resolved)
+            return cached.bundle
+    start = time.perf_counter_ns()
+    bundle = load_bundle(resolved, verify=True)
+    logger.info("bundle %s verified in %.0f ms", resolved, (time.perf_counter_ns() - start) / 1e6)
+    with _CACHE_LOCK:
+        _CACHE[key] = _Verified(bundle, manifest_stat, _file_stats(bundle))
+    return bundle
+
+
+def clear_bundle_cache() -> None:
+    """Forget every verified bundle (the next load verifies again)."""
+    with _CACHE_LOCK:
+        _CACHE.clear()
+
+
+# ----------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class FindingResult:
+    """One finding of one image: raw and calibrated probability, operating point, and the call."""
+
+    label: str
+    probability: float
+    calibrated: float
+    operating_point: float
+    positive: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _ms(start_ns: int) -> float:
+    return (time.perf_counter_ns() - start_ns) / 1e6
+
+
+@dataclass(frozen=True, eq=False)  # holds arrays: identity, not value, equality
+class Prediction:
+    """The result for one image. Heat maps are computed on demand from the kept feature map."""
+
+    source: str
+    image: DecodedImage
+    findings: tuple[FindingResult, ...]
+    warnings: tuple[str, ...]
+    timings_ms: dict[str, float]
+    model_name: str
+    runtime: str
+    bundle_name: str
+    feature_map: NDArray[np.float32] = field(repr=False)  # (C, h, w), this image's
+    cam_weight: NDArray[np.float32] = field(repr=False)  # (L, C)
+    geometry: PreprocessGeometry = field(repr=False)
+    _heatmaps: dict[tuple[str, tuple[int, int] | None], NDArray[np.float32]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return tuple(f.label for f in self.findings)
+
+    def ranked(self) -> list[FindingResult]:
+        """Findings by calibrated probability, highest first (ties keep label order)."""
+        return sorted(self.findings, key=lambda f: -f.calibrated)
+
+    def positives(self) -> list[FindingResult]:
+        """The findings above their operating point, ranked."""
+        return [f for f in self.ranked() if f.positive]
+
+    def index(self, label: str) -> int:
+        """Position of ``label`` in the model's output order; a did-you-mean for a wrong name."""
+        labels = self.labels
+        if label in labels:
+            return labels.index(label)
+        hint = difflib.get_close_matches(str(label), labels, n=1)
+        did_you_mean = f" (did you mean {hint[0]!r}?)" if hint else ""
+        raise UnknownFindingError(f"finding {label!r} is not one of this model's labels{did_you_mean}; "
+                                  f"expected one of {list(labels)}")
+
+    def finding(self, label: str) -> FindingResult:
+        return self.findings[self.index(label)]
+
+    def class_activation(self, label: str) -> NDArray[np.float32]:
+        """The raw CAM ``sum_k W[c, k] F[k]`` of ``label`` at model resolution ``(h, w)``."""
+        return cam.class_activation_map(self.feature_map, self.cam_weight, self.index(label))
+
+    def heatmap(self, label: str, size: tuple[int, int] | None = None) -> NDArray[np.float32]:
+        """The heat map of ``label``: (H, W) float32 in [0, 1] at the original image resolution.
+
+        ``size`` = (height, width) samples it on another grid over the whole image (e.g. a screen):
+        a 3000 x 2500 detector image costs ~7 ms at full size. Computed once per (label, size) and
+        cached (read-only); ``timings_ms["cam"]`` holds the time of the last one computed (CAM,
+        normalisation and upsampling).
+        """
+        index = self.index(label)
+        shape = None if size is None else (int(size[0]), int(size[1]))
+        key = (label, None if shape == self.image.pixels.shape else shape)
+        cached = self._heatmaps.get(key)
+        if cached is None:
+            start = time.perf_counter_ns()
+            cached = cam.heatmap(self.feature_map, self.cam_weight, index, self.geometry, key[1])
+            self.timings_ms["cam"] = _ms(start)
+            cached.setflags(write=False)
+            self._heatmaps[key] = cached
+        return cached
+
+    def heatmaps(self, labels: Iterable[str] | None = None) -> dict[str, NDArray[np.float32]]:
+        """Heat maps of ``labels`` (default: every finding), by label."""
+        return {label: self.heatmap(label) for label in (self.labels if labels is None else labels)}
+
+    def overlay(
+        self, label: str, alpha: float = 0.45, size: tuple[int, int] | None = None
+    ) -> NDArray[np.uint8]:
+        """``label``'s heat map coloured onto the grey image: (H, W, 3) RGB uint8 (or ``size``)."""
+        grey = self.image.pixels
+        if size is not None and tuple(size) != grey.shape:
+            height, width = int(size[0]), int(size[1])
+            resized = Image.fromarray(np.ascontiguousarray(grey, dtype=np.float32)).resize(
+                (width, height), Image.Resampling.BILINEAR
+            )
+            grey = np.asarray(resized, dtype=np.float32)
+        return cam.overlay(grey, self.heatmap(label, size), alpha)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready summary (no arrays)."""
+        provenance = dataclasses.asdict(self.image.provenance)
+        provenance["notes"] = list(provenance["notes"])
+        return {
+            "source": self.source,
+            "bundle": self.bundle_name,
+            "model": self.model_name,
+            "runtime": self.runtime,
+            "findings": [f.to_dict() for f in self.findings],
+            "warnings": list(self.warnings),
+            "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()},
+            "provenance": provenance,
+        }
+
+
+# ----------------------------------------------------------------------------- predictor
+
+
+class Predictor:
+    """A bundle and an opened backend: ``predict_file(path)`` -> :class:`Prediction`."""
+
+    def __init__(
+        self, bundle: Bundle | str | Path, backend: BackendLike, *, gate: InputGate | None = None
+    ) -> None:
+        start = time.perf_counter_ns()
+        self.bundle = bundle if isinstance(bundle, Bundle) else load_verified_bundle(bundle)
+        self.backend = backend
+        self.gate = gate if gate is not None else InputGate()
+        self.labels: tuple[str, ...] = self.bundle.labels
+        self._spec = dataclasses.replace(self.bundle.spec, layout="NCHW")  # the Backend's canonical layout
+        weight, _bias = load_cam_weights(self.bundle)
+        if weight.shape[0] != len(self.labels):
+            raise BundleError(f"{self.bundle.root}: classifier weight has {weight.shape[0]} rows for "
+                              f"{len(self.labels)} labels; expected one row per label")
+        self._weight = np.ascontiguousarray(weight, dtype=np.float32)
+        self._weight.setflags(write=False)
+        points = self.bundle.operating_points
+        self._bundle_warnings: tuple[str, ...] = ()
+        if points is None:
+            points = (DEFAULT_OPERATING_POINT,) * len(self.labels)
+            self._bundle_warnings = (
+                "the bundle has no operating points: calibrated probabilities equal the raw ones and a "
+                f"finding is called positive at {DEFAULT_OPERATING_POINT}",
+            )
+        self.operating_points: tuple[float, ...] = tuple(float(p) for p in points)
+        size = getattr(backend, "input_size", None)
+        if size is not None and size != self._spec.input_size:
+            raise BundleError(f"backend {self.model_name!r} takes {size} px inputs but the bundle's "
+                              f"preprocessing makes {self._spec.input_size} px; expected them to match")
+        self.load_ms: float = _ms(start)
+
+    @classmethod
+    def load(
+        cls,
+        bundle_dir: str | Path,
+        model: str | None = None,
+        runtime: str | None = None,
+        threads: int | None = None,
+        *,
+        gate: InputGate | None = None,
+    ) -> Predictor:
+        """Verify (once per process, cached) and open ``bundle_dir``; ``model``/``runtime`` override the
+        automatic choice (docs/runtime.md); ``threads`` None = physical cores, at most 4."""
+        from cxr_core.runtime import open_backend
+
+        start = time.perf_counter_ns()
+        bundle = load_verified_bundle(bundle_dir)
+        backend = open_backend(bundle, model=model, runtime=runtime, threads=threads)
+        try:
+            predictor = cls(bundle, backend, gate=gate)
+        except BaseException:
+            _close(backend)
+            raise
+        predictor.load_ms = _ms(start)
+        logger.info("loaded %s (%s on %s) in %.0f ms", bundle.root, predictor.model_name,
+                    predictor.runtime, predictor.load_ms)
+        return predictor
+
+    @property
+    def model_name(self) -> str:
+        return str(self.backend.model_name)
+
+    @property
+    def runtime(self) -> str:
+        return str(self.backend.runtime)
+
+    @property
+    def bundle_name(self) -> str:
+        return self.bundle.root.name
+
+    def predict_file(self, path: str | Path) -> Prediction:
+        """Decode, gate, preprocess, infer and calibrate the image at ``path``.
+
+        Raises :class:`~cxr_core.errors.ImageDecodeError` for a file that is not a readable image and
+        :class:`~cxr_core.input_gate.ImageRefusedError` for one the gate refuses.
+        """
+        start = time.perf_counter_ns()
+        decoded = decode_image(path)
+        decode_ms = _ms(start)
+        return self._predict(decoded, str(path), {"decode": decode_ms})
+
+    def predict_image(self, decoded: DecodedImage, source: str) -> Prediction:
+        """Gate, preprocess, infer and calibrate an image decoded by the caller (e.g. from bytes)."""
+        return self._predict(decoded, source, {})
+
+    def _predict(self, decoded: DecodedImage, source: str, timings: dict[str, float]) -> Prediction:
+        start = time.perf_counter_ns()
+        warnings = self.gate.enforce(decoded, source)
+        timings["gate"] = _ms(start)
+
+        start = time.perf_counter_ns()
+        height, width = decoded.pixels.shape
+        geometry = compute_geometry(height, width, self._spec)
+        batch = preprocess(decoded.pixels, self._spec)[None]
+        timings["preprocess"] = _ms(start)
+
+        start = time.perf_counter_ns()
+        outputs = self.backend(batch)
+        timings["inference"] = _ms(start)
+
+        start = time.perf_counter_ns()
+        probabilities, feature_map = self._check_outputs(outputs, source)
+        calibrated = calibrate(probabilities, self.operating_points)
+        rows = zip(self.labels, probabilities, calibrated, self.operating_points, strict=True)
+        findings = tuple(FindingResult(label, float(p), float(c), t, bool(p >= t)) for label, p, c, t in rows)
+        timings["calibrate"] = _ms(start)
+        return Prediction(
+            source=source, image=decoded, findings=findings, warnings=self._bundle_warnings + tuple(warnings),
+            timings_ms=timings, model_name=self.model_name, runtime=self.runtime,
+            bundle_name=self.bundle_name, feature_map=feature_map, cam_weight=self._weight, geometry=geometry,
+        )
+
+    def _check_outputs(
+        self, outputs: Mapping[str, NDArray[Any]], source: str
+    ) -> tuple[NDArray[np.float64], NDArray[np.float32]]:
+        missing = [role for role in ("probabilities", "feature_map") if role not in outputs]
+        if missing:
+            raise PredictionError(f"{source}: model {self.model_name!r} returned {sorted(outputs)}; "
+                                  f"missing {missing}")
+        probs = np.asarray(outputs["probabilities"], dtype=np.float64)
+        fmap = np.asarray(outputs["feature_map"], dtype=np.float32)
+        labels, channels = len(self.labels), self._weight.shape[1]
+        if probs.shape != (1, labels):
+            raise PredictionError(f"{source}: model {self.model_name!r} returned probabilities of shape "
+                                  f"{probs.shape}; expected (1, {labels}) for the bundle's labels")
+        if fmap.ndim != 4 or fmap.shape[:2] != (1, channels):
+            raise PredictionError(f"{source}: model {self.model_name!r} returned a feature map of shape "
+                                  f"{fmap.shape}; expected (1, {channels}, h, w) for the CAM weights")
+        if not (np.isfinite(probs).all() and np.isfinite(fmap).all()):
+            raise PredictionError(f"{source}: model {self.model_name!r} returned NaN or infinite values")
+        # Dequantized outputs may sit a rounding step outside [0, 1].
+        return np.clip(probs[0], 0.0, 1.0), np.ascontiguousarray(fmap[0])
+
+    def close(self) -> None:
+        """Release the backend."""
+        _close(self.backend)
+
+    def __enter__(self) -> Predictor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (f"Predictor(bundle={str(self.bundle.root)!r}, model={self.model_name!r}, "
+                f"runtime={self.runtime!r})")
+
+
+def _close(backend: object) -> None:
+    close = getattr(backend, "close", None)
+    if callable(close):
+        close()

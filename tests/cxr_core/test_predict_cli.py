@@ -1,0 +1,192 @@
+"""cxr-predict: batch behaviour, exit codes, JSON schema, heat-map files, a run with torch unimportable."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cxr_core.predict_cli import main
+from cxr_core.predictor import DISCLAIMER
+from tests.cxr_core.test_input_gate import chest
+from tests.file_factory import truncate_copy, write_dicom, write_jpeg, write_png
+
+#: Modules the device path must never need (onnxruntime is allowed: it is the runtime).
+BLOCKED = ("torch", "torchvision", "tensorflow", "onnx", "sklearn", "matplotlib")
+
+
+@pytest.fixture
+def batch(tmp_path: Path) -> Path:
+    """Two good images, one corrupt file and one refused (CT) DICOM, plus a non-image file."""
+    folder = tmp_path / "study"
+    folder.mkdir()
+    write_png(folder / "a_good.png", chest(320, 288))
+    write_jpeg(folder / "b_good.jpg", chest(300, 400))
+    truncate_copy(write_png(tmp_path / "whole.png", chest()), folder / "c_corrupt.png", 0.4)
+    write_dicom(folder / "d_ct.dcm", chest(), bits_stored=8, modality="CT")
+    (folder / "notes.txt").write_text("not an image")
+    return folder
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_partial_failure_scores_the_good_files_and_names_the_bad_ones(
+    session_bundle: Path, batch: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out_json, heat_dir = tmp_path / "out" / "results.json", tmp_path / "heat"
+    code, out, err = _run(capsys, str(batch), "--bundle", str(session_bundle), "--json", str(out_json),
+                          "--heatmap-dir", str(heat_dir), "--model", "onnx-int8", "--threads", "1")
+    assert code == 1
+    assert f"skipped {batch / 'c_corrupt.png'}: PNG data is truncated or corrupt" in err
+    assert f"skipped {batch / 'd_ct.dcm'}: DICOM Modality is 'CT'" in err
+    assert "notes.txt" not in err + out
+    assert str(batch / "a_good.png") in out and str(batch / "b_good.jpg") in out
+    assert DISCLAIMER in out and "2 image(s) scored, 2 skipped." in out
+
+    document = json.loads(out_json.read_text())
+    good = [str(batch / "a_good.png"), str(batch / "b_good.jpg")]
+    assert [r["source"] for r in document["results"]] == good
+    failures = {f["file"]: f for f in document["failures"]}
+    assert set(failures) == {str(batch / "c_corrupt.png"), str(batch / "d_ct.dcm")}
+    assert failures[str(batch / "d_ct.dcm")]["error"] == "ImageRefusedError"
+    assert failures[str(batch / "c_corrupt.png")]["error"] == "CorruptImageError"
+    assert document["summary"] == {"scored": 2, "failed": 2}
+
+    pngs = sorted(heat_dir.iterdir())
+    assert len(pngs) == 2
+    for result, shape in zip(document["results"], [(320, 288), (300, 400)], strict=True):
+        png = Path(result["heatmap"]["file"])
+        top = max(result["findings"], key=lambda f: f["calibrated"])["label"]
+        assert result["heatmap"]["finding"] == top and png.name.endswith(f".{top}.png")
+        with Image.open(png) as img:
+            assert img.mode == "RGB" and img.size == (shape[1], shape[0])
+    assert not list(out_json.parent.glob(".*")), "no temp files left behind"
+
+
+def test_json_schema(session_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    image = write_dicom(tmp_path / "lat.dcm", chest(), bits_stored=12, view="LL")
+    code, out, _ = _run(capsys, str(image), "--bundle", str(session_bundle), "--json", "-", "--model", "onnx")
+    assert code == 0
+    doc = json.loads(out)  # --json - prints only JSON
+    assert set(doc) == {"tool", "version", "disclaimer", "bundle", "architecture", "model", "runtime",
+                        "threads", "load_ms", "labels", "results", "failures", "summary"}
+    assert doc["tool"] == "cxr-predict" and doc["disclaimer"] == DISCLAIMER
+    assert doc["model"] == "onnx" and doc["runtime"] == "onnxruntime" and isinstance(doc["threads"], int)
+    assert len(doc["labels"]) == 14 and doc["failures"] == [] and doc["summary"] == {"scored": 1, "failed": 0}
+    (result,) = doc["results"]
+    assert set(result) == {"source", "bundle", "model", "runtime", "findings", "warnings", "timings_ms",
+                           "provenance", "heatmap"}
+    assert result["heatmap"] is None
+    assert [f["label"] for f in result["findings"]] == doc["labels"]
+    for finding in result["findings"]:
+        assert set(finding) == {"label", "probability", "calibrated", "operating_point", "positive"}
+        assert isinstance(finding["positive"], bool)
+        assert all(isinstance(finding[k], float) for k in ("probability", "calibrated", "operating_point"))
+    assert set(result["timings_ms"]) == {"decode", "gate", "preprocess", "inference", "calibrate"}
+    assert result["warnings"][0].startswith("a lateral view")
+    assert result["provenance"]["view_position"] == "LL" and result["provenance"]["format"] == "dicom"
+
+
+def test_all_good_exits_0_and_finding_selects_the_heat_map(
+    session_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+    images = [write_png(tmp_path / "a" / "x.png", chest()), write_png(tmp_path / "b" / "x.png", chest(300))]
+    code, out, err = _run(capsys, *map(str, images), "--bundle", str(session_bundle), "--heatmap-dir",
+                          str(tmp_path / "h"), "--finding", "Effusion")
+    assert code == 0 and err == ""
+    assert sorted(p.name for p in (tmp_path / "h").iterdir()) == ["x-2.Effusion.png", "x.Effusion.png"]
+    assert out.count("heat map (Effusion)") == 2
+
+
+def test_folders_expand_recursively_and_skip_the_heatmap_folder(
+    session_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "in"
+    (root / "series").mkdir(parents=True)
+    write_png(root / "one.png", chest())
+    write_dicom(root / "series" / "IM0001", chest(), bits_stored=12)  # DICOM without a suffix
+    (root / "series" / "README").write_text("no image here")
+    heat = root / "heat"
+    heat.mkdir()
+    write_png(heat / "old.png", chest())  # an earlier run's output must not be re-scored
+    code, out, err = _run(capsys, str(root), "--bundle", str(session_bundle),
+                          "--json", str(tmp_path / "r.json"), "--heatmap-dir", str(heat))
+    assert code == 0, err
+    sources = [r["source"] for r in json.loads((tmp_path / "r.json").read_text())["results"]]
+    assert sources == [str(root / "one.png"), str(root / "series" / "IM0001")]
+
+
+def test_an_empty_folder_is_a_failure(
+    session_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "empty").mkdir()
+    code, _, err = _run(capsys, str(tmp_path / "empty"), "--bundle", str(session_bundle))
+    assert code == 1 and "folder has no PNG, JPEG or DICOM files" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--bundle", "{missing}"], "does not exist or is not a directory"),
+        (["--bundle", "{bundle}", "--finding", "effusion"], "did you mean 'Effusion'"),
+        (["--bundle", "{bundle}", "--model", "tflite"], "has no model 'tflite'"),
+        (["--bundle", "{bundle}", "--runtime", "onxruntime"], "unknown runtime 'onxruntime'"),
+        (["--bundle", "{bundle}", "--threads", "0"], "expected at least 1"),
+        ([], "--bundle"),
+    ],
+)
+def test_usage_and_bundle_errors_exit_2(
+    session_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    image = write_png(tmp_path / "x.png", chest())
+    filled = [a.format(missing=tmp_path / "nope", bundle=session_bundle) for a in argv]
+    code, _, err = _run(capsys, str(image), *filled)
+    assert code == 2 and message in err
+
+
+def test_predict_runs_with_torch_and_friends_unimportable(
+    session_bundle: Path, batch: Path, tmp_path: Path
+) -> None:
+    """The installed cxr-predict script, with an import blocker loaded by sitecustomize before it starts."""
+    blocker = tmp_path / "blocker"
+    blocker.mkdir()
+    (blocker / "sitecustomize.py").write_text(
+        "import importlib.abc, sys\n"
+        f"BLOCKED = {BLOCKED!r}\n"
+        "class Refuse(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in BLOCKED:\n"
+        "            raise ImportError('blocked by test: ' + name)\n"
+        "        return None\n"
+        "sys.meta_path.insert(0, Refuse())\n"
+    )
+    script = Path(sys.executable).parent / "cxr-predict"
+    assert script.is_file(), "cxr-predict is installed as a console script (pip install -e .)"
+    env = {**os.environ, "PYTHONPATH": str(blocker)}
+    probe = subprocess.run([sys.executable, "-c", "import torch"], env=env, capture_output=True, text=True)
+    assert probe.returncode != 0 and "blocked by test: torch" in probe.stderr, "the blocker must be active"
+    out_json = tmp_path / "r.json"
+    result = subprocess.run(
+        [str(script), str(batch / "a_good.png"), str(batch / "b_good.jpg"), str(batch / "d_ct.dcm"),
+         "--bundle", str(session_bundle), "--json", str(out_json), "--heatmap-dir", str(tmp_path / "h")],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert result.returncode == 1, result.stderr  # the CT file is refused; the two good ones are scored
+    assert "blocked by test" not in result.stderr
+    doc = json.loads(out_json.read_text())
+    assert len(doc["results"]) == 2 and doc["runtime"] == "onnxruntime"
+    probabilities = np.array([f["probability"] for f in doc["results"][0]["findings"]])
+    assert probabilities.shape == (14,) and np.isfinite(probabilities).all()
+    assert len(list((tmp_path / "h").glob("*.png"))) == 2
