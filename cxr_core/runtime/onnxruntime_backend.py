@@ -64,6 +64,9 @@ class OnnxRuntimeBackend(Backend):
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = _LOG_WARNING
+        # Idle worker threads sleep instead of spinning: on a shared 2-core machine spinning cost
+        # INT8 inference 22-43 ms against 12.6-17 ms without it, and on a phone or Pi it burns battery.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self._session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
         except (
