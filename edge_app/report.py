@@ -1,0 +1,136 @@
+"""Export a scored image as a PNG report (image + overlay + findings table) and as JSON.
+
+The PNG is drawn with Pillow from the :class:`~cxr_core.predictor.Prediction` itself, not grabbed
+from the screen, so it is identical on a phone, a kiosk and a headless test, and independent of
+zoom or layout. The JSON is ``Prediction.to_dict()`` plus what the user was looking at (selected
+finding, overlay opacity) and the app version. Both files are written atomically into the
+reports folder (``<data dir>/reports``); the name is the image's stem and a UTC time stamp.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from cxr_core import __version__
+from edge_app.display import fit_for_display, grey_to_rgb8
+from edge_app.storage import write_atomic
+
+if TYPE_CHECKING:
+    from cxr_core.predictor import Prediction
+
+DISCLAIMER = "Decision support only - not a diagnosis. Review the image yourself."
+REPORT_IMAGE_SIDE = 720
+_ROW = 34
+_PAD = 24
+_TABLE_WIDTH = 690
+_BG = (255, 255, 255)
+_INK = (20, 20, 20)
+_MUTED = (110, 110, 110)
+_BAR = (70, 110, 180)
+_BAR_POSITIVE = (200, 70, 50)
+
+
+@dataclass(frozen=True)
+class ExportedReport:
+    png: Path
+    json: Path
+
+
+def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    return ImageFont.load_default(size=size)
+
+
+def report_stem(source: str, when: datetime) -> str:
+    """``<image stem>-<UTC yyyymmdd-hhmmss>``: unusual characters become ``_``, no leading dot (hidden)."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(source).stem)[:60].lstrip(".") or "image"
+    return f"{stem}-{when.strftime('%Y%m%d-%H%M%S')}"
+
+
+def report_payload(prediction: Prediction, label: str, opacity: float, bundle_title: str) -> dict[str, Any]:
+    """The JSON document: the prediction's own dict plus what the user was looking at."""
+    payload = dict(prediction.to_dict())
+    payload["report"] = {
+        "selected_finding": label,
+        "overlay_opacity": round(float(opacity), 3),
+        "bundle": bundle_title,
+        "app": f"cxr-edge {__version__}",
+        "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "disclaimer": DISCLAIMER,
+    }
+    return payload
+
+
+def render_report(prediction: Prediction, label: str, opacity: float, bundle_title: str) -> Image.Image:
+    """The report as an RGB Pillow image: header, image with the overlay of ``label``, findings table."""
+    overlay = np.asarray(prediction.overlay(label, alpha=float(opacity)), dtype=np.uint8)
+    picture = Image.fromarray(fit_for_display(overlay, REPORT_IMAGE_SIDE))
+    plain = Image.fromarray(fit_for_display(grey_to_rgb8(prediction.image.pixels), REPORT_IMAGE_SIDE))
+    ranked = prediction.ranked()
+    header_h = 110
+    table_h = _ROW * (len(ranked) + 1) + 60
+    width = _PAD * 3 + picture.width * 2 + _PAD + _TABLE_WIDTH
+    height = header_h + max(picture.height + 40, table_h) + 50
+    canvas = Image.new("RGB", (width, height), _BG)
+    draw = ImageDraw.Draw(canvas)
+    draw.text((_PAD, 16), f"cxr-edge report: {Path(prediction.source).name}", fill=_INK, font=_font(26))
+    draw.text((_PAD, 52), f"Model: {bundle_title} | {prediction.model_name} on {prediction.runtime}",
+              fill=_MUTED, font=_font(18))
+    warnings = "; ".join(prediction.warnings)
+    if warnings:
+        draw.text((_PAD, 78), f"Warning: {warnings}", fill=_BAR_POSITIVE, font=_font(18))
+    top = header_h
+    canvas.paste(plain, (_PAD, top))
+    canvas.paste(picture, (_PAD * 2 + plain.width, top))
+    caption = f"Heat map: {label} (opacity {opacity:.0%})"
+    draw.text((_PAD * 2 + plain.width, top + picture.height + 8), caption, fill=_MUTED, font=_font(16))
+    _draw_table(draw, ranked, label, (_PAD * 4 + plain.width + picture.width, top))
+    draw.text((_PAD, height - 36), DISCLAIMER, fill=_BAR_POSITIVE, font=_font(18))
+    return canvas
+
+
+def _draw_table(draw: ImageDraw.ImageDraw, ranked: list, selected: str, origin: tuple[int, int]) -> None:
+    x, y = origin
+    bar_x, bar_w = x + 230, 200
+    head = _font(16)
+    draw.text((x, y), "Finding", fill=_MUTED, font=head)
+    draw.text((bar_x, y), "Calibrated probability", fill=_MUTED, font=head)
+    draw.text((bar_x + bar_w + 12, y), "raw / threshold", fill=_MUTED, font=head)
+    body = _font(18)
+    for index, finding in enumerate(ranked, start=1):
+        row_y = y + index * _ROW
+        weight = _INK if finding.label != selected else _BAR
+        name = finding.label.replace("_", " ") + (" *" if finding.positive else "")
+        draw.text((x, row_y), name, fill=weight, font=body)
+        draw.rectangle((bar_x, row_y + 4, bar_x + bar_w, row_y + 22), outline=_MUTED)
+        filled = bar_x + round(bar_w * min(1.0, max(0.0, finding.calibrated)))
+        colour = _BAR_POSITIVE if finding.positive else _BAR
+        draw.rectangle((bar_x, row_y + 4, filled, row_y + 22), fill=colour)
+        marker = bar_x + bar_w // 2  # calibration puts every operating point at 0.5
+        draw.line((marker, row_y, marker, row_y + 26), fill=_INK, width=2)
+        detail = f"{finding.calibrated:5.1%}  {finding.probability:.3f}/{finding.operating_point:.3f}"
+        draw.text((bar_x + bar_w + 12, row_y), detail, fill=_INK, font=body)
+    note_y = y + (len(ranked) + 1) * _ROW + 6
+    draw.text((x, note_y), "* above the operating point. Marker = operating point (0.5 after calibration).",
+              fill=_MUTED, font=_font(14))
+
+
+def export_report(prediction: Prediction, folder: str | Path, label: str, opacity: float,
+                  bundle_title: str, when: datetime | None = None) -> ExportedReport:
+    """Write ``<stem>.png`` and ``<stem>.json`` into ``folder`` atomically; return their paths."""
+    folder = Path(folder)
+    stem = report_stem(prediction.source, when or datetime.now(UTC))
+    buffer = io.BytesIO()
+    render_report(prediction, label, opacity, bundle_title).save(buffer, format="PNG")
+    payload = report_payload(prediction, label, opacity, bundle_title)
+    png = write_atomic(folder / f"{stem}.png", buffer.getvalue())
+    js = write_atomic(folder / f"{stem}.json", json.dumps(payload, indent=2).encode("utf-8"))
+    return ExportedReport(png, js)

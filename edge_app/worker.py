@@ -1,0 +1,209 @@
+"""Run bundle loading, prediction and overlay rendering on one worker thread; post outcomes back.
+
+The UI thread must never block on inference (a DenseNet-121 takes ~0.1-1 s per image on a Pi),
+so every call to cxr_core happens here, one job at a time, in submission order. Outcomes are
+handed to ``post`` -- in the app, a wrapper around ``Clock.schedule_once`` -- so callbacks run on
+the UI thread. Kivy is not imported: the service is plain threading and can be tested alone.
+
+Every job's failure becomes an outcome, never a dead thread: a refused image becomes
+:class:`Refused` (with the gate's reasons), a file that cannot be decoded or a bundle that cannot
+be loaded becomes :class:`Failed` with a title and the library's message, and anything unexpected
+is logged with its traceback and reported as :class:`Failed` too -- the app keeps running.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cxr_core.bundle import BundleError
+from cxr_core.errors import CxrEdgeError, ImageDecodeError, MissingDependencyError
+from edge_app.display import DISPLAY_MAX_SIDE, DisplayImages, display_images
+from edge_app.report import ExportedReport, export_report
+
+if TYPE_CHECKING:
+    from cxr_core.predictor import Prediction, Predictor
+
+logger = logging.getLogger(__name__)
+
+Post = Callable[[Callable[[], None]], None]
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """A bundle was loaded and verified."""
+
+    bundle: Path
+    model_name: str
+    runtime: str
+    load_ms: float
+
+
+@dataclass(frozen=True)
+class Scored:
+    """An image was scored; ``display`` holds the top finding's overlay, ready for a texture."""
+
+    source: str
+    prediction: Prediction
+    display: DisplayImages
+    elapsed_ms: float
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """The overlay of another finding of an already scored image."""
+
+    prediction: Prediction
+    display: DisplayImages
+
+
+@dataclass(frozen=True)
+class Exported:
+    """A report was written (PNG and JSON)."""
+
+    source: str
+    report: ExportedReport
+
+
+@dataclass(frozen=True)
+class Refused:
+    """The input gate refused the image: it is not scored, and ``reasons`` say why."""
+
+    source: str
+    reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Failed:
+    """A job failed: ``kind`` is ``decode`` (bad file), ``bundle`` (cannot load) or ``error``."""
+
+    source: str
+    kind: str
+    title: str
+    message: str
+
+
+Outcome = Loaded | Scored | Rendered | Exported | Refused | Failed
+
+
+@dataclass
+class _Job:
+    run: Callable[[], Outcome]
+    on_done: Callable[[Outcome], None]
+    source: str
+    submitted: float = field(default_factory=time.perf_counter)
+
+
+class PredictionService:
+    """A single worker thread that owns the Predictor."""
+
+    def __init__(self, post: Post, loader: Callable[..., Predictor] | None = None,
+                 display_max_side: int = DISPLAY_MAX_SIDE) -> None:
+        self._post = post
+        self._loader = loader
+        self._max_side = display_max_side
+        self._jobs: queue.Queue[_Job | None] = queue.Queue()
+        self._pending = 0
+        self._lock = threading.Lock()
+        self.predictor: Predictor | None = None
+        self._thread = threading.Thread(target=self._loop, name="cxr-edge-worker", daemon=True)
+        self._thread.start()
+
+    @property
+    def busy(self) -> bool:
+        """True while any submitted job has not yet posted its outcome."""
+        with self._lock:
+            return self._pending > 0
+
+    def load(self, bundle: Path, on_done: Callable[[Outcome], None], **predictor_kwargs: Any) -> None:
+        """Load (and verify) ``bundle``; replaces the current predictor on success."""
+        self._submit(lambda: self._load(Path(bundle), predictor_kwargs), on_done, str(bundle))
+
+    def predict(self, path: Path, on_done: Callable[[Outcome], None]) -> None:
+        """Score the image file ``path`` with the current predictor."""
+        self._submit(lambda: self._predict(Path(path)), on_done, str(path))
+
+    def render(self, prediction: Prediction, label: str, on_done: Callable[[Outcome], None]) -> None:
+        """Compute the display overlay of ``label`` for an already scored ``prediction``."""
+        self._submit(lambda: Rendered(prediction, display_images(prediction, label, self._max_side)),
+                     on_done, prediction.source)
+
+    def export(self, prediction: Prediction, folder: Path, label: str, opacity: float, bundle_title: str,
+               on_done: Callable[[Outcome], None]) -> None:
+        """Write the PNG + JSON report of ``prediction`` into ``folder``."""
+        self._submit(lambda: Exported(prediction.source, export_report(prediction, folder, label, opacity,
+                                                                       bundle_title)),
+                     on_done, prediction.source)
+
+    def shutdown(self, timeout: float = 5.0) -> None:
+        """Stop the thread after the jobs already queued."""
+        self._jobs.put(None)
+        self._thread.join(timeout)
+
+    # ------------------------------------------------------------------ worker side
+
+    def _submit(self, run: Callable[[], Outcome], on_done: Callable[[Outcome], None], source: str) -> None:
+        with self._lock:
+            self._pending += 1
+        self._jobs.put(_Job(run, on_done, source))
+
+    def _loop(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            outcome = self._execute(job)
+            self._post(self._deliver(job, outcome))
+
+    def _deliver(self, job: _Job, outcome: Outcome) -> Callable[[], None]:
+        def deliver() -> None:
+            with self._lock:
+                self._pending -= 1
+            job.on_done(outcome)
+
+        return deliver
+
+    def _execute(self, job: _Job) -> Outcome:
+        from cxr_core.input_gate import ImageRefusedError
+
+        try:
+            return job.run()
+        except ImageRefusedError as exc:
+            return Refused(job.source, tuple(exc.reasons) or (str(exc),))
+        except ImageDecodeError as exc:
+            return Failed(job.source, "decode", "This file cannot be read", exc.reason)
+        except (BundleError, MissingDependencyError) as exc:
+            return Failed(job.source, "bundle", "The model bundle cannot be used", str(exc))
+        except CxrEdgeError as exc:
+            return Failed(job.source, "error", "The image could not be analysed", str(exc))
+        except OSError as exc:  # a report folder that cannot be written, a file that vanished
+            return Failed(job.source, "error", "A file could not be read or written", str(exc))
+        except Exception as exc:  # a worker thread must survive anything; the traceback goes to the log
+            logger.exception("unexpected error while processing %s", job.source)
+            return Failed(job.source, "error", "Unexpected error", f"{type(exc).__name__}: {exc}")
+
+    def _load(self, bundle: Path, kwargs: dict[str, Any]) -> Loaded:
+        loader = self._loader
+        if loader is None:
+            from cxr_core.predictor import Predictor
+
+            loader = Predictor.load
+        predictor = loader(bundle, **kwargs)
+        self.predictor = predictor
+        return Loaded(bundle, predictor.model_name, predictor.runtime, float(predictor.load_ms))
+
+    def _predict(self, path: Path) -> Scored:
+        predictor = self.predictor
+        if predictor is None:
+            raise BundleError("no model bundle is loaded; choose one in the settings before opening an image")
+        start = time.perf_counter()
+        prediction = predictor.predict_file(path)
+        top = prediction.ranked()[0].label
+        display = display_images(prediction, top, self._max_side)
+        return Scored(str(path), prediction, display, (time.perf_counter() - start) * 1000.0)

@@ -1,0 +1,111 @@
+"""The worker thread over the real Predictor: every outcome, and survival after anything."""
+
+from __future__ import annotations
+
+import queue
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_app.display import fit_for_display
+from edge_app.worker import Exported, Failed, Loaded, PredictionService, Refused, Rendered, Scored
+
+
+class Inbox:
+    """``post`` for the service: callbacks are queued and run on the test's thread, like Clock does."""
+
+    def __init__(self) -> None:
+        self.callbacks: queue.Queue[Callable[[], None]] = queue.Queue()
+
+    def post(self, callback: Callable[[], None]) -> None:
+        self.callbacks.put(callback)
+
+    def run_one(self, timeout: float = 60.0) -> None:
+        self.callbacks.get(timeout=timeout)()
+
+
+@pytest.fixture(scope="module")
+def service(session_bundle: Path):  # type: ignore[no-untyped-def]
+    inbox = Inbox()
+    svc = PredictionService(inbox.post, display_max_side=128)
+    outcomes: list = []
+    svc.load(session_bundle, outcomes.append)
+    inbox.run_one()
+    assert isinstance(outcomes[0], Loaded), outcomes
+    yield svc, inbox
+    svc.shutdown()
+
+
+def _ask(service, submit) -> object:  # type: ignore[no-untyped-def]
+    svc, inbox = service
+    outcomes: list = []
+    submit(outcomes.append)
+    assert svc.busy
+    inbox.run_one()
+    assert not svc.busy
+    return outcomes[0]
+
+
+def test_scored_with_display_arrays(service, image_files) -> None:  # type: ignore[no-untyped-def]
+    svc, _inbox = service
+    outcome = _ask(service, lambda done: svc.predict(image_files["png"], done))
+    assert isinstance(outcome, Scored)
+    prediction, display = outcome.prediction, outcome.display
+    assert display.label == prediction.ranked()[0].label
+    assert max(display.grey.shape[:2]) == 128 and display.grey.shape == display.overlay.shape
+    expected = fit_for_display(prediction.overlay(display.label, alpha=1.0), 128)
+    assert np.array_equal(display.overlay, expected)
+    other = prediction.ranked()[3].label
+    rendered = _ask(service, lambda done: svc.render(prediction, other, done))
+    assert isinstance(rendered, Rendered) and rendered.display.label == other
+
+
+def test_refusals_and_decode_errors(service, image_files) -> None:  # type: ignore[no-untyped-def]
+    svc, _inbox = service
+    refused = _ask(service, lambda done: svc.predict(image_files["photo"], done))
+    assert isinstance(refused, Refused) and any("colour" in r.lower() for r in refused.reasons)
+    bad = _ask(service, lambda done: svc.predict(image_files["bad"], done))
+    assert isinstance(bad, Failed) and bad.kind == "decode" and "PNG, JPEG or DICOM" in bad.message
+    gone = _ask(service, lambda done: svc.predict(image_files["png"].parent / "gone.png", done))
+    assert isinstance(gone, Failed) and gone.kind == "decode" and "not found" in gone.message
+
+
+def test_export_through_the_worker(service, image_files, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    svc, _inbox = service
+    scored = _ask(service, lambda done: svc.predict(image_files["dicom"], done))
+    label = scored.display.label
+    out = _ask(service, lambda done: svc.export(scored.prediction, tmp_path, label, 0.5, "t", done))
+    assert isinstance(out, Exported) and out.report.png.is_file() and out.report.json.is_file()
+    blocked = tmp_path / "file-not-folder"
+    blocked.write_text("x")
+    failed = _ask(service, lambda done: svc.export(scored.prediction, blocked, "Mass", 0.5, "t", done))
+    assert isinstance(failed, Failed) and failed.kind == "error"
+
+
+def test_bundle_failures_and_unexpected_errors(tmp_path: Path, image_files) -> None:  # type: ignore[no-untyped-def]
+    def broken_loader(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("driver crashed")
+
+    inbox = Inbox()
+    svc = PredictionService(inbox.post)
+    try:
+        outcomes: list = []
+        svc.predict(image_files["png"], outcomes.append)  # nothing loaded yet
+        svc.load(tmp_path / "nowhere", outcomes.append)
+        for _ in range(2):
+            inbox.run_one()
+        assert [type(o) for o in outcomes] == [Failed, Failed]
+        assert outcomes[0].kind == "bundle" and "no model bundle is loaded" in outcomes[0].message
+        assert outcomes[1].kind == "bundle" and "does not exist" in outcomes[1].message
+        crashing = PredictionService(inbox.post, loader=broken_loader)
+        crashing.load(tmp_path, outcomes.append)
+        crashing.predict(image_files["png"], outcomes.append)  # the thread survived the crash
+        for _ in range(2):
+            inbox.run_one()
+        assert outcomes[2].title == "Unexpected error" and "driver crashed" in outcomes[2].message
+        assert isinstance(outcomes[3], Failed) and outcomes[3].kind == "bundle"
+        crashing.shutdown()
+    finally:
+        svc.shutdown()
