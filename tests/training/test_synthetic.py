@@ -377,3 +377,12 @@ def test_generator_modules_do_not_import_torch() -> None:
         "sys.exit(1 if 'torch' in sys.modules else 0)"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_phantom_renders_at_detector_like_sizes() -> None:
+    """768 and 1024 px used to fail in the bone layer (an in-place multiply on a read-only array)."""
+    from training.data.phantom import render_phantom
+
+    for size in (768, 1024):
+        phantom = render_phantom(["Fracture"], seed=1, size=size)
+        assert phantom.image.shape == (size, size)

@@ -276,9 +276,9 @@ def _draw_bones(scene: Scene, rng: np.random.Generator) -> None:
     spine = np.clip((0.032 - np.abs(cv.u - an.cx)) / 0.004, 0, 1)
     discs = 0.75 + 0.25 * np.abs(np.sin(np.pi * (cv.v - an.apex_v) / an.rib_spacing))
     bone += 0.4 * spine * discs
-    scene.bone = blur(bone, cv.size / 400)
     below = 0.5 * (an.dome_v[0] + an.dome_v[1]) + an.dome_rise + 0.06
-    scene.bone *= np.clip((below - cv.v) / 0.04, 0.3, 1.0)  # ribs fade over the abdomen
+    # A new array, not in place: at some sizes blur() hands back a read-only array.
+    scene.bone = blur(bone, cv.size / 400) * np.clip((below - cv.v) / 0.04, 0.3, 1.0)  # ribs fade below
 
 
 def _gastric_bubble(scene: Scene) -> None:
