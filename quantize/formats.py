@@ -1,7 +1,7 @@
 """The one table of export formats (ARCHITECTURE convention 3).
 
 Each row names a format, its file suffix, the pip extra that provides its toolchain, whether it is
-INT8, and the builder that writes it. Adding a format (e.g. TFLite) is one more row and one
+INT8, and the builder that writes it. Adding a format is one more row and one
 builder function ``builder(context, path) -> dict`` that returns the manifest's description of the
 file (inputs, outputs, opset, quantization). A builder that raises becomes a failed row in the
 export report; the other formats still build.
@@ -88,14 +88,39 @@ def _build_onnx_int8(context: BuildContext, path: Path) -> dict[str, Any]:
     return {**info.to_dict(), "quantization": quantization}
 
 
+# The TFLite builders import nothing heavy here: quantize.tflite_export checks the toolchain (a
+# missing one is a failed row with the pip commands) and runs the converter in a child process.
+def _build_tflite(context: BuildContext, path: Path) -> dict[str, Any]:
+    from quantize.tflite_export import build_fp32
+
+    return build_fp32(context, path)
+
+
+def _build_tflite_fp16(context: BuildContext, path: Path) -> dict[str, Any]:
+    from quantize.tflite_export import build_fp16
+
+    return build_fp16(context, path)
+
+
+def _build_tflite_int8(context: BuildContext, path: Path) -> dict[str, Any]:
+    from quantize.tflite_export import build_int8
+
+    return build_int8(context, path)
+
+
 FORMATS: dict[str, ExportFormat] = {
     row.name: row
     for row in (
         ExportFormat("onnx", "model.onnx", "export", False, "onnxruntime", _build_onnx),
         ExportFormat("onnx-int8", "model-int8.onnx", "export", True, "onnxruntime", _build_onnx_int8),
+        ExportFormat("tflite", "model.tflite", "export", False, "litert", _build_tflite),
+        ExportFormat("tflite-fp16", "model-fp16.tflite", "export", False, "litert", _build_tflite_fp16),
+        ExportFormat("tflite-int8", "model-int8.tflite", "export", True, "litert", _build_tflite_int8),
     )
 }
-DEFAULT_FORMATS: tuple[str, ...] = ("onnx", "onnx-int8")
+#: Every format: a format whose toolchain is not installed becomes a failed row (with the pip
+#: command), not a crash, so the default never hides a format nor breaks an ONNX-only install.
+DEFAULT_FORMATS: tuple[str, ...] = tuple(FORMATS)
 
 
 def get_format(name: str) -> ExportFormat:

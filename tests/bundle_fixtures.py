@@ -22,6 +22,12 @@ from training.models import ModelConfig, build_model
 
 #: 64 px input: the tiny DenseNet's feature map is 2x2, so pooling and the CAM are not trivial.
 SPEC = PreprocessSpec(input_size=64, resize_to=72)
+#: The all-formats bundle uses 72 px: at 64 px two of the tiny DenseNet's concatenations join a
+#: tensor with C == H == W (16x16x16, 8x8x8), which sends onnx2tf into a 576-way transposition
+#: search per concatenation (conversion 21 s of CPU instead of 9 s). Feature map still 2x2.
+TFLITE_SPEC = PreprocessSpec(input_size=72, resize_to=80)
+#: Every registry format, built once per session by ``session_bundle_all_formats``.
+ALL_FORMATS = ("onnx", "onnx-int8", "tflite", "tflite-fp16", "tflite-int8")
 CALIBRATION_IMAGES = 8
 
 
@@ -40,13 +46,15 @@ def tiny_model(architecture: str, seed: int = 0) -> torch.nn.Module:
     return model.eval()
 
 
-def write_checkpoint(path: Path, architecture: str, run_config: dict | None = None) -> Path:
+def write_checkpoint(
+    path: Path, architecture: str, run_config: dict | None = None, spec: PreprocessSpec = SPEC
+) -> Path:
     """A real cxr-edge checkpoint of a fresh tiny model, with operating points."""
     model = tiny_model(architecture)
     labels = list(CHESTXRAY14.labels)
     payload = {
         "model_config": model.config.to_dict(),
-        "preprocess": SPEC.to_dict(),
+        "preprocess": spec.to_dict(),
         "labels": labels,
         "dataset": "synthetic",
         "model_state": model.state_dict(),
@@ -94,7 +102,26 @@ def session_bundle(
     from quantize.pipeline import ExportRequest, export_bundle
 
     out = tmp_path_factory.mktemp("bundles") / "chexnet"
-    export_bundle(ExportRequest(checkpoint_factory("chexnet"), out, calibration_dir=calibration_dir))
+    request = ExportRequest(
+        checkpoint_factory("chexnet"), out, formats=("onnx", "onnx-int8"), calibration_dir=calibration_dir
+    )
+    export_bundle(request)
+    return out
+
+
+@pytest.fixture(scope="session")
+def session_bundle_all_formats(tmp_path_factory: pytest.TempPathFactory, calibration_dir: Path) -> Path:
+    """The tiny CheXNet (72 px, see TFLITE_SPEC) through all five formats, FP32/FP16/INT8 TFLite included.
+
+    Built once per session (about 40 s on 2 cores, most of it the onnx2tf conversion); tests that use
+    it need the TFLite toolchain (mark them ``needs_tflite``). The parity gate is on: every format passed.
+    """
+    from quantize.pipeline import ExportRequest, export_bundle
+
+    root = tmp_path_factory.mktemp("bundles-all")
+    checkpoint = write_checkpoint(root / "chexnet-72.pt", "chexnet", spec=TFLITE_SPEC)
+    out = root / "chexnet"
+    export_bundle(ExportRequest(checkpoint, out, formats=ALL_FORMATS, calibration_dir=calibration_dir))
     return out
 
 

@@ -96,6 +96,8 @@ def test_export_cli_gate_exit_status(
             str(calibration_dir),
             "--max-delta-p",
             "0",
+            "--formats",
+            "onnx,onnx-int8",
         ]
     )
     assert code == 3
@@ -112,6 +114,8 @@ def test_export_cli_gate_exit_status(
             "--max-delta-p",
             "0",
             "--no-parity-gate",
+            "--formats",
+            "onnx,onnx-int8",
         ]
     )
     assert code == 0 and (out / "manifest.json").is_file()

@@ -49,7 +49,12 @@ def test_bundle_manifest_records_the_contract(session_bundle: Path, checkpoint_f
 
 def test_dgc_bundle_builds(checkpoint_factory: Callable, calibration_dir: Path, tmp_path: Path) -> None:
     result = export_bundle(
-        ExportRequest(checkpoint_factory("dgc"), tmp_path / "dgc", calibration_dir=calibration_dir)
+        ExportRequest(
+            checkpoint_factory("dgc"),
+            tmp_path / "dgc",
+            formats=("onnx", "onnx-int8"),
+            calibration_dir=calibration_dir,
+        )
     )
     assert [r["status"] for r in result.rows] == ["ok", "ok"]
     assert result.manifest["cam"]["pooling"] == "max"
@@ -91,6 +96,7 @@ def test_gate_refuses_drift_and_keeps_the_existing_bundle(
     request = ExportRequest(
         checkpoint_factory("chexnet"),
         bundle_copy,
+        formats=("onnx", "onnx-int8"),
         calibration_dir=calibration_dir,
         int8_thresholds=impossible,
     )
