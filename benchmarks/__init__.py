@@ -1,4 +1,9 @@
 """edge-bench: latency, memory and accuracy parity per format on the target machine.
 
-Not built yet: arrives with the "edge-bench" issue (see README's stage map).
+``edge-bench BUNDLE`` measures every model of a bundle, each (format, thread count) in a fresh
+child process (:mod:`benchmarks.worker`): load time, batch-1 latency, throughput, peak RSS, the
+end-to-end split through the Predictor, golden-set parity and, with ``--data``, AUC parity; it
+writes results.json / results.md / plots and applies CI gates. ``edge-bench compare`` merges
+results from several devices. :func:`benchmarks.selftest.run_selftest` is the golden check alone,
+for the app's diagnostics screen. Needs only cxr_core and a runtime (no torch); docs/benchmarks.md.
 """

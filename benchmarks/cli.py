@@ -1,0 +1,191 @@
+"""``edge-bench``: latency, memory and accuracy parity per format of a model bundle, on this machine.
+
+Thin CLI over :func:`benchmarks.results.run_benchmark` and :func:`benchmarks.compare.compare`.
+Exit codes: 0 all gates passed; 1 a gate tripped (figures printed); 2 bad flags, bundle or data;
+3 a format could not be measured (broken file, runtime crash) or nothing could be measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import logging
+import sys
+from pathlib import Path
+
+from benchmarks.config import BenchConfig, BenchConfigError, Gates, default_threads, parse_threads
+from benchmarks.gates import EXIT_USAGE
+from benchmarks.latency import TimingPlan
+from cxr_core.errors import CxrEdgeError
+
+logger = logging.getLogger("edge-bench")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edge-bench",
+        description="Measure each model format of a bundle on this machine: load time, batch-1 latency, "
+        "throughput, peak memory, size, end-to-end split and accuracy parity. "
+        "Use 'edge-bench compare A.json B.json ...' to merge results from several devices.",
+        epilog="exit codes: 0 every gate passed; 1 a gate tripped (figures printed); 2 bad flags, bundle "
+        "or --data; 3 a format could not be measured (error row) or nothing was measured. "
+        "See docs/benchmarks.md.",
+    )
+    parser.add_argument("bundle", type=Path, help="model bundle folder written by cxr-export")
+    parser.add_argument("--formats", help="comma-separated model names of the bundle (default: all)")
+    parser.add_argument(
+        "--threads",
+        default=",".join(map(str, default_threads())),
+        help="comma-separated thread counts (default: 1 and the physical cores, at most 4)",
+    )
+    parser.add_argument("--runs", type=int, default=50, help="timed batch-1 runs per variant (default: 50)")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed warm-up runs first (default: 5)")
+    parser.add_argument(
+        "--max-seconds",
+        type=float,
+        default=30.0,
+        help="stop a variant's timed loop after this long (default: 30)",
+    )
+    parser.add_argument("--batch", type=int, default=8, help="batch for throughput where the file allows (8)")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        help="labelled evaluation set: a ChestX-ray14-style folder "
+        "(cxr-synth output; its test_list.txt split), a labels CSV, or a folder with labels.csv",
+    )
+    parser.add_argument("--limit", type=int, help="use only the first N images of --data")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="folder for results.json, results.md and plots "
+        "(default: ./edge-bench-results/<bundle>-<UTC time>)",
+    )
+    parser.add_argument(
+        "--reference-torch",
+        type=Path,
+        metavar="CHECKPOINT",
+        help="add a PyTorch eager FP32 reference row (needs torch: pip install 'cxr-edge[train]')",
+    )
+    parser.add_argument(
+        "--e2e-images",
+        type=int,
+        default=3,
+        help="image files for the end-to-end split (default: 3; 0 = skip)",
+    )
+    parser.add_argument("--e2e-repeats", type=int, default=3, help="predictions per e2e image (default: 3)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="repeat the whole sweep, interleaved, and pool the samples (default: 1)",
+    )
+    parser.add_argument("--idle-seconds", type=float, default=1.0, help="pause between variants (default: 1)")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="per-operator profile of each format at the highest thread count",
+    )
+    parser.add_argument(
+        "--device-name", help="name of this device in results and comparisons (default: hostname)"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    gates = parser.add_argument_group("gates (non-zero exit when one trips)")
+    gates.add_argument(
+        "--fail-under", type=float, metavar="AUC", help="minimum mean AUC of every format (--data)"
+    )
+    gates.add_argument("--max-auc-drop", type=float, metavar="D", help="max FP32 - format mean AUC (--data)")
+    gates.add_argument("--max-dp", type=float, metavar="X", help="max |dp| vs FP32 (golden set and --data)")
+    gates.add_argument(
+        "--min-agreement",
+        type=float,
+        metavar="A",
+        help="min positive-call agreement vs FP32 at the operating points",
+    )
+    return parser
+
+
+def build_compare_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edge-bench compare", description="Merge results.json files from several devices into one table."
+    )
+    parser.add_argument("results", nargs="+", type=Path, help="results.json files written by edge-bench")
+    parser.add_argument("--out", type=Path, help="folder for compare.md and compare.json")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> BenchConfig:
+    out = args.out or Path("edge-bench-results") / (
+        f"{args.bundle.resolve().name}-{_dt.datetime.now(_dt.UTC).strftime('%Y%m%d-%H%M%S')}"
+    )
+    try:
+        plan = TimingPlan(runs=args.runs, warmup=args.warmup, max_seconds=args.max_seconds)
+    except ValueError as exc:
+        raise BenchConfigError(f"timing: {exc}") from exc
+    return BenchConfig(
+        bundle=args.bundle,
+        out=out,
+        formats=tuple(f.strip() for f in args.formats.split(",") if f.strip()) if args.formats else None,
+        threads=parse_threads(args.threads),
+        plan=plan,
+        batch=args.batch,
+        data=args.data,
+        limit=args.limit,
+        reference_torch=args.reference_torch,
+        e2e_images=args.e2e_images,
+        e2e_repeats=args.e2e_repeats,
+        rounds=args.rounds,
+        idle_seconds=args.idle_seconds,
+        profile=args.profile,
+        device_name=args.device_name,
+        gates=Gates(args.fail_under, args.max_auc_drop, args.max_dp, args.min_agreement),
+    )
+
+
+def _compare_main(argv: list[str]) -> int:
+    from benchmarks.compare import compare
+
+    args = build_compare_parser().parse_args(argv)
+    try:
+        table, _ = compare(args.results, args.out)
+    except CxrEdgeError as exc:
+        print(f"edge-bench compare: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(table)
+    if args.out:
+        print(f"\nwrote {args.out / 'compare.md'} and {args.out / 'compare.json'}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] == "compare":
+        return _compare_main(argv[1:])
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    from benchmarks.outputs import write_outputs
+    from benchmarks.progress import Reporter
+    from benchmarks.report import terminal_report
+    from benchmarks.results import run_benchmark
+
+    try:
+        config = config_from_args(args)
+        results = run_benchmark(config, Reporter(enabled=not args.quiet))
+    except CxrEdgeError as exc:
+        print(f"edge-bench: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    paths = write_outputs(results, config.out)
+    print(terminal_report(results))
+    print("files:")
+    for path in paths.values():
+        print(f"  {path}")
+    gates = results["gates"]
+    for failure in gates["failures"]:
+        print(f"GATE FAILED: {failure['message']}", file=sys.stderr)
+    for name in gates["errored_formats"]:
+        print(f"FORMAT FAILED: {name} could not be measured (see the table)", file=sys.stderr)
+    print(f"exit code {gates['exit_code']}", file=sys.stderr)
+    return int(gates["exit_code"])

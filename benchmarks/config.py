@@ -1,0 +1,138 @@
+"""What one edge-bench run measures and which gates it applies: frozen, validated settings."""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchmarks.latency import TimingPlan
+from benchmarks.machine import physical_cores
+from cxr_core.errors import CxrEdgeError
+
+
+class BenchConfigError(CxrEdgeError, ValueError):
+    """An edge-bench setting has an invalid value (the message says which and what is expected)."""
+
+
+def default_threads() -> tuple[int, ...]:
+    """1 and the number of physical cores capped at 4 (the Backend default), without repeats."""
+    cores = physical_cores() or os.cpu_count() or 1
+    return tuple(sorted({1, max(1, min(cores, 4))}))
+
+
+def parse_threads(text: str) -> tuple[int, ...]:
+    """``"1,2,4"`` -> (1, 2, 4); each a positive integer."""
+    values = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        if not part.isdigit() or int(part) < 1:
+            raise BenchConfigError(
+                f"--threads {text!r}: {part!r} is not a positive integer; expected e.g. 1,2,4"
+            )
+        values.append(int(part))
+    if not values:
+        raise BenchConfigError(f"--threads {text!r}: no thread count; expected e.g. 1,2,4")
+    return tuple(dict.fromkeys(values))
+
+
+def check_formats(requested: Sequence[str], available: Sequence[str], bundle: Path) -> tuple[str, ...]:
+    """The requested format names, each of which must be a model of the bundle (with a did-you-mean)."""
+    for name in requested:
+        if name not in available:
+            hint = difflib.get_close_matches(name, available, n=1)
+            raise BenchConfigError(
+                f"--formats: bundle {bundle} has no model {name!r}; it has {list(available)}"
+                + (f" (did you mean {hint[0]!r}?)" if hint else "")
+            )
+    return tuple(dict.fromkeys(requested))
+
+
+@dataclass(frozen=True)
+class Gates:
+    """CI gates; None disables a gate. Which gates need ``--data`` is checked by :meth:`check`."""
+
+    fail_under: float | None = None  # every format's mean AUC must be >= this
+    max_auc_drop: float | None = None  # reference mean AUC - format mean AUC must be <= this
+    max_dp: float | None = None  # max |dp| vs FP32 (golden set, and the eval set with --data)
+    min_agreement: float | None = None  # positive-call agreement vs FP32 at the operating points
+
+    def check(self, has_data: bool) -> None:
+        for name in ("fail_under", "min_agreement"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value <= 1.0:
+                raise BenchConfigError(f"--{name.replace('_', '-')} {value}; expected a fraction in [0, 1]")
+        for name in ("max_auc_drop", "max_dp"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise BenchConfigError(f"--{name.replace('_', '-')} {value}; expected a number >= 0")
+        if not has_data and (self.fail_under is not None or self.max_auc_drop is not None):
+            raise BenchConfigError(
+                "--fail-under and --max-auc-drop judge AUC and need a labelled set: pass --data DIR_OR_CSV"
+            )
+
+    def to_dict(self) -> dict[str, float | None]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """One run of edge-bench (the CLI flags, validated)."""
+
+    bundle: Path
+    out: Path
+    formats: tuple[str, ...] | None = None  # None: every model of the bundle
+    threads: tuple[int, ...] = field(default_factory=default_threads)
+    plan: TimingPlan = field(default_factory=TimingPlan)
+    batch: int = 8
+    data: Path | None = None
+    limit: int | None = None
+    reference_torch: Path | None = None
+    e2e_images: int = 3
+    e2e_repeats: int = 3
+    rounds: int = 1
+    idle_seconds: float = 1.0
+    profile: bool = False
+    device_name: str | None = None
+    gates: Gates = field(default_factory=Gates)
+
+    def __post_init__(self) -> None:
+        checks = {
+            "batch": self.batch >= 1,
+            "e2e_images": self.e2e_images >= 0,
+            "e2e_repeats": self.e2e_repeats >= 1,
+            "rounds": self.rounds >= 1,
+            "idle_seconds": self.idle_seconds >= 0,
+            "limit": self.limit is None or self.limit >= 1,
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise BenchConfigError(f"--{name.replace('_', '-')} {getattr(self, name)!r} is out of range")
+        if not self.threads or any(t < 1 for t in self.threads):
+            raise BenchConfigError(f"threads {self.threads!r}; expected positive integers")
+        self.gates.check(self.data is not None)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings block of results.json."""
+        return {
+            "bundle": str(self.bundle),
+            "formats": list(self.formats) if self.formats else None,
+            "threads": list(self.threads),
+            "runs": self.plan.runs,
+            "warmup": self.plan.warmup,
+            "max_seconds": self.plan.max_seconds,
+            "batch": self.batch,
+            "data": str(self.data) if self.data else None,
+            "limit": self.limit,
+            "reference_torch": str(self.reference_torch) if self.reference_torch else None,
+            "e2e_images": self.e2e_images,
+            "e2e_repeats": self.e2e_repeats,
+            "rounds": self.rounds,
+            "idle_seconds": self.idle_seconds,
+            "profile": self.profile,
+            "gates": self.gates.to_dict(),
+        }

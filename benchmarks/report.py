@@ -1,0 +1,315 @@
+"""The report of one run, as terminal text and as results.md: the same sections rendered twice.
+
+Sections: latency and memory per (format, threads); parity per format (golden set always,
+evaluation set with ``--data``); the end-to-end split; latency ratios; per-operator profiles
+(``--profile``); gates. Figures come from the results dict only, so a results.json from another
+device renders the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from benchmarks.e2e import STAGES
+from benchmarks.tables import MISSING, markdown_table, mb, ms, num, pct, sci, text_table
+
+
+@dataclass
+class Section:
+    title: str
+    headers: list[str]
+    rows: list[list[str]]
+    notes: list[str] = field(default_factory=list)
+
+
+def _latency_section(results: dict[str, Any]) -> Section:
+    batch = results["settings"]["batch"]
+    headers = [
+        "format",
+        "runtime",
+        "thr",
+        "status",
+        "size MB",
+        "load ms",
+        "p50",
+        "p90",
+        "p99",
+        "mean",
+        "min",
+        "max",
+        "outliers",
+        f"img/s @{batch}",
+        "RSS MB",
+    ]
+    rows = []
+    notes = []
+    for r in results["rows"]:
+        lat = r.get("latency_ms") or {}
+        thr = r.get("throughput") or {}
+        mem = r.get("memory") or {}
+        outl = lat.get("outliers") or {}
+        status = r["status"] if r["status"] == "ok" else f"{r['status']} (see below)"
+        rows.append(
+            [
+                r["name"],
+                str(r["runtime"] or MISSING),
+                str(r["threads"]),
+                status,
+                mb(r["size_bytes"]),
+                ms(r.get("load_ms")),
+                ms(lat.get("p50")),
+                ms(lat.get("p90")),
+                ms(lat.get("p99")),
+                ms(lat.get("mean")),
+                ms(lat.get("min")),
+                ms(lat.get("max")),
+                f"{outl['count']}/{lat['count']}" if outl else MISSING,
+                num(thr.get("images_per_s"), 1),
+                num(mem.get("peak_rss_mb"), 0),
+            ]
+        )
+        if r["status"] != "ok":
+            notes.append(f"{r['name']} @ {r['threads']} thread(s): {r['status']}: {r['error']}")
+        elif lat.get("truncated"):
+            notes.append(f"{r['name']} @ {r['threads']}: stopped at {lat['count']} runs by --max-seconds")
+        if thr.get("skipped") and r["threads"] == min(x["threads"] for x in results["rows"]):
+            notes.append(f"{r['name']}: no throughput figure, {thr['skipped']}")
+    notes.append(
+        "Latency in ms at batch 1 (warm-up excluded; outliers = Tukey fences, counted and kept). "
+        "RSS = peak resident memory of the process that ran the format alone."
+    )
+    return Section("Latency and memory", headers, rows, notes)
+
+
+def _parity_section(results: dict[str, Any]) -> Section:
+    has_eval = results.get("evaluation") is not None
+    headers = ["format", "golden max|dp|", "golden fmap err", "golden ok"]
+    if has_eval:
+        headers += ["vs", "mean AUC", "dAUC", "worst class dAUC", "max|dp|", "mean|dp|", "agreement"]
+    rows = []
+    for s in results["formats"]:
+        g = s.get("golden") or {}
+        row = [
+            s["name"],
+            sci(g.get("max_abs_dp")),
+            sci(g.get("feature_map_rel_error")),
+            MISSING if not g else ("yes" if g.get("passed") else "NO"),
+        ]
+        if has_eval:
+            e = s.get("eval") or {}
+            worst = e.get("max_class_auc_drop")
+            row += [
+                e.get("reference_format") or MISSING,
+                num(e.get("mean_auc"), 4),
+                num(e.get("mean_auc_delta"), 4),
+                num(-worst if worst is not None else None, 4),
+                sci(e.get("max_abs_dp")),
+                sci(e.get("mean_abs_dp")),
+                pct(e.get("call_agreement")),
+            ]
+        rows.append(row)
+    notes = ["golden: the bundle's golden inputs vs its PyTorch FP32 outputs, tolerance from the manifest."]
+    if has_eval:
+        ev = results["evaluation"]
+        notes.append(
+            f"evaluation set: {ev['images']} images from {ev['source']}; dAUC and |dp| against the "
+            "'vs' FP32 format; agreement = same positive call at the operating points."
+        )
+    return Section("Parity", headers, rows, notes)
+
+
+def _auc_section(results: dict[str, Any]) -> Section | None:
+    if results.get("evaluation") is None:
+        return None
+    names = [s["name"] for s in results["formats"] if s.get("eval")]
+    rows = []
+    for label in results["bundle"]["labels"]:
+        rows.append(
+            [
+                label,
+                *(num((s["eval"]["auc"] or {}).get(label), 4) for s in results["formats"] if s.get("eval")),
+                str(results["evaluation"]["positives"].get(label, MISSING)),
+            ]
+        )
+    return Section("AUC per class", ["finding", *names, "positives"], rows)
+
+
+def _e2e_section(results: dict[str, Any]) -> Section | None:
+    rows = []
+    for r in results["rows"]:
+        e = r.get("e2e") or {}
+        if e.get("status") != "ok":
+            continue
+        stages = e["stages_ms"]
+        rows.append(
+            [
+                f"{r['name']} @{r['threads']}",
+                *(ms(stages[s]["mean"]) for s in STAGES),
+                ms(e["total_ms"]),
+                pct(e.get("cam_share_of_inference")),
+            ]
+        )
+    failed = [
+        f"{r['name']} @{r['threads']}: {r['e2e']['status']}: {r['e2e'].get('error') or 'every image refused'}"
+        for r in results["rows"]
+        if r.get("e2e") and r["e2e"].get("status") != "ok"
+    ]
+    if not rows and not failed:
+        return None
+    notes = [
+        "Mean ms per prediction through cxr_core.predictor.Predictor on real files "
+        "(one warm-up prediction per image first); CAM for the top finding.",
+        *failed,
+    ]
+    notes += [
+        f"{r['name']} @{r['threads']}: refused {x['image']}: {'; '.join(x['reasons'])}"
+        for r in results["rows"]
+        for x in (r.get("e2e") or {}).get("refused", [])
+    ]
+    return Section("End-to-end split", ["variant", *STAGES, "total", "CAM/inference"], rows, notes)
+
+
+def _ratio_section(results: dict[str, Any]) -> Section | None:
+    rows = [[r["format"], r["baseline"], str(r["threads"]), num(r["ratio"], 3)] for r in results["ratios"]]
+    if not rows:
+        return None
+    return Section(
+        "Latency ratios (p50)",
+        ["format", "baseline", "threads", "ratio"],
+        rows,
+        ["ratio < 1: the format is faster than its baseline at the same thread count."],
+    )
+
+
+def _profile_sections(results: dict[str, Any]) -> list[Section]:
+    sections = []
+    for r in results["rows"]:
+        prof = r.get("profile")
+        if not prof:
+            continue
+        title = f"Operator profile: {r['name']} @ {r['threads']} threads"
+        if prof.get("status") == "error":
+            sections.append(Section(title, [], [], [f"profiling failed: {prof['error']}"]))
+            continue
+        if prof.get("ops"):
+            rows = [
+                [o["op_type"], ms(o["ms_per_run"]), pct(o["share"]), str(o["nodes"])]
+                for o in prof["ops"][:12]
+            ]
+            sections.append(
+                Section(
+                    title,
+                    ["op type", "ms/run", "share", "nodes"],
+                    rows,
+                    [f"{prof.get('tool')}: trace {prof.get('trace_file')}"],
+                )
+            )
+        else:
+            counts = prof.get("op_counts") or {}
+            rows = [[op, MISSING, MISSING, str(n)] for op, n in counts.items()]
+            sections.append(
+                Section(
+                    title,
+                    ["op type", "ms/run", "share", "nodes"],
+                    rows,
+                    [str(prof.get("hint") or prof.get("census_error") or "")],
+                )
+            )
+    return sections
+
+
+def _gate_section(results: dict[str, Any]) -> Section:
+    gates = results["gates"]
+    rows = [
+        [f["gate"], f["format"], f["figure"], sci(f["value"]), sci(f["threshold"])] for f in gates["failures"]
+    ]
+    set_ = {k: v for k, v in gates["thresholds"].items() if v is not None}
+    notes = [
+        f"thresholds: {set_}",
+        f"exit code {gates['exit_code']}: "
+        + ("all gates passed" if gates["passed"] else f"{len(gates['failures'])} gate failure(s)"),
+    ]
+    if gates["errored_formats"]:
+        notes.append(f"formats that could not be measured: {gates['errored_formats']}")
+    return Section("Gates", ["gate", "format", "figure", "value", "threshold"], rows, notes)
+
+
+def sections(results: dict[str, Any]) -> list[Section]:
+    """Every section of the report, in order (empty ones left out)."""
+    found = [
+        _latency_section(results),
+        _parity_section(results),
+        _auc_section(results),
+        _e2e_section(results),
+        _ratio_section(results),
+        *_profile_sections(results),
+        _gate_section(results),
+    ]
+    return [s for s in found if s is not None]
+
+
+def _render(
+    results: dict[str, Any],
+    table: Callable[[Sequence[str], Sequence[Sequence[str]]], str],
+    heading: Callable[[str], str],
+    note: Callable[[str], str],
+) -> str:
+    parts = []
+    for section in sections(results):
+        parts.append(heading(section.title))
+        if section.rows:
+            parts.append(table(section.headers, section.rows))
+        parts.extend(note(n) for n in section.notes)
+        parts.append("")
+    return "\n".join(parts)
+
+
+def _machine_line(results: dict[str, Any]) -> str:
+    m = results["machine"]
+    cpu = m["cpu"]
+    pk = m["packages"]
+    return (
+        f"{results['device_name']}: {cpu['model']} ({cpu['arch']}, {cpu['physical_cores']} cores, "
+        f"flags {' '.join(cpu['flags']) or MISSING}), {m['os']}, Python {m['python']}, "
+        f"onnxruntime {pk.get('onnxruntime') or MISSING}, "
+        f"ai-edge-litert {pk.get('ai-edge-litert') or MISSING}"
+    )
+
+
+def terminal_report(results: dict[str, Any]) -> str:
+    """The report as plain text for the terminal."""
+    bundle = results["bundle"]
+    load = (
+        f"load average {results['machine']['load_average']} -> {results['machine'].get('load_average_end')}"
+    )
+    head = f"edge-bench: {bundle['path']} ({bundle['architecture']})\n{_machine_line(results)}; {load}\n"
+    return head + "\n" + _render(results, text_table, lambda t: f"== {t} ==", lambda n: f"  {n}")
+
+
+def markdown_report(results: dict[str, Any], plots: Sequence[str] = ()) -> str:
+    """The report as Markdown (results.md), with the plots linked."""
+    b = results["bundle"]
+    head = [
+        f"# edge-bench: {b['name']} ({b['architecture']})",
+        "",
+        f"- machine: {_machine_line(results)}",
+        f"- run: {results['created_at']}, {results['duration_s']} s, settings `{_settings_line(results)}`",
+        f"- thermal: {results['machine']['thermal'] or 'not readable'}; governor: "
+        f"{results['machine']['frequency']['governor'] or 'not readable'}; load average: "
+        f"{results['machine']['load_average']} at the start, "
+        f"{results['machine'].get('load_average_end')} at the end (1/5/15 min)",
+        "",
+    ]
+    body = _render(results, markdown_table, lambda t: f"## {t}\n", lambda n: f"\n{n}")
+    images = [f"![{p}]({p})" for p in plots]
+    return "\n".join(head) + "\n" + body + ("\n## Plots\n\n" + "\n\n".join(images) + "\n" if images else "")
+
+
+def _settings_line(results: dict[str, Any]) -> str:
+    s = results["settings"]
+    return (
+        f"threads={s['threads']} runs={s['runs']} warmup={s['warmup']} max_seconds={s['max_seconds']} "
+        f"batch={s['batch']} rounds={s['rounds']}"
+    )

@@ -1,0 +1,208 @@
+"""``run_benchmark(config) -> results``: the whole measurement, returned as the results.json dict.
+
+The dict (schema in :mod:`benchmarks.schema`, version :data:`SCHEMA_VERSION`) has one row per
+(format, thread count) in ``rows`` (the PyTorch reference rows among them, ``kind: "reference"``),
+one summary per format in ``formats`` (golden parity and, with ``--data``, the evaluation-set
+parity), the INT8/FP32 and FP32/PyTorch latency ratios, the machine, the settings and the gates.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.config import BenchConfig, check_formats
+from benchmarks.data import load_eval_set, preprocess_eval_set
+from benchmarks.e2e import write_sample_radiograph
+from benchmarks.fileio import write_npz_atomic
+from benchmarks.gates import evaluate_gates
+from benchmarks.machine import load_average, machine_info, package_versions, thermal_state
+from benchmarks.parity import eval_parity, reference_for
+from benchmarks.progress import Reporter
+from benchmarks.runner import Variant, describe_formats, merge_rounds, plan_variants, run_variants, work_dir
+from benchmarks.torch_ref import REFERENCE_NAME
+from cxr_core.bundle import Bundle, load_bundle
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+ROW_KEYS = ("import_ms", "load_ms", "latency_ms", "throughput", "memory", "golden", "e2e", "profile")
+
+
+def _bundle_block(bundle: Bundle) -> dict[str, Any]:
+    provenance = bundle.manifest.get("provenance") or {}
+    return {
+        "path": str(bundle.root),
+        "name": bundle.root.name,
+        "architecture": bundle.architecture,
+        "labels": list(bundle.labels),
+        "input_size": bundle.spec.input_size,
+        "operating_points": list(bundle.operating_points) if bundle.operating_points else None,
+        "recommended": bundle.manifest.get("recommended"),
+        "exported_at": provenance.get("exported_at"),
+        "checkpoint_sha256": provenance.get("checkpoint_sha256"),
+    }
+
+
+def _row(variant: Variant, infos: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    merged = merge_rounds(variant.results)
+    info = infos.get(
+        variant.name, {"int8": False, "fp16": False, "runtime": "torch", "file": None, "size_bytes": None}
+    )
+    row: dict[str, Any] = {
+        "name": variant.name,
+        "kind": "reference" if variant.kind == "torch" else "format",
+        "threads": variant.threads,
+        "status": merged.get("status", "error"),
+        "error": merged.get("error"),
+        "runtime": merged.get("runtime") or info["runtime"],
+        "int8": info["int8"],
+        "fp16": info["fp16"],
+        "file": info["file"],
+        "size_bytes": info["size_bytes"],
+        "rounds": merged.get("rounds", len(variant.results)),
+    }
+    row.update({key: merged.get(key) for key in ROW_KEYS})
+    return row
+
+
+def _prepare(config: BenchConfig, bundle: Bundle, work: Path, reporter: Reporter) -> dict[str, Any]:
+    """Preprocess the evaluation set once and pick the end-to-end image files."""
+    shared: dict[str, Any] = {"eval_count": 0}
+    if config.data is not None:
+        eval_set = load_eval_set(config.data, bundle.labels, config.limit)
+        with reporter.bar(len(eval_set), "preprocessing the evaluation set") as step:
+            path, kept, skipped = preprocess_eval_set(eval_set, bundle.spec, work / "eval_inputs.npy", step)
+        shared.update(
+            eval_inputs=str(path), eval_count=len(kept), eval_set=eval_set, kept=kept, skipped=skipped
+        )
+        images = [str(eval_set.paths[i]) for i in kept[: config.e2e_images]]
+    else:
+        images = []
+    if config.e2e_images and not images:
+        images = [str(write_sample_radiograph(config.out / "e2e_sample.png"))]
+    shared["e2e_images"] = images
+    return shared
+
+
+def _evaluation(
+    config: BenchConfig, bundle: Bundle, shared: dict[str, Any], infos: dict[str, dict[str, Any]], work: Path
+) -> tuple[dict[str, dict[str, Any]], dict[str, Any] | None]:
+    """Evaluation-set parity per format, and the block describing the set; predictions saved beside."""
+    if "eval_set" not in shared:
+        return {}, None
+    eval_set, kept = shared["eval_set"], shared["kept"]
+    truth, mask = eval_set.labels[kept], eval_set.mask[kept]
+    probs = {p.name.removesuffix(".probs.npy"): np.load(p) for p in sorted(work.glob("*.probs.npy"))}
+    probs = {name: p for name, p in probs.items() if p.shape == truth.shape}
+    parity = eval_parity(bundle.labels, truth, mask, probs, infos, bundle.operating_points)
+    arrays = {"labels": truth, "mask": mask, "paths": np.asarray([str(eval_set.paths[i]) for i in kept])}
+    arrays["label_names"] = np.asarray(bundle.labels)
+    arrays.update({f"probabilities/{n}": p for n, p in probs.items()})
+    write_npz_atomic(config.out / "predictions.npz", arrays)
+    block = {
+        "source": eval_set.source,
+        "images": int(len(kept)),
+        "skipped": shared["skipped"],
+        "positives": {label: int(truth[mask[:, k], k].sum()) for k, label in enumerate(bundle.labels)},
+        "predictions_file": "predictions.npz",
+    }
+    return parity, block
+
+
+def _format_summaries(
+    rows: list[dict[str, Any]], infos: dict[str, dict[str, Any]], parity: dict[str, dict[str, Any]]
+) -> list[dict[str, Any]]:
+    names = list(dict.fromkeys(r["name"] for r in rows))
+    out = []
+    for name in names:
+        mine = [r for r in rows if r["name"] == name]
+        ok = [r for r in mine if r["status"] == "ok"]
+        best = max(ok, key=lambda r: r["threads"]) if ok else mine[0]
+        out.append(
+            {
+                "name": name,
+                "kind": best["kind"],
+                "runtime": best["runtime"],
+                "int8": best["int8"],
+                "fp16": best["fp16"],
+                "size_bytes": best["size_bytes"],
+                "status": "ok" if ok else best["status"],
+                "error": None if ok else best["error"],
+                "reference_format": reference_for(name, infos) if name in infos else None,
+                "golden": best.get("golden"),
+                "eval": parity.get(name),
+            }
+        )
+    return out
+
+
+def latency_ratios(rows: list[dict[str, Any]], infos: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """p50 ratios at each thread count: reduced-precision format / its FP32 reference, FP32 / PyTorch."""
+    p50 = {(r["name"], r["threads"]): r["latency_ms"]["p50"] for r in rows if r["status"] == "ok"}
+    ratios = []
+    for (name, threads), value in sorted(p50.items()):
+        if name in infos:
+            ref = reference_for(name, infos)
+            if ref is not None and (ref, threads) in p50 and (infos[name]["int8"] or infos[name]["fp16"]):
+                ratios.append(
+                    {
+                        "threads": threads,
+                        "format": name,
+                        "baseline": ref,
+                        "ratio": round(value / p50[(ref, threads)], 4),
+                    }
+                )
+            if not infos[name]["int8"] and not infos[name]["fp16"] and (REFERENCE_NAME, threads) in p50:
+                ratios.append(
+                    {
+                        "threads": threads,
+                        "format": name,
+                        "baseline": REFERENCE_NAME,
+                        "ratio": round(value / p50[(REFERENCE_NAME, threads)], 4),
+                    }
+                )
+    return ratios
+
+
+def run_benchmark(config: BenchConfig, reporter: Reporter | None = None) -> dict[str, Any]:
+    """Measure every requested format of ``config.bundle`` (see the module docstring)."""
+    reporter = reporter or Reporter(enabled=False)
+    started = _dt.datetime.now(_dt.UTC)
+    machine = machine_info()  # load average and thermal state before the run ...
+    bundle = load_bundle(config.bundle)  # verify every hash once, here
+    infos = describe_formats(bundle)
+    formats = check_formats(config.formats, list(infos), config.bundle) if config.formats else tuple(infos)
+    with work_dir(config.out) as tmp:
+        work = Path(tmp)
+        shared = _prepare(config, bundle, work, reporter)
+        variants = plan_variants(config, formats)
+        with reporter.bar(len(variants) * config.rounds, "measuring") as step:
+            run_variants(config, variants, shared, work, reporter.variant_callback(step))
+        rows = [_row(v, infos) for v in variants]
+        parity, eval_block = _evaluation(config, bundle, shared, infos, work)
+    results: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "tool": "edge-bench",
+        "cxr_edge_version": package_versions(("cxr-edge",))["cxr-edge"],
+        "created_at": started.isoformat(timespec="seconds"),
+        "duration_s": round((_dt.datetime.now(_dt.UTC) - started).total_seconds(), 2),
+        "device_name": config.device_name or machine["hostname"] or "unknown",
+        "machine": {
+            **machine,
+            "load_average_end": load_average(),
+            "thermal_end": thermal_state(),
+        },  # ... and after
+        "bundle": _bundle_block(bundle),
+        "settings": config.to_dict(),
+        "evaluation": eval_block,
+        "rows": rows,
+        "formats": _format_summaries(rows, infos, parity),
+        "ratios": latency_ratios(rows, infos),
+    }
+    results["gates"] = evaluate_gates(results, config.gates)
+    return results

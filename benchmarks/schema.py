@@ -1,0 +1,200 @@
+"""The results.json schema (version 1) as data, and a validator used by ``compare`` and the tests.
+
+Each block lists its required keys and the JSON types allowed for each (``None`` = null allowed).
+Rows whose status is ``ok`` must also carry the measured blocks. Bump ``SCHEMA_VERSION`` in
+:mod:`benchmarks.results` when a key's meaning changes; ``compare`` refuses other versions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+NUM = (int, float)
+NONE = type(None)
+
+TOP: dict[str, tuple[type, ...]] = {
+    "schema_version": (int,),
+    "tool": (str,),
+    "cxr_edge_version": (str, NONE),
+    "created_at": (str,),
+    "duration_s": NUM,
+    "device_name": (str,),
+    "machine": (dict,),
+    "bundle": (dict,),
+    "settings": (dict,),
+    "evaluation": (dict, NONE),
+    "rows": (list,),
+    "formats": (list,),
+    "ratios": (list,),
+    "gates": (dict,),
+    "plots": (list,),
+}
+MACHINE = {
+    "hostname": (str, NONE),
+    "os": (str,),
+    "system": (str,),
+    "python": (str,),
+    "cpu": (dict,),
+    "memory_total_mb": (*NUM, NONE),
+    "load_average": (list, NONE),
+    "thermal": (list,),
+    "frequency": (dict,),
+    "packages": (dict,),
+}
+CPU = {
+    "model": (str, NONE),
+    "arch": (str,),
+    "logical_cores": (int, NONE),
+    "physical_cores": (int, NONE),
+    "flags": (list,),
+    "int8_dot_product": (bool,),
+}
+BUNDLE = {
+    "path": (str,),
+    "name": (str,),
+    "architecture": (str,),
+    "labels": (list,),
+    "input_size": (int,),
+    "operating_points": (list, NONE),
+}
+ROW = {
+    "name": (str,),
+    "kind": (str,),
+    "threads": (int,),
+    "status": (str,),
+    "error": (str, NONE),
+    "runtime": (str, NONE),
+    "int8": (bool,),
+    "fp16": (bool,),
+    "file": (str, NONE),
+    "size_bytes": (int, NONE),
+    "rounds": (int,),
+    "import_ms": (*NUM, NONE),
+    "load_ms": (*NUM, NONE),
+    "latency_ms": (dict, NONE),
+    "throughput": (dict, NONE),
+    "memory": (dict, NONE),
+    "golden": (dict, NONE),
+    "e2e": (dict, NONE),
+    "profile": (dict, NONE),
+}
+ROW_OK = {"load_ms": NUM, "latency_ms": (dict,), "memory": (dict,), "throughput": (dict,)}
+LATENCY = {
+    "count": (int,),
+    "p50": NUM,
+    "p90": NUM,
+    "p99": NUM,
+    "mean": NUM,
+    "std": NUM,
+    "min": NUM,
+    "max": NUM,
+    "q1": NUM,
+    "q3": NUM,
+    "outliers": (dict,),
+    "truncated": (bool,),
+    "samples": (list,),
+}
+OUTLIERS = {
+    "count": (int,),
+    "slow": (int,),
+    "fast": (int,),
+    "share": NUM,
+    "low_fence": NUM,
+    "high_fence": NUM,
+}
+MEMORY = {"source": (str,), "baseline_rss_mb": (*NUM, NONE), "peak_rss_mb": (*NUM, NONE)}
+GOLDEN = {
+    "images": (int,),
+    "max_abs_dp": NUM,
+    "mean_abs_dp": NUM,
+    "feature_map_rel_error": NUM,
+    "call_agreement": NUM,
+    "tolerance": (dict,),
+    "passed": (bool,),
+}
+FORMAT = {
+    "name": (str,),
+    "kind": (str,),
+    "runtime": (str, NONE),
+    "int8": (bool,),
+    "fp16": (bool,),
+    "size_bytes": (int, NONE),
+    "status": (str,),
+    "error": (str, NONE),
+    "reference_format": (str, NONE),
+    "golden": (dict, NONE),
+    "eval": (dict, NONE),
+}
+EVAL = {
+    "images": (int,),
+    "auc": (dict,),
+    "mean_auc": (*NUM, NONE),
+    "positive_rate": (*NUM, NONE),
+    "reference_format": (str, NONE),
+}
+GATES = {
+    "thresholds": (dict,),
+    "failures": (list,),
+    "errored_formats": (list,),
+    "passed": (bool,),
+    "exit_code": (int,),
+}
+STATUSES = ("ok", "error", "unavailable")
+
+
+def _check(block: Any, spec: Mapping[str, tuple[type, ...]], where: str, problems: list[str]) -> None:
+    if not isinstance(block, dict):
+        problems.append(f"{where}: expected an object, got {type(block).__name__}")
+        return
+    for key, types in spec.items():
+        if key not in block:
+            problems.append(f"{where}: missing key {key!r}")
+        elif isinstance(block[key], bool) and bool not in types:
+            problems.append(f"{where}.{key}: got a boolean, expected {[t.__name__ for t in types]}")
+        elif not isinstance(block[key], types):
+            problems.append(
+                f"{where}.{key}: got {type(block[key]).__name__}, expected {[t.__name__ for t in types]}"
+            )
+
+
+def _check_row(row: Any, where: str, problems: list[str]) -> None:
+    _check(row, ROW, where, problems)
+    if not isinstance(row, dict):
+        return
+    if row.get("status") not in STATUSES:
+        problems.append(f"{where}.status: {row.get('status')!r}, expected one of {list(STATUSES)}")
+    if row.get("status") != "ok":
+        if not row.get("error"):
+            problems.append(f"{where}: status {row.get('status')!r} without an error message")
+        return
+    _check(row, ROW_OK, where, problems)
+    if isinstance(row.get("latency_ms"), dict):
+        _check(row["latency_ms"], LATENCY, f"{where}.latency_ms", problems)
+        _check(row["latency_ms"].get("outliers"), OUTLIERS, f"{where}.latency_ms.outliers", problems)
+    if isinstance(row.get("memory"), dict):
+        _check(row["memory"], MEMORY, f"{where}.memory", problems)
+    if row.get("golden") is not None:
+        _check(row["golden"], GOLDEN, f"{where}.golden", problems)
+
+
+def validate_results(data: Any) -> list[str]:
+    """Every way ``data`` departs from the schema (an empty list when it conforms)."""
+    problems: list[str] = []
+    _check(data, TOP, "results", problems)
+    if problems and not isinstance(data, dict):
+        return problems
+    if isinstance(data.get("machine"), dict):
+        _check(data["machine"], MACHINE, "machine", problems)
+        _check(data["machine"].get("cpu"), CPU, "machine.cpu", problems)
+    if isinstance(data.get("bundle"), dict):
+        _check(data["bundle"], BUNDLE, "bundle", problems)
+    for i, row in enumerate(data.get("rows") or []):
+        _check_row(row, f"rows[{i}]", problems)
+    for i, summary in enumerate(data.get("formats") or []):
+        _check(summary, FORMAT, f"formats[{i}]", problems)
+        if isinstance(summary, dict) and summary.get("eval") is not None:
+            _check(summary["eval"], EVAL, f"formats[{i}].eval", problems)
+    if isinstance(data.get("gates"), dict):
+        _check(data["gates"], GATES, "gates", problems)
+    return problems

@@ -1,0 +1,47 @@
+"""The diagnostics self-test: the golden set through each model of a bundle, pass or fail per format."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchmarks.selftest import run_selftest
+from cxr_core.bundle import BundleIntegrityError
+from tests.benchmarks.conftest import rehash
+
+
+def test_every_format_of_a_good_bundle_passes(session_bundle: Path) -> None:
+    rows = run_selftest(session_bundle, threads=1)
+    assert [r["model"] for r in rows] == ["onnx", "onnx-int8"]
+    for row in rows:
+        assert row["status"] == "pass", row["message"]
+        assert row["runtime"] == "onnxruntime"
+        assert row["max_abs_dp"] <= row["tolerance"]["max_abs_dp"]
+    assert rows[0]["max_abs_dp"] < 1e-4 < rows[1]["max_abs_dp"]  # FP32 matches to noise, INT8 does not
+
+
+def test_a_broken_model_is_an_error_row_and_a_drifted_one_fails(
+    bundle_copy_factory: Callable[[str], Path],
+) -> None:
+    bundle = bundle_copy_factory("selftest")
+    (bundle / "model-int8.onnx").write_bytes(b"\x00" * 64)
+    rehash(bundle, "model-int8.onnx")
+    with np.load(bundle / "golden.npz") as golden:
+        arrays = {k: golden[k] for k in golden.files}
+    arrays["feature_map"] = arrays["feature_map"] * 1.5
+    np.savez(bundle / "golden.npz", **arrays)
+    rehash(bundle, "golden.npz")
+    rows = {r["model"]: r for r in run_selftest(bundle, threads=1)}
+    assert rows["onnx-int8"]["status"] == "error" and rows["onnx-int8"]["message"]
+    assert rows["onnx"]["status"] == "fail"
+    assert "feature-map error" in rows["onnx"]["message"]
+
+
+def test_a_tampered_bundle_is_refused_as_a_whole(bundle_copy_factory: Callable[[str], Path]) -> None:
+    bundle = bundle_copy_factory("tampered")
+    (bundle / "model.onnx").write_bytes(b"changed")
+    with pytest.raises(BundleIntegrityError, match="model.onnx"):
+        run_selftest(bundle)
