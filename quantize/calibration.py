@@ -99,9 +99,21 @@ def validation_split(run_config: dict[str, Any], checkpoint: str | Path) -> tupl
 
 
 def from_splits(splits: Any, root: Path, count: int) -> CalibrationSet:
-    """``count`` images spread evenly over the validation split (sorted by path)."""
+    """``count`` images spread evenly over the validation split (sorted by path), at most half of it.
+
+    The other half stays held out: export parity and the AUC gate are measured on images that
+    calibration never saw (quantize/evaluation_set.py).
+    """
     records = sorted(splits.val, key=lambda r: str(r.path))
-    files = evenly_spaced([Path(r.path) for r in records], count)
+    usable = max(1, len(records) // 2)
+    if count > usable:
+        logger.info(
+            "calibrating on %d of the %d validation images (asked for %d): the rest are held out for parity",
+            usable,
+            len(records),
+            count,
+        )
+    files = evenly_spaced([Path(r.path) for r in records], min(count, usable))
     return CalibrationSet(
         source=f"validation split of {splits.name} at {root}", root=root, files=tuple(files)
     )

@@ -178,7 +178,8 @@ def run_export(args: argparse.Namespace) -> int:
     else:
         _print_rows(result.rows)
         images = result.manifest["parity"]["images"]
-        print(f"parity measured on {images.get('count')} image(s): {images.get('source')}")
+        where = images.get("role") or "held-out labelled images"
+        print(f"parity measured on {images.get('count')} {where} from the {images.get('source')}")
         recommended = result.manifest.get("recommended") or {}
         for runtime, name in recommended.items():
             print(f"recommended for {runtime}: {name}")

@@ -80,6 +80,12 @@ class ParityThresholds:
         return asdict(self)
 
 
+#: |p_ref - operating point| below which a decision counts as a tie, not a flip.
+TIE = 1e-6
+
+#: Positive and negative images a finding needs before its own AUC drop is gated.
+MIN_CLASS_CASES = 10
+
 #: What an FP32 format must meet: numerical noise only.
 FP32_THRESHOLDS = ParityThresholds(
     max_abs_dp=1e-4,
@@ -152,7 +158,11 @@ def compare(
         "images": int(p_ref.shape[0]),
         "max_abs_dp": float(delta.max()),
         "mean_abs_dp": float(delta.mean()),
-        "call_agreement": float(np.mean((p_new >= points) == (p_ref >= points))),
+        # A reference probability exactly at its operating point (the points are Youden cuts on
+        # validation scores, so validation images sit on them) flips with any rounding: not a flip.
+        "call_agreement": float(
+            np.mean(((p_new >= points) == (p_ref >= points)) | (np.abs(p_ref - points) <= TIE))
+        ),
         "top1_agreement": float(np.mean(p_new.argmax(axis=1) == p_ref.argmax(axis=1))),
         "feature_map_rel_error": rel,
     }
@@ -171,17 +181,27 @@ def auc_figures(
     p_ref: NDArray[np.floating],
     p_new: NDArray[np.floating],
 ) -> dict[str, Any]:
-    """Mean and per-class AUC of the candidate, the reference's, and the drops (reference - candidate)."""
+    """Mean and per-class AUC of the candidate, the reference's, and the drops (reference - candidate).
+
+    ``max_class_auc_drop`` only counts findings with at least :data:`MIN_CLASS_CASES` positive and
+    negative images: an AUC from three positives moves by a tenth when one image swaps rank, which
+    would measure noise, not quantization. Those findings are listed in ``classes_gated``.
+    """
+    truth = np.asarray(truth, dtype=np.float64)
+    keep = np.ones_like(truth, dtype=bool) if mask is None else np.asarray(mask) > 0
+    positives = ((truth > 0.5) & keep).sum(axis=0)
+    negatives = ((truth <= 0.5) & keep).sum(axis=0)
     ref_auc = per_class_auc(truth, p_ref, mask)
     new_auc = per_class_auc(truth, p_new, mask)
     drops = ref_auc - new_auc
-    defined = ~np.isnan(drops)
+    gated = ~np.isnan(drops) & (positives >= MIN_CLASS_CASES) & (negatives >= MIN_CLASS_CASES)
     return {
-        "labelled_images": int(np.asarray(truth).shape[0]),
+        "labelled_images": int(truth.shape[0]),
         "mean_auc": mean_auc(new_auc),
         "reference_mean_auc": mean_auc(ref_auc),
         "auc_drop": mean_auc(ref_auc) - mean_auc(new_auc),
-        "max_class_auc_drop": float(drops[defined].max()) if defined.any() else math.nan,
+        "max_class_auc_drop": float(drops[gated].max()) if gated.any() else math.nan,
+        "classes_gated": [int(i) for i in np.flatnonzero(gated)],
         "per_class_auc": [None if math.isnan(a) else float(a) for a in new_auc],
         "reference_per_class_auc": [None if math.isnan(a) else float(a) for a in ref_auc],
     }

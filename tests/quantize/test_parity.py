@@ -48,7 +48,8 @@ def test_failures_and_gate() -> None:
     check_gate({"onnx": {"failures": []}})
 
 
-def test_auc_figures_and_auc_gate() -> None:
+def test_auc_figures_and_auc_gate(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("quantize.parity.MIN_CLASS_CASES", 1)  # four images: gate every finding
     truth = np.array([[1, 0], [0, 1], [1, 1], [0, 0]], dtype=float)
     ref_p = np.array([[0.9, 0.1], [0.1, 0.8], [0.8, 0.9], [0.2, 0.2]])
     new_p = ref_p.copy()
@@ -62,6 +63,17 @@ def test_auc_figures_and_auc_gate() -> None:
     reasons = failures(figures, ParityThresholds(min_call_agreement=None))
     assert any("mean AUC drop 0.375 > 0.01" in r for r in reasons)
     assert any("largest per-class AUC drop 0.75 > 0.02" in r for r in reasons)
+    assert figures["classes_gated"] == [0, 1]
+
+
+def test_per_class_auc_drop_is_not_gated_on_too_few_cases() -> None:
+    truth = np.array([[1, 0], [0, 1], [1, 1], [0, 0]], dtype=float)
+    ref_p = np.array([[0.9, 0.1], [0.1, 0.8], [0.8, 0.9], [0.2, 0.2]])
+    new_p = ref_p[:, ::-1].copy()
+    f = np.ones((4, 1, 2, 2))
+    figures = compare(_outputs(ref_p, f), _outputs(new_p, f), [0.5, 0.5], truth=truth)
+    assert figures["classes_gated"] == [] and np.isnan(figures["max_class_auc_drop"])
+    assert not any("per-class" in r for r in failures(figures, ParityThresholds()))
 
 
 def test_cam_correlation_of_the_top_finding() -> None:
@@ -96,3 +108,12 @@ def test_compare_refuses_mismatched_shapes() -> None:
         compare(a, b, [0.5] * 3)
     with pytest.raises(ValueError, match="2 operating points for 3 findings"):
         compare(a, a, [0.5, 0.5])
+
+
+def test_a_reference_exactly_at_its_operating_point_is_a_tie_not_a_flip() -> None:
+    ref_p = np.array([[0.5, 0.2]])
+    f = np.ones((1, 1, 1, 1))
+    at_point = compare(_outputs(ref_p, f), _outputs(np.array([[0.5 - 1e-7, 0.2]]), f), [0.5, 0.5])
+    assert at_point["call_agreement"] == 1.0
+    real_flip = compare(_outputs(ref_p, f), _outputs(np.array([[0.5, 0.6]]), f), [0.5, 0.5])
+    assert real_flip["call_agreement"] == 0.5
