@@ -195,6 +195,8 @@ def load_bundle(root: str | Path, verify: bool = True) -> Bundle:
     models = tuple(ModelEntry.from_dict(m, manifest_path) for m in manifest["models"])
     if not models:
         raise BundleError(f"{manifest_path} lists no model files; expected at least one")
+    for entry in models:
+        check_spec_matches_model(spec, entry, manifest_path)
     points = manifest.get("operating_points")
     if points is not None and len(points) != len(labels):
         raise BundleError(f"{manifest_path}: {len(points)} operating points for {len(labels)} labels")
@@ -207,6 +209,31 @@ def load_bundle(root: str | Path, verify: bool = True) -> Bundle:
         models=models,
         operating_points=tuple(float(p) for p in points) if points is not None else None,
     )
+
+
+def check_spec_matches_model(spec: PreprocessSpec, entry: ModelEntry, manifest: Path) -> None:
+    """Refuse a manifest whose PreprocessSpec would feed a model a tensor of another shape.
+
+    The manifest itself is not hashed, so this cross-check is what catches a PreprocessSpec that
+    was edited (or copied from another model) after export.
+    """
+    inputs = [i for i in entry.inputs if i.get("role", "input") == "input"]
+    if not inputs:
+        return
+    shape = list(inputs[0].get("shape") or [])
+    layout = str(inputs[0].get("layout") or "NCHW")
+    if len(shape) != 4 or layout not in ("NCHW", "NHWC"):
+        return
+    dims = shape[1:] if layout == "NCHW" else [shape[3], shape[1], shape[2]]
+    expected = [spec.channels, spec.input_size, spec.input_size]
+    if [d for d in dims if isinstance(d, int)] != [
+        e for d, e in zip(dims, expected, strict=True) if isinstance(d, int)
+    ]:
+        raise BundleError(
+            f"{manifest}: the PreprocessSpec makes (channels, height, width) = {tuple(expected)} but model "
+            f"{entry.name!r} ({entry.file}) takes {layout} input of shape {shape}; the manifest's "
+            "'preprocess' does not belong to this model. Re-export the bundle"
+        )
 
 
 def _load_npz(path: Path, keys: tuple[str, ...]) -> dict[str, NDArray[Any]]:

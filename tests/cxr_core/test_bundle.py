@@ -128,3 +128,21 @@ def test_model_entry_must_match_listed_hash(tmp_path: Path) -> None:
     (root / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(BundleIntegrityError, match="model 'onnx' file 'model.onnx' is not listed"):
         load_bundle(root)
+
+
+def test_preprocess_spec_that_does_not_fit_the_model_is_refused(session_bundle: Path, tmp_path: Path) -> None:
+    import shutil
+
+    root = tmp_path / "b"
+    shutil.copytree(session_bundle, root)
+    load_bundle(root)  # the exported spec fits its models
+    manifest = json.loads((root / "manifest.json").read_text())
+    manifest["preprocess"]["input_size"] = manifest["preprocess"]["input_size"] * 2
+    manifest["preprocess"]["resize_to"] = manifest["preprocess"]["input_size"] + 16
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="PreprocessSpec makes .* but model 'onnx'.*does not belong"):
+        load_bundle(root)
+    manifest["preprocess"]["interpolation"] = "bicubc"
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="preprocess.*bicubc"):
+        load_bundle(root)
