@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,11 +42,23 @@ def _unavailable(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeUnavailableError)
 
 
-def _check_model(
-    bundle: Any, raw: dict[str, Any], golden: dict[str, Any], threads: int | None
-) -> dict[str, Any]:
+#: ``opener(bundle, entry, threads) -> Backend``: how a platform opens a model (default: cxr_core.runtime).
+ModelOpener = Callable[[Any, Any, "int | None"], Any]
+
+
+def _default_opener(bundle: Any, entry: Any, threads: int | None) -> Any:
     from cxr_core.runtime import open_model
 
+    return open_model(bundle.path(entry), entry, threads=threads)
+
+
+def _check_model(
+    bundle: Any,
+    raw: dict[str, Any],
+    golden: dict[str, Any],
+    threads: int | None,
+    opener: ModelOpener = _default_opener,
+) -> dict[str, Any]:
     name = str(raw["name"])
     row: dict[str, Any] = {
         "model": name,
@@ -61,7 +74,7 @@ def _check_model(
     try:
         entry = bundle.model(name)
         start = time.perf_counter_ns()
-        backend = open_model(bundle.path(entry), entry, threads=threads)
+        backend = opener(bundle, entry, threads)
         try:
             outputs = backend(np.asarray(golden["inputs"], dtype=np.float32))
             row["runtime"] = backend.runtime
@@ -86,17 +99,21 @@ def _check_model(
     return row
 
 
-def run_selftest(bundle_dir: str | Path, threads: int | None = None) -> list[dict[str, Any]]:
+def run_selftest(
+    bundle_dir: str | Path, threads: int | None = None, opener: ModelOpener | None = None
+) -> list[dict[str, Any]]:
     """One dict per model of the bundle: ``model``, ``runtime``, ``status`` (``pass`` / ``fail`` /
     ``unavailable`` / ``error``), ``message``, ``max_abs_dp``, ``mean_abs_dp``,
     ``feature_map_rel_error``, ``tolerance`` and ``ms`` (open + run).
 
+    ``opener`` replaces how each model is opened (the Android app passes its LiteRT adapter).
     Raises :class:`~cxr_core.bundle.BundleError` when the bundle itself cannot be read or verified
     (every format would fail; the screen shows that one message instead).
     """
     bundle = load_bundle(bundle_dir)
     golden = load_golden(bundle)
-    rows = [_check_model(bundle, dict(raw), golden, threads) for raw in bundle.manifest["models"]]
+    open_with = opener or _default_opener
+    rows = [_check_model(bundle, dict(raw), golden, threads, open_with) for raw in bundle.manifest["models"]]
     for row in rows:
         logger.info(
             "self-test %s on %s: %s (%s)", row["model"], row["runtime"], row["status"], row["message"]

@@ -27,6 +27,7 @@ from kivy.properties import BooleanProperty, NumericProperty, StringProperty
 
 from edge_app import screens, widgets  # noqa: F401  (registers the widget classes used by kv)
 from edge_app.bundles import BUNDLES_DIRNAME, BundleInfo, choose_bundle, describe_bundle, discover_bundles
+from edge_app.diagnostics import SelfTestMixin
 from edge_app.kiosk import KioskMixin
 from edge_app.options import AppOptions
 from edge_app.platform import PickResult, PlatformAdapter, get_adapter
@@ -52,7 +53,7 @@ def load_kv() -> None:
         _kv_loaded = True
 
 
-class CxrEdgeApp(KioskMixin, App):
+class CxrEdgeApp(KioskMixin, SelfTestMixin, App):
     """cxr-edge: open a chest radiograph, see 14 findings with heat maps (decision support only)."""
 
     title = "cxr-edge"
@@ -68,6 +69,8 @@ class CxrEdgeApp(KioskMixin, App):
     first_run_text = StringProperty("")
     warnings_text = StringProperty("")
     report_text = StringProperty("")
+    selftest_summary = StringProperty("")
+    selftest_state = StringProperty("")  # "" | "running" | "pass" | "fail" (edge_app.diagnostics)
     notice_text = StringProperty(NOTICE)
     selected_label = StringProperty("")
     selected_title = StringProperty("")
@@ -135,7 +138,8 @@ class CxrEdgeApp(KioskMixin, App):
         Window.bind(size=self._on_window_size, on_touch_down=self._touched, on_key_down=self._touched)
         self._on_window_size(Window, Window.size)
         self.service = PredictionService(post=lambda fn: Clock.schedule_once(lambda _dt: fn(), 0),
-                                         loader=self.adapter.predictor_loader())
+                                         loader=self.adapter.predictor_loader(),
+                                         opener=self.adapter.model_opener())
         Path(self.bundles_dir).mkdir(parents=True, exist_ok=True)
         try:
             self.adapter.install_packaged_bundles(Path(self.bundles_dir))
@@ -206,6 +210,8 @@ class CxrEdgeApp(KioskMixin, App):
         self._set_busy(None)
         if isinstance(outcome, Loaded):
             self._bundle_load_ms = outcome.load_ms
+            if str(outcome.bundle) != self.bundle_path:
+                self.clear_selftest()
             self.bundle_path = str(outcome.bundle)
             self.bundle_title = f"{info.title} | {outcome.model_name} on {outcome.runtime}"
             self.model_ready = True
@@ -221,6 +227,7 @@ class CxrEdgeApp(KioskMixin, App):
         self.model_ready = False
         self.bundle_title = "no model bundle"
         self.bundle_path = ""
+        self.clear_selftest()
         self.first_run_text = reason
         self.show("first_run")
         if self.options.exit_after_result:

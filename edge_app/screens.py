@@ -38,7 +38,7 @@ class MessageScreen(Screen):
 
 
 class SettingsScreen(Screen):
-    """Pick the model bundle: the ones found in the default folder, or any folder."""
+    """Pick the model bundle (the ones found in the default folder, or any folder); run the self-test."""
 
     def show_bundles(self, infos: list, current: str | None) -> None:
         box = self.ids.bundle_list
@@ -52,6 +52,16 @@ class SettingsScreen(Screen):
             box.add_widget(button)
         if not infos:
             box.add_widget(Factory.AppLabel(text="No bundles in the default folder."))
+
+    def show_selftest(self, lines: list) -> None:
+        """One row per model of the self-test (``edge_app.diagnostics.SelfTestLine``); [] clears."""
+        box = self.ids.selftest_list
+        box.clear_widgets()
+        for line in lines:
+            row = Factory.SelfTestRow()
+            row.model, row.runtime = line.model, line.runtime  # kv-declared properties
+            row.status, row.figures = line.status, line.figures
+            box.add_widget(row)
 
 
 class ResultLayout(BoxLayout):

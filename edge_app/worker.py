@@ -1,4 +1,4 @@
-"""Run bundle loading, prediction and overlay rendering on one worker thread; post outcomes back.
+"""Run bundle loading, prediction, overlays, reports and the self-test on one worker thread.
 
 The UI thread must never block on inference (a DenseNet-121 takes ~0.1-1 s per image on a Pi),
 so every call to cxr_core happens here, one job at a time, in submission order. Outcomes are
@@ -89,7 +89,19 @@ class Failed:
     message: str
 
 
-Outcome = Loaded | Scored | Rendered | Exported | Refused | Failed
+@dataclass(frozen=True)
+class SelfTested:
+    """The bundle's golden set was run through each of its models (``benchmarks.selftest``).
+
+    ``rows`` are :func:`benchmarks.selftest.run_selftest`'s dicts, one per model, unchanged.
+    """
+
+    bundle: Path
+    rows: tuple[dict[str, Any], ...]
+    elapsed_ms: float
+
+
+Outcome = Loaded | Scored | Rendered | Exported | Refused | Failed | SelfTested
 
 
 @dataclass
@@ -104,9 +116,10 @@ class PredictionService:
     """A single worker thread that owns the Predictor."""
 
     def __init__(self, post: Post, loader: Callable[..., Predictor] | None = None,
-                 display_max_side: int = DISPLAY_MAX_SIDE) -> None:
+                 display_max_side: int = DISPLAY_MAX_SIDE, opener: Callable[..., Any] | None = None) -> None:
         self._post = post
         self._loader = loader
+        self._opener = opener
         self._max_side = display_max_side
         self._jobs: queue.Queue[_Job | None] = queue.Queue()
         self._pending = 0
@@ -140,6 +153,13 @@ class PredictionService:
         self._submit(lambda: Exported(prediction.source, export_report(prediction, folder, label, opacity,
                                                                        bundle_title)),
                      on_done, prediction.source)
+
+    def selftest(self, bundle: Path, on_done: Callable[[Outcome], None], threads: int | None = None) -> None:
+        """Check every model of ``bundle`` against its golden reference (:class:`SelfTested`).
+
+        A bundle that cannot be read or verified becomes ``Failed(kind="bundle")``.
+        """
+        self._submit(lambda: self._selftest(Path(bundle), threads, self._opener), on_done, str(bundle))
 
     def shutdown(self, timeout: float = 5.0) -> None:
         """Stop the thread after the jobs already queued."""
@@ -207,3 +227,15 @@ class PredictionService:
         top = prediction.ranked()[0].label
         display = display_images(prediction, top, self._max_side)
         return Scored(str(path), prediction, display, (time.perf_counter() - start) * 1000.0)
+
+    @staticmethod
+    def _selftest(bundle: Path, threads: int | None, opener: Callable[..., Any] | None = None) -> Outcome:
+        try:
+            from benchmarks.selftest import run_selftest
+        except ImportError as exc:  # a packaging route that left the benchmarks modules out
+            return Failed(str(bundle), "error", "The self-test is not part of this build",
+                          f"benchmarks.selftest cannot be imported ({exc}); ship benchmarks/selftest.py "
+                          "and benchmarks/golden.py with the app")
+        start = time.perf_counter()
+        rows = run_selftest(bundle, threads=threads, opener=opener)
+        return SelfTested(bundle, tuple(rows), (time.perf_counter() - start) * 1000.0)

@@ -2,11 +2,13 @@
 
 python-for-android starts ``main.py`` at the root of ``source.dir`` and packs everything below
 it into the APK. Pointing ``source.dir`` at the repository would ship the torch-side packages,
-tests and docs as well, so this step copies only what the phone runs -- ``cxr_core/`` and
-``edge_app/`` (without its Android, Pi and tools folders) -- plus a three-line ``main.py`` into
-``edge_app/android/build/app/``, and each model bundle into ``build/assets/bundles/<name>/``
-(shipped as APK assets; the app copies them to its data folder on first start). ``build/`` is
-git-ignored. The copy is rebuilt from scratch each time, so a removed file never lingers.
+tests and docs as well, so this step copies only what the phone runs -- ``cxr_core/``,
+``edge_app/`` (without its Android, Pi and tools folders) and the two ``benchmarks`` modules of
+the settings screen's self-test (:data:`BENCHMARKS_MODULES`: numpy and cxr_core only, not the
+edge-bench runner) -- plus a three-line ``main.py`` into ``edge_app/android/build/app/``, and each
+model bundle into ``build/assets/bundles/<name>/`` (shipped as APK assets; the app copies them to
+its data folder on first start). ``build/`` is git-ignored. The copy is rebuilt from scratch each
+time, so a removed file never lingers.
 
     python -m edge_app.android.stage --bundle path/to/bundle [--bundle another]
 """
@@ -28,6 +30,8 @@ REPO_ROOT = ANDROID_DIR.parents[1]
 STAGE_DIR = ANDROID_DIR / "build"
 #: Folders of edge_app that the phone does not need.
 EDGE_APP_EXCLUDED = ("android", "deploy", "tools", "__pycache__")
+#: The files of ``benchmarks`` the app's self-test imports (benchmarks.selftest -> benchmarks.golden).
+BENCHMARKS_MODULES = ("__init__.py", "golden.py", "selftest.py")
 MAIN_PY = '''"""Android entry point of cxr-edge (written by edge_app.android.stage; do not edit)."""
 
 from edge_app.main import main
@@ -60,6 +64,9 @@ def stage(bundles: list[Path], out: Path = STAGE_DIR) -> dict[str, Path]:
     app_dir.mkdir(parents=True)
     for package in ("cxr_core", "edge_app"):
         shutil.copytree(REPO_ROOT / package, app_dir / package, ignore=_ignore)
+    (app_dir / "benchmarks").mkdir()
+    for name in BENCHMARKS_MODULES:
+        shutil.copy2(REPO_ROOT / "benchmarks" / name, app_dir / "benchmarks" / name)
     (app_dir / "main.py").write_text(MAIN_PY, encoding="utf-8")
     assets_dir.mkdir(parents=True)
     for bundle in bundles:

@@ -44,6 +44,19 @@ def _jni() -> Any:
     return import_jnius("the Android platform adapter (system picker, camera, packaged bundles)")
 
 
+def open_android_model(bundle: Any, entry: Any, threads: int | None = None) -> Any:
+    """Open one model entry of ``bundle`` on Android (the self-test's opener)."""
+    from cxr_core.runtime import RuntimeUnavailableError
+    from edge_app.platform.android_litert import open_android_backend
+
+    if not str(entry.format).startswith("tflite"):
+        raise RuntimeUnavailableError(
+            f"{entry.name} ({entry.format}) needs onnxruntime, which the Android app does not ship; "
+            "the .tflite models of the bundle run with LiteRT"
+        )
+    return open_android_backend(bundle, model=entry.name, threads=threads)
+
+
 def load_android_predictor(bundle_dir: Path, model: str | None = None, runtime: str | None = None,
                            threads: int | None = None) -> Any:
     """``Predictor(bundle, backend)`` with the LiteRT Android backend injected (``runtime`` is ignored)."""
@@ -197,6 +210,10 @@ class AndroidAdapter(PlatformAdapter):
     def predictor_loader(self) -> Any:
         """Predictors run the bundle's .tflite model with LiteRT's Android library (android_litert)."""
         return load_android_predictor
+
+    def model_opener(self) -> Any:
+        """The self-test opens .tflite models with LiteRT's Android library; ONNX cannot run here."""
+        return open_android_model
 
     def dismiss(self) -> None:
         self._pending.clear()

@@ -62,5 +62,9 @@ class PlatformAdapter(ABC):
         """How to load a Predictor here; None = ``cxr_core.predictor.Predictor.load`` (desktop, Pi)."""
         return None
 
+    def model_opener(self) -> Callable[..., Any] | None:
+        """How the self-test opens one model here; None = ``cxr_core.runtime.open_model`` (desktop, Pi)."""
+        return None
+
     def dismiss(self) -> None:  # noqa: B027  (optional hook: adapters without pickers need nothing)
         """Close any picker this adapter has open (the kiosk's inactivity reset calls it)."""

@@ -45,3 +45,21 @@ def test_a_tampered_bundle_is_refused_as_a_whole(bundle_copy_factory: Callable[[
     (bundle / "model.onnx").write_bytes(b"changed")
     with pytest.raises(BundleIntegrityError, match="model.onnx"):
         run_selftest(bundle)
+
+
+def test_a_platform_opener_replaces_how_models_are_opened(session_bundle: Path) -> None:
+    """The Android app passes its own opener; ONNX models it cannot run come back 'unavailable'."""
+    from cxr_core.runtime import RuntimeUnavailableError, open_model
+
+    opened: list[str] = []
+
+    def tflite_only(bundle, entry, threads):  # noqa: ANN001, ANN202 (the opener protocol)
+        opened.append(entry.name)
+        if entry.name == "onnx-int8":
+            raise RuntimeUnavailableError("this platform has no onnxruntime")
+        return open_model(bundle.path(entry), entry, threads=threads)
+
+    rows = {row["model"]: row for row in run_selftest(session_bundle, opener=tflite_only)}
+    assert opened == ["onnx", "onnx-int8"]
+    assert rows["onnx"]["status"] == "pass"
+    assert rows["onnx-int8"]["status"] == "unavailable" and "no onnxruntime" in rows["onnx-int8"]["message"]

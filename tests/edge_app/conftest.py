@@ -75,3 +75,30 @@ def image_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     files["bad"] = root / "not_an_image.png"
     files["bad"].write_text("this is a text file, not a PNG\n", encoding="utf-8")
     return files
+
+
+def alter_golden(bundle: Path, rehash: bool) -> Path:
+    """Change the golden reference of ``bundle`` (a test's copy) so no model can match it.
+
+    The reference probabilities become ``1 - p``. With ``rehash`` the manifest's sha256 of
+    ``golden.npz`` is updated too -- a consistent bundle whose reference disagrees with its models,
+    which only running the models shows -- else the bundle fails its integrity check.
+    """
+    import json
+
+    from cxr_core.bundle import sha256_file
+
+    golden = bundle / "golden.npz"
+    with np.load(golden) as data:
+        arrays = {key: data[key] for key in data.files}
+    arrays["probabilities"] = (1.0 - arrays["probabilities"]).astype(arrays["probabilities"].dtype)
+    with golden.open("wb") as handle:
+        np.savez(handle, **arrays)
+    if rehash:
+        manifest_path = bundle / "manifest.json"
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        record = manifest["files"]["golden.npz"]
+        digest = sha256_file(golden)
+        manifest["files"]["golden.npz"] = {**record, "sha256": digest} if isinstance(record, dict) else digest
+        manifest_path.write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    return golden

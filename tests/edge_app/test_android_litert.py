@@ -143,3 +143,13 @@ def test_predictor_with_the_android_backend(session_bundle_all_formats: Path, im
         assert mine.probability == pytest.approx(theirs.probability, abs=1e-6)
     label = phone.ranked()[0].label
     np.testing.assert_allclose(phone.heatmap(label), desktop.heatmap(label), atol=1e-5)
+
+
+def test_android_self_test_opener_reports_onnx_as_unavailable(session_bundle: Path) -> None:
+    from cxr_core.bundle import load_bundle
+    from cxr_core.runtime import RuntimeUnavailableError
+    from edge_app.platform.android import open_android_model
+
+    bundle = load_bundle(session_bundle)
+    with pytest.raises(RuntimeUnavailableError, match="onnx.*does not ship"):
+        open_android_model(bundle, bundle.model("onnx"), threads=1)

@@ -16,10 +16,10 @@ from tests.edge_app.conftest import BUNDLE_ENV
 
 @pytest.fixture(scope="session")
 def app_bundle(request: pytest.FixtureRequest) -> Path:
-    """The tiny CheXNet bundle: the parent process's (``CXR_EDGE_TEST_BUNDLE``), else ``app_bundle``."""
+    """The tiny CheXNet bundle: the parent process's (``CXR_EDGE_TEST_BUNDLE``), else ``session_bundle``."""
     if os.environ.get(BUNDLE_ENV):
         return Path(os.environ[BUNDLE_ENV])
-    return request.getfixturevalue("app_bundle")
+    return request.getfixturevalue("session_bundle")
 
 
 @pytest.fixture

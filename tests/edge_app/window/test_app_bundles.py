@@ -51,6 +51,21 @@ def test_first_run_screen_says_where_to_put_a_bundle(running, data_dir: Path, im
     assert app.screens.current == "first_run" and not app.busy
 
 
+def test_self_test_without_a_bundle_says_so(running) -> None:  # type: ignore[no-untyped-def]
+    from edge_app.diagnostics import NO_BUNDLE
+
+    app, session = running
+    session.tap(app.root.ids.settings_button)
+    screen = app.screens.get_screen("settings")
+    assert app.screens.current == "settings"
+    assert screen.ids.selftest_button.text == "Self-test: no bundle loaded"
+    session.tap(screen.ids.selftest_button)
+    assert not app.busy and not app.service.busy  # nothing was sent to the worker
+    assert screen.ids.selftest_summary.text == NO_BUNDLE and not screen.ids.selftest_list.children
+    session.tap(screen.ids.back_button)
+    assert app.screens.current == "first_run"
+
+
 def test_installing_a_bundle_then_look_again(running, data_dir: Path, app_bundle: Path) -> None:  # type: ignore[no-untyped-def]
     app, session = running
     shutil.copytree(app_bundle, data_dir / "bundles" / "tiny-chexnet")
