@@ -278,28 +278,40 @@ def _decode_raster(fh: BinaryIO, name: str, fmt: str, limits: DecodeLimits) -> D
     try:
         with Image.open(fh, formats=["PNG"] if fmt == "png" else ["JPEG"]) as img:
             if (img.width, img.height) != (header.width, header.height):
-                raise CorruptImageError(name, f"Pillow reads size {img.size}, the header says "
-                                        f"{header.width}x{header.height}; expected them to agree")
+                raise CorruptImageError(
+                    name,
+                    f"Pillow reads size {img.size}, the header says "
+                    f"{header.width}x{header.height}; expected them to agree",
+                )
             _check_frames(img, name, fmt, notes)
             img.load()
             img = _apply_exif_orientation(img, notes)
             grey, colour = _pillow_to_grey(img, name, header, notes)
             mode = img.mode
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageTooLargeError(name, f"Pillow refused it as a decompression bomb ({exc}); "
-                                 "expected a smaller image") from exc
+        raise ImageTooLargeError(
+            name, f"Pillow refused it as a decompression bomb ({exc}); expected a smaller image"
+        ) from exc
     except UnidentifiedImageError as exc:
-        raise CorruptImageError(name, f"Pillow cannot read this {fmt.upper()} file ({exc}); "
-                                "expected a valid image") from exc
+        raise CorruptImageError(
+            name, f"Pillow cannot read this {fmt.upper()} file ({exc}); expected a valid image"
+        ) from exc
     except (OSError, SyntaxError, ValueError, EOFError, zlib.error) as exc:
         if isinstance(exc, ImageDecodeError):
             raise
-        raise CorruptImageError(name, f"{fmt.upper()} data is truncated or corrupt ({exc}); "
-                                "expected a complete image file") from exc
+        raise CorruptImageError(
+            name, f"{fmt.upper()} data is truncated or corrupt ({exc}); expected a complete image file"
+        ) from exc
     height, width = grey.shape
     prov = ImageProvenance(
-        path=name, format=fmt, width=width, height=height, bit_depth=header.bit_depth,
-        source_mode=mode, colourfulness=colour, notes=tuple(notes + _suffix_note(name, fmt)),
+        path=name,
+        format=fmt,
+        width=width,
+        height=height,
+        bit_depth=header.bit_depth,
+        source_mode=mode,
+        colourfulness=colour,
+        notes=tuple(notes + _suffix_note(name, fmt)),
     )
     return DecodedImage(grey, prov)
 
@@ -440,14 +452,16 @@ def _jpeg_header(fh: BinaryIO, name: str) -> _Header:
                 fh.seek(-1, io.SEEK_CUR)  # fill byte
             continue
         if marker in (0xD9, 0xDA):
-            raise CorruptImageError(name, "JPEG has no frame header (SOF) before its scan data; "
-                                    "expected a valid JPEG")
+            raise CorruptImageError(
+                name, "JPEG has no frame header (SOF) before its scan data; expected a valid JPEG"
+            )
         (length,) = struct.unpack(">H", _read_exact(fh, 2, name, "JPEG segment length"))
         if marker in _SOF_MARKERS:
             precision, height, width = struct.unpack(">BHH", _read_exact(fh, 5, name, "JPEG frame header"))
             if precision != 8 or marker in (0xC3, 0xC7, 0xCB, 0xCF):
                 raise UnsupportedImageError(
-                    name, f"JPEG with {precision}-bit samples, frame type SOF{marker - 0xC0} (lossless or "
+                    name,
+                    f"JPEG with {precision}-bit samples, frame type SOF{marker - 0xC0} (lossless or "
                     "12-bit) cannot be decoded by Pillow; expected an 8-bit baseline or progressive JPEG",
                 )
             return _Header(width, height, precision, f"SOF{marker - 0xC0}")

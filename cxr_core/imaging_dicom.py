@@ -57,12 +57,17 @@ def decode_dicom(fh: BinaryIO, name: str, limits: DecodeLimits, *, preamble: boo
     try:
         ds = pydicom.dcmread(fh, force=not preamble)
     except Exception as exc:  # pydicom raises many types for damaged files
-        raise CorruptImageError(name, f"DICOM dataset cannot be read ({type(exc).__name__}: {exc}); "
-                                "expected a complete DICOM file") from exc
+        raise CorruptImageError(
+            name,
+            f"DICOM dataset cannot be read ({type(exc).__name__}: {exc}); expected a complete DICOM file",
+        ) from exc
     if not preamble:
         if not ("Rows" in ds and "Columns" in ds and "PixelData" in ds):
-            raise UnsupportedImageError(name, "no 'DICM' preamble and the content is not a DICOM image "
-                                        "dataset (no Rows/Columns/Pixel Data); expected a DICOM file")
+            raise UnsupportedImageError(
+                name,
+                "no 'DICM' preamble and the content is not a DICOM image "
+                "dataset (no Rows/Columns/Pixel Data); expected a DICOM file",
+            )
         notes.append("DICOM without preamble (read with force)")
     photometric = _check_header(ds, name, limits)
     ts = _transfer_syntax(ds, name, notes)
@@ -77,10 +82,18 @@ def decode_dicom(fh: BinaryIO, name: str, limits: DecodeLimits, *, preamble: boo
         notes.append("RGB converted to grey (ITU-R 601 luma)")
         grey, colour = rgb_to_grey(pixels, full_scale), colourfulness(pixels, full_scale)
     prov = ImageProvenance(
-        path=name, format="dicom", width=int(ds.Columns), height=int(ds.Rows),
-        bit_depth=int(ds.BitsStored), source_mode=photometric, colourfulness=colour,
-        modality=_text(ds, "Modality"), body_part_examined=_text(ds, "BodyPartExamined"),
-        view_position=_text(ds, "ViewPosition"), notes=tuple(notes), transfer_syntax=ts.name,
+        path=name,
+        format="dicom",
+        width=int(ds.Columns),
+        height=int(ds.Rows),
+        bit_depth=int(ds.BitsStored),
+        source_mode=photometric,
+        colourfulness=colour,
+        modality=_text(ds, "Modality"),
+        body_part_examined=_text(ds, "BodyPartExamined"),
+        view_position=_text(ds, "ViewPosition"),
+        notes=tuple(notes),
+        transfer_syntax=ts.name,
     )
     return DecodedImage(np.ascontiguousarray(grey, dtype=np.float32), prov)
 
@@ -96,23 +109,29 @@ def _check_header(ds: Any, name: str, limits: DecodeLimits) -> str:
     if "PixelData" not in ds:
         other = [k for k in ("FloatPixelData", "DoubleFloatPixelData") if k in ds]
         found = f"it has {other[0]} only" if other else f"SOP class {_text(ds, 'SOPClassUID') or 'unknown'}"
-        raise UnsupportedImageError(name, f"DICOM file has no Pixel Data element (7FE0,0010) ({found}); "
-                                    "expected an image object such as DX or CR")
+        raise UnsupportedImageError(
+            name,
+            f"DICOM file has no Pixel Data element (7FE0,0010) ({found}); "
+            "expected an image object such as DX or CR",
+        )
     missing = [k for k in ("Rows", "Columns", "BitsAllocated", "PhotometricInterpretation") if k not in ds]
     if missing:
-        raise CorruptImageError(name, f"DICOM image lacks required elements {missing}; expected an image "
-                                "pixel module")
+        raise CorruptImageError(
+            name, f"DICOM image lacks required elements {missing}; expected an image pixel module"
+        )
     frames = int(ds.get("NumberOfFrames") or 1)
     if frames > 1:
-        raise MultiFrameImageError(name, f"DICOM holds {frames} frames (NumberOfFrames); expected a "
-                                   "single-frame radiograph")
+        raise MultiFrameImageError(
+            name, f"DICOM holds {frames} frames (NumberOfFrames); expected a single-frame radiograph"
+        )
     check_dimensions(name, int(ds.Columns), int(ds.Rows), limits)
     photometric = str(ds.PhotometricInterpretation).strip().upper()
     samples = int(ds.get("SamplesPerPixel") or 1)
     expected = {1: MONOCHROME, 3: COLOUR}.get(samples, ())
     if photometric not in expected:
         raise UnsupportedImageError(
-            name, f"DICOM PhotometricInterpretation {photometric!r} with SamplesPerPixel {samples} is not "
+            name,
+            f"DICOM PhotometricInterpretation {photometric!r} with SamplesPerPixel {samples} is not "
             f"supported; expected MONOCHROME1/MONOCHROME2 (1 sample) or {'/'.join(COLOUR)} (3 samples)",
         )
     if "BitsStored" not in ds:
@@ -138,17 +157,24 @@ def _transfer_syntax(ds: Any, name: str, notes: list[str]) -> Any:
     try:
         decoder = get_decoder(ts)
     except NotImplementedError as exc:
-        raise UnsupportedImageError(name, f"{label} has no pixel data decoder in pydicom; "
-                                    f"expected {_DECODABLE}") from exc
+        raise UnsupportedImageError(
+            name, f"{label} has no pixel data decoder in pydicom; expected {_DECODABLE}"
+        ) from exc
     needs = "; ".join(decoder.missing_dependencies) or "a decoding plugin"
     if not decoder.is_available:
-        raise UnsupportedImageError(name, f"{label} cannot be decoded here: no decoder plugin is installed "
-                                    f"(install one of: {needs}); expected {_DECODABLE}")
+        raise UnsupportedImageError(
+            name,
+            f"{label} cannot be decoded here: no decoder plugin is installed "
+            f"(install one of: {needs}); expected {_DECODABLE}",
+        )
     only_pillow = set(decoder.available_plugins) <= {"pillow"}
     if ts == _JPEG_EXTENDED and int(ds.BitsStored) > 8 and only_pillow:
-        raise UnsupportedImageError(name, f"{label} with {int(ds.BitsStored)}-bit samples cannot be decoded "
-                                    f"by Pillow, the only plugin installed here (install one of: {needs}); "
-                                    f"expected {_DECODABLE}")
+        raise UnsupportedImageError(
+            name,
+            f"{label} with {int(ds.BitsStored)}-bit samples cannot be decoded "
+            f"by Pillow, the only plugin installed here (install one of: {needs}); "
+            f"expected {_DECODABLE}",
+        )
     return ts
 
 
@@ -156,8 +182,10 @@ def _decode_pixels(ds: Any, ts: Any, name: str) -> NDArray:
     try:
         return ds.pixel_array
     except Exception as exc:  # decoder plugins raise RuntimeError, ValueError, OSError, ...
-        reason = (f"DICOM pixel data cannot be decoded with transfer syntax {ts.name} "
-                  f"({type(exc).__name__}: {exc}); expected complete, valid pixel data")
+        reason = (
+            f"DICOM pixel data cannot be decoded with transfer syntax {ts.name} "
+            f"({type(exc).__name__}: {exc}); expected complete, valid pixel data"
+        )
         raise CorruptImageError(name, reason) from exc
 
 

@@ -60,17 +60,74 @@ RADIOGRAPHY_MODALITIES = ("CR", "DX")
 #: Non-standard modality values accepted with a warning, and what they stand for.
 MODALITY_SYNONYMS = {"DR": "DX (digital radiography)"}
 #: Words (after splitting on non-letters) that say "chest" in BodyPartExamined.
-CHEST_WORDS = ("CHEST", "THORAX", "THORACIC", "LUNG", "LUNGS", "TORAX", "TORACE", "POUMON", "POUMONS",
-               "BORST", "BRUST", "BRUSTKORB")
+CHEST_WORDS = (
+    "CHEST",
+    "THORAX",
+    "THORACIC",
+    "LUNG",
+    "LUNGS",
+    "TORAX",
+    "TORACE",
+    "POUMON",
+    "POUMONS",
+    "BORST",
+    "BRUST",
+    "BRUSTKORB",
+)
 #: Chest words also recognised inside compounds (CHESTABDOMEN, THORAXPA).
 CHEST_STEMS = ("CHEST", "THORAX", "TORAX")
 #: Words that name a body part other than the chest.
 NON_CHEST_WORDS = (
-    "HEAD", "SKULL", "BRAIN", "FACE", "SINUS", "SINUSES", "JAW", "MANDIBLE", "TMJ", "ORBIT", "NECK",
-    "SPINE", "CSPINE", "TSPINE", "LSPINE", "SSPINE", "SACRUM", "COCCYX", "ABDOMEN", "ABD", "PELVIS",
-    "HIP", "HIPS", "FEMUR", "KNEE", "LEG", "TIBIA", "FIBULA", "ANKLE", "FOOT", "TOE", "HEEL", "CALCANEUS",
-    "SHOULDER", "HUMERUS", "ARM", "ELBOW", "FOREARM", "WRIST", "HAND", "FINGER", "THUMB", "EXTREMITY",
-    "BREAST", "MAMMA", "KIDNEY", "BLADDER", "DENTAL", "TEETH", "TOOTH",
+    "HEAD",
+    "SKULL",
+    "BRAIN",
+    "FACE",
+    "SINUS",
+    "SINUSES",
+    "JAW",
+    "MANDIBLE",
+    "TMJ",
+    "ORBIT",
+    "NECK",
+    "SPINE",
+    "CSPINE",
+    "TSPINE",
+    "LSPINE",
+    "SSPINE",
+    "SACRUM",
+    "COCCYX",
+    "ABDOMEN",
+    "ABD",
+    "PELVIS",
+    "HIP",
+    "HIPS",
+    "FEMUR",
+    "KNEE",
+    "LEG",
+    "TIBIA",
+    "FIBULA",
+    "ANKLE",
+    "FOOT",
+    "TOE",
+    "HEEL",
+    "CALCANEUS",
+    "SHOULDER",
+    "HUMERUS",
+    "ARM",
+    "ELBOW",
+    "FOREARM",
+    "WRIST",
+    "HAND",
+    "FINGER",
+    "THUMB",
+    "EXTREMITY",
+    "BREAST",
+    "MAMMA",
+    "KIDNEY",
+    "BLADDER",
+    "DENTAL",
+    "TEETH",
+    "TOOTH",
 )
 #: ViewPosition values of frontal chest films.
 FRONTAL_VIEWS = ("PA", "AP", "POSTERO_ANTERIOR", "ANTERO_POSTERIOR", "AP SUPINE", "AP ERECT", "PA ERECT")
@@ -137,16 +194,32 @@ class ModalityCheck:
             return []
         modality = (prov.modality or "").strip().upper()
         if not modality:
-            return [GateIssue(self.name, "warn", "DICOM has no Modality element; cannot confirm it is a "
-                              f"radiograph ({'/'.join(self.accepted)})")]
+            return [
+                GateIssue(
+                    self.name,
+                    "warn",
+                    "DICOM has no Modality element; cannot confirm it is a "
+                    f"radiograph ({'/'.join(self.accepted)})",
+                )
+            ]
         if modality in self.accepted:
             return []
         synonyms = dict(self.synonyms)
         if modality in synonyms:
-            return [GateIssue(self.name, "warn", f"DICOM Modality {modality!r} is not a DICOM defined term; "
-                              f"read as {synonyms[modality]}")]
-        return [GateIssue(self.name, "refuse", f"DICOM Modality is {modality!r}; expected a chest radiograph "
-                          f"({' or '.join(self.accepted)})")]
+            return [
+                GateIssue(
+                    self.name,
+                    "warn",
+                    f"DICOM Modality {modality!r} is not a DICOM defined term; read as {synonyms[modality]}",
+                )
+            ]
+        return [
+            GateIssue(
+                self.name,
+                "refuse",
+                f"DICOM Modality is {modality!r}; expected a chest radiograph ({' or '.join(self.accepted)})",
+            )
+        ]
 
 
 @dataclass(frozen=True)
@@ -167,10 +240,19 @@ class BodyPartCheck:
             return []
         others = [w for w in words if w in self.other_words]
         if others:
-            return [GateIssue(self.name, "refuse", f"DICOM BodyPartExamined is {value!r}, not the chest; "
-                              "expected CHEST")]
-        return [GateIssue(self.name, "warn", f"DICOM BodyPartExamined {value!r} is not recognised as the "
-                          "chest; check that this is a chest radiograph")]
+            return [
+                GateIssue(
+                    self.name, "refuse", f"DICOM BodyPartExamined is {value!r}, not the chest; expected CHEST"
+                )
+            ]
+        return [
+            GateIssue(
+                self.name,
+                "warn",
+                f"DICOM BodyPartExamined {value!r} is not recognised as the "
+                "chest; check that this is a chest radiograph",
+            )
+        ]
 
 
 @dataclass(frozen=True)
@@ -184,8 +266,14 @@ class SizeCheck:
         height, width = image.pixels.shape[:2]
         if min(height, width) >= self.min_side:
             return []
-        return [GateIssue(self.name, "refuse", f"image is only {width}x{height} pixels, too small to be a "
-                          f"radiograph; expected at least {self.min_side} pixels on the shorter side")]
+        return [
+            GateIssue(
+                self.name,
+                "refuse",
+                f"image is only {width}x{height} pixels, too small to be a "
+                f"radiograph; expected at least {self.min_side} pixels on the shorter side",
+            )
+        ]
 
 
 @dataclass(frozen=True)
@@ -199,9 +287,15 @@ class ColourCheck:
         colour = float(image.provenance.colourfulness)
         if colour < self.max_colourfulness:
             return []
-        return [GateIssue(self.name, "refuse", f"image is in colour (mean chroma {colour:.3f}, limit "
-                          f"{self.max_colourfulness:.3f}): it looks like a photograph, not a greyscale "
-                          "radiograph; if it is a tinted radiograph, save it as greyscale")]
+        return [
+            GateIssue(
+                self.name,
+                "refuse",
+                f"image is in colour (mean chroma {colour:.3f}, limit "
+                f"{self.max_colourfulness:.3f}): it looks like a photograph, not a greyscale "
+                "radiograph; if it is a tinted radiograph, save it as greyscale",
+            )
+        ]
 
 
 @dataclass(frozen=True)
@@ -220,8 +314,14 @@ class ViewCheck:
             kind = "a lateral view"
         else:
             kind = f"view position {view!r}, not a frontal (PA/AP) view"
-        return [GateIssue(self.name, "warn", f"{kind}: the model was trained on frontal chest radiographs, "
-                          "so its output on this view is less reliable")]
+        return [
+            GateIssue(
+                self.name,
+                "warn",
+                f"{kind}: the model was trained on frontal chest radiographs, "
+                "so its output on this view is less reliable",
+            )
+        ]
 
 
 def default_checks(
@@ -229,7 +329,11 @@ def default_checks(
 ) -> list[ImageCheck]:
     """The built-in checks, in the order their reasons are reported."""
     return [
-        ModalityCheck(), BodyPartCheck(), SizeCheck(min_side), ColourCheck(max_colourfulness), ViewCheck()
+        ModalityCheck(),
+        BodyPartCheck(),
+        SizeCheck(min_side),
+        ColourCheck(max_colourfulness),
+        ViewCheck(),
     ]
 
 

@@ -92,17 +92,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="image files or folders")
     parser.add_argument("--bundle", type=Path, required=True, help="model bundle folder (cxr-export)")
-    parser.add_argument("--json", dest="json_out", default=None, metavar="OUT.json",
-                        help="write the results as JSON to this file ('-' prints JSON instead of tables)")
-    parser.add_argument("--heatmap-dir", type=Path, default=None,
-                        help="write one heat-map PNG per image into this folder")
-    parser.add_argument("--finding", default=None,
-                        help="finding whose heat map is written (default: each image's top finding)")
-    parser.add_argument("--model", default=None,
-                        help="model in the bundle, e.g. onnx-int8 (default: automatic)")
+    parser.add_argument(
+        "--json",
+        dest="json_out",
+        default=None,
+        metavar="OUT.json",
+        help="write the results as JSON to this file ('-' prints JSON instead of tables)",
+    )
+    parser.add_argument(
+        "--heatmap-dir", type=Path, default=None, help="write one heat-map PNG per image into this folder"
+    )
+    parser.add_argument(
+        "--finding",
+        default=None,
+        help="finding whose heat map is written (default: each image's top finding)",
+    )
+    parser.add_argument(
+        "--model", default=None, help="model in the bundle, e.g. onnx-int8 (default: automatic)"
+    )
     parser.add_argument("--runtime", default=None, help="onnxruntime or litert (default: automatic)")
-    parser.add_argument("--threads", type=_positive_int, default=None,
-                        help="inference threads (default: physical cores, at most 4)")
+    parser.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=None,
+        help="inference threads (default: physical cores, at most 4)",
+    )
     parser.add_argument("--alpha", type=_alpha, default=0.45, help="heat-map opacity at its hottest (0.45)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what is done (INFO)")
     return parser
@@ -122,8 +136,10 @@ def expand_inputs(paths: Sequence[Path], exclude: Sequence[Path] = ()) -> tuple[
             continue
         found = [p for p in sorted(path.rglob("*")) if _is_image_file(p, path, skip)]
         if not found:
-            reason = (f"folder has no PNG, JPEG or DICOM files (looked for {', '.join(IMAGE_SUFFIXES)} "
-                      "and DICOM files without a suffix)")
+            reason = (
+                f"folder has no PNG, JPEG or DICOM files (looked for {', '.join(IMAGE_SUFFIXES)} "
+                "and DICOM files without a suffix)"
+            )
             failures.append(Failure(str(path), "NoImagesFound", (reason,)))
         files.extend(found)
     return files, failures
@@ -194,8 +210,10 @@ def format_table(pred: Prediction, heatmap: tuple[str, str] | None) -> str:
     details = [f"{prov.width}x{prov.height} {prov.format.upper()}"]
     details += [v for v in (prov.modality, prov.view_position) if v]
     total = sum(v for k, v in pred.timings_ms.items() if k != "cam")
-    lines = [f"{pred.source}  ({', '.join(details)}; {pred.model_name} on {pred.runtime}, {total:.0f} ms)",
-             f"  {'finding':<28} {'raw p':>7} {'calibrated':>10} {'op. point':>9}  call"]
+    lines = [
+        f"{pred.source}  ({', '.join(details)}; {pred.model_name} on {pred.runtime}, {total:.0f} ms)",
+        f"  {'finding':<28} {'raw p':>7} {'calibrated':>10} {'op. point':>9}  call",
+    ]
     for f in pred.ranked():
         call = "ABOVE operating point" if f.positive else "-"
         numbers = f"{f.probability:7.3f} {f.calibrated:10.3f} {f.operating_point:9.3f}"
@@ -282,8 +300,9 @@ def _check_finding(finding: str | None, labels: Sequence[str]) -> str | None:
         return None
     hint = difflib.get_close_matches(finding, labels, n=1)
     did_you_mean = f" (did you mean {hint[0]!r}?)" if hint else ""
-    return (f"--finding {finding!r} is not a label of this bundle{did_you_mean}; "
-            f"expected one of {list(labels)}")
+    return (
+        f"--finding {finding!r} is not a label of this bundle{did_you_mean}; expected one of {list(labels)}"
+    )
 
 
 def _report(failure: Failure) -> None:
@@ -296,8 +315,9 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits 2 on usage errors, 0 for --help
         return int(exc.code or 0)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     json_to_stdout = args.json_out == "-"
     try:
         predictor = Predictor.load(args.bundle, model=args.model, runtime=args.runtime, threads=args.threads)

@@ -185,8 +185,10 @@ class Prediction:
             return labels.index(label)
         hint = difflib.get_close_matches(str(label), labels, n=1)
         did_you_mean = f" (did you mean {hint[0]!r}?)" if hint else ""
-        raise UnknownFindingError(f"finding {label!r} is not one of this model's labels{did_you_mean}; "
-                                  f"expected one of {list(labels)}")
+        raise UnknownFindingError(
+            f"finding {label!r} is not one of this model's labels{did_you_mean}; "
+            f"expected one of {list(labels)}"
+        )
 
     def finding(self, label: str) -> FindingResult:
         return self.findings[self.index(label)]
@@ -265,8 +267,10 @@ class Predictor:
         self._spec = dataclasses.replace(self.bundle.spec, layout="NCHW")  # the Backend's canonical layout
         weight, _bias = load_cam_weights(self.bundle)
         if weight.shape[0] != len(self.labels):
-            raise BundleError(f"{self.bundle.root}: classifier weight has {weight.shape[0]} rows for "
-                              f"{len(self.labels)} labels; expected one row per label")
+            raise BundleError(
+                f"{self.bundle.root}: classifier weight has {weight.shape[0]} rows for "
+                f"{len(self.labels)} labels; expected one row per label"
+            )
         self._weight = np.ascontiguousarray(weight, dtype=np.float32)
         self._weight.setflags(write=False)
         points = self.bundle.operating_points
@@ -280,8 +284,10 @@ class Predictor:
         self.operating_points: tuple[float, ...] = tuple(float(p) for p in points)
         size = getattr(backend, "input_size", None)
         if size is not None and size != self._spec.input_size:
-            raise BundleError(f"backend {self.model_name!r} takes {size} px inputs but the bundle's "
-                              f"preprocessing makes {self._spec.input_size} px; expected them to match")
+            raise BundleError(
+                f"backend {self.model_name!r} takes {size} px inputs but the bundle's "
+                f"preprocessing makes {self._spec.input_size} px; expected them to match"
+            )
         self.load_ms: float = _ms(start)
 
     @classmethod
@@ -307,8 +313,13 @@ class Predictor:
             _close(backend)
             raise
         predictor.load_ms = _ms(start)
-        logger.info("loaded %s (%s on %s) in %.0f ms", bundle.root, predictor.model_name,
-                    predictor.runtime, predictor.load_ms)
+        logger.info(
+            "loaded %s (%s on %s) in %.0f ms",
+            bundle.root,
+            predictor.model_name,
+            predictor.runtime,
+            predictor.load_ms,
+        )
         return predictor
 
     @property
@@ -360,9 +371,17 @@ class Predictor:
         findings = tuple(FindingResult(label, float(p), float(c), t, bool(p >= t)) for label, p, c, t in rows)
         timings["calibrate"] = _ms(start)
         return Prediction(
-            source=source, image=decoded, findings=findings, warnings=self._bundle_warnings + tuple(warnings),
-            timings_ms=timings, model_name=self.model_name, runtime=self.runtime,
-            bundle_name=self.bundle_name, feature_map=feature_map, cam_weight=self._weight, geometry=geometry,
+            source=source,
+            image=decoded,
+            findings=findings,
+            warnings=self._bundle_warnings + tuple(warnings),
+            timings_ms=timings,
+            model_name=self.model_name,
+            runtime=self.runtime,
+            bundle_name=self.bundle_name,
+            feature_map=feature_map,
+            cam_weight=self._weight,
+            geometry=geometry,
         )
 
     def _check_outputs(
@@ -370,17 +389,22 @@ class Predictor:
     ) -> tuple[NDArray[np.float64], NDArray[np.float32]]:
         missing = [role for role in ("probabilities", "feature_map") if role not in outputs]
         if missing:
-            raise PredictionError(f"{source}: model {self.model_name!r} returned {sorted(outputs)}; "
-                                  f"missing {missing}")
+            raise PredictionError(
+                f"{source}: model {self.model_name!r} returned {sorted(outputs)}; missing {missing}"
+            )
         probs = np.asarray(outputs["probabilities"], dtype=np.float64)
         fmap = np.asarray(outputs["feature_map"], dtype=np.float32)
         labels, channels = len(self.labels), self._weight.shape[1]
         if probs.shape != (1, labels):
-            raise PredictionError(f"{source}: model {self.model_name!r} returned probabilities of shape "
-                                  f"{probs.shape}; expected (1, {labels}) for the bundle's labels")
+            raise PredictionError(
+                f"{source}: model {self.model_name!r} returned probabilities of shape "
+                f"{probs.shape}; expected (1, {labels}) for the bundle's labels"
+            )
         if fmap.ndim != 4 or fmap.shape[:2] != (1, channels):
-            raise PredictionError(f"{source}: model {self.model_name!r} returned a feature map of shape "
-                                  f"{fmap.shape}; expected (1, {channels}, h, w) for the CAM weights")
+            raise PredictionError(
+                f"{source}: model {self.model_name!r} returned a feature map of shape "
+                f"{fmap.shape}; expected (1, {channels}, h, w) for the CAM weights"
+            )
         if not (np.isfinite(probs).all() and np.isfinite(fmap).all()):
             raise PredictionError(f"{source}: model {self.model_name!r} returned NaN or infinite values")
         # Dequantized outputs may sit a rounding step outside [0, 1].
@@ -397,8 +421,10 @@ class Predictor:
         self.close()
 
     def __repr__(self) -> str:
-        return (f"Predictor(bundle={str(self.bundle.root)!r}, model={self.model_name!r}, "
-                f"runtime={self.runtime!r})")
+        return (
+            f"Predictor(bundle={str(self.bundle.root)!r}, model={self.model_name!r}, "
+            f"runtime={self.runtime!r})"
+        )
 
 
 def _close(backend: object) -> None:

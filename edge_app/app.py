@@ -84,8 +84,13 @@ class CxrEdgeApp(KioskMixin, SelfTestMixin, App):
     row_height = NumericProperty(dp(34))
     font_size = NumericProperty(sp(15))
 
-    def __init__(self, options: AppOptions | None = None, adapter: PlatformAdapter | None = None,
-                 started_at: float | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        options: AppOptions | None = None,
+        adapter: PlatformAdapter | None = None,
+        started_at: float | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.options = options or AppOptions()
         self.adapter = adapter
@@ -137,9 +142,11 @@ class CxrEdgeApp(KioskMixin, SelfTestMixin, App):
             Window.show_cursor = False
         Window.bind(size=self._on_window_size, on_touch_down=self._touched, on_key_down=self._touched)
         self._on_window_size(Window, Window.size)
-        self.service = PredictionService(post=lambda fn: Clock.schedule_once(lambda _dt: fn(), 0),
-                                         loader=self.adapter.predictor_loader(),
-                                         opener=self.adapter.model_opener())
+        self.service = PredictionService(
+            post=lambda fn: Clock.schedule_once(lambda _dt: fn(), 0),
+            loader=self.adapter.predictor_loader(),
+            opener=self.adapter.model_opener(),
+        )
         Path(self.bundles_dir).mkdir(parents=True, exist_ok=True)
         try:
             self.adapter.install_packaged_bundles(Path(self.bundles_dir))
@@ -334,8 +341,14 @@ class CxrEdgeApp(KioskMixin, SelfTestMixin, App):
         if self.prediction is None:
             return
         self._set_busy("Writing the report ...")
-        self.service.export(self.prediction, Path(self.reports_dir), self.selected_label,
-                            float(self.overlay_opacity), self.bundle_title, self._on_exported)
+        self.service.export(
+            self.prediction,
+            Path(self.reports_dir),
+            self.selected_label,
+            float(self.overlay_opacity),
+            self.bundle_title,
+            self._on_exported,
+        )
 
     def _on_exported(self, outcome: Outcome) -> None:
         self._set_busy(None)

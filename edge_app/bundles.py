@@ -118,6 +118,8 @@ def choose_bundle(explicit: Path | None, saved: str | None, default_root: Path) 
     if usable:
         return BundleChoice(usable[0].path, "default folder")
     return BundleChoice(
-        None, "none", f"No model bundle is installed. Copy a bundle folder (made by cxr-export) into "
-        f"{default_root}, or choose one in the settings."
+        None,
+        "none",
+        f"No model bundle is installed. Copy a bundle folder (made by cxr-export) into "
+        f"{default_root}, or choose one in the settings.",
     )

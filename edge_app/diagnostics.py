@@ -45,10 +45,12 @@ def describe_row(row: Mapping[str, Any]) -> SelfTestLine:
     if row.get("max_abs_dp") is None:  # never ran: unavailable runtime or an error; say why
         figures = str(row.get("message") or "no result")
     else:
-        figures = (f"max |dp| {_number(row['max_abs_dp'])} "
-                   f"(tolerance {_number(tolerance.get('max_abs_dp'))}), "
-                   f"feature map {_number(row.get('feature_map_rel_error'))} "
-                   f"(tolerance {_number(tolerance.get('feature_map_rel_error'))})")
+        figures = (
+            f"max |dp| {_number(row['max_abs_dp'])} "
+            f"(tolerance {_number(tolerance.get('max_abs_dp'))}), "
+            f"feature map {_number(row.get('feature_map_rel_error'))} "
+            f"(tolerance {_number(tolerance.get('feature_map_rel_error'))})"
+        )
         if row.get("ms") is not None:
             figures += f", {float(row['ms']):.0f} ms"
     runtime = str(row.get("runtime") or "-")
@@ -66,8 +68,10 @@ def overall_line(rows: Sequence[Mapping[str, Any]]) -> tuple[str, bool]:
     passed = len(rows) - len(failed) - len(unchecked)
     parts = []
     if failed:
-        parts.append(f"{len(failed)} of {len(rows)} models do NOT reproduce the exported reference on this "
-                     f"device: {', '.join(failed)}. Do not use them here.")
+        parts.append(
+            f"{len(failed)} of {len(rows)} models do NOT reproduce the exported reference on this "
+            f"device: {', '.join(failed)}. Do not use them here."
+        )
     if unchecked:
         parts.append(f"Not checked (runtime not available on this device): {', '.join(unchecked)}.")
     if passed:
@@ -115,8 +119,9 @@ class SelfTestMixin:
             self._show_selftest(None, f"Self-test not run: {outcome.title}. {outcome.message}", "fail")
         else:  # no other job answers this callback; say so rather than show nothing
             logger.error("unexpected self-test outcome %r", outcome)
-            self._show_selftest(None, f"Self-test not run: unexpected answer {type(outcome).__name__}",
-                                "fail")
+            self._show_selftest(
+                None, f"Self-test not run: unexpected answer {type(outcome).__name__}", "fail"
+            )
 
     def clear_selftest(self) -> None:
         """Forget the shown results (another bundle is in use)."""

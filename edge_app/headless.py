@@ -97,14 +97,17 @@ class HeadlessSession:
         for _ in range(frames):
             EventLoop.idle()
 
-    def wait_until(self, predicate: Callable[[], bool], timeout: float = 30.0,
-                   what: str = "condition") -> None:
+    def wait_until(
+        self, predicate: Callable[[], bool], timeout: float = 30.0, what: str = "condition"
+    ) -> None:
         """Pump frames until ``predicate()`` holds; TimeoutError naming ``what`` after ``timeout`` s."""
         deadline = time.monotonic() + timeout
         while not predicate():
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{what} not reached after {timeout:.0f} s "
-                                   f"(screen {self.app.screens.current!r}, busy={self.app.busy})")
+                raise TimeoutError(
+                    f"{what} not reached after {timeout:.0f} s "
+                    f"(screen {self.app.screens.current!r}, busy={self.app.busy})"
+                )
             self.pump()
         self.pump(2)  # let bindings and layout settle, then draw
 
@@ -160,8 +163,14 @@ class HeadlessSession:
         Image.fromarray(self.screenshot()).save(buffer, format="PNG", optimize=True)
         return write_atomic(path, buffer.getvalue())
 
-    def touch(self, x: float, y: float, button: str | None = None, move_to: tuple[float, float] | None = None,
-              settle: int = 2) -> None:
+    def touch(
+        self,
+        x: float,
+        y: float,
+        button: str | None = None,
+        move_to: tuple[float, float] | None = None,
+        settle: int = 2,
+    ) -> None:
         """A finger (or ``button``: ``left``, ``scrollup``, ``scrolldown``) down and up at window (x, y).
 
         ``settle`` frames are drawn after the release; 1 processes the release and nothing after it.

@@ -76,30 +76,61 @@ def build_parser() -> argparse.ArgumentParser:
         description="Chest X-ray triage app (decision support only, not a diagnosis).",
     )
     parser.add_argument("image", nargs="?", type=Path, help="an image to open at start (PNG, JPEG or DICOM)")
-    parser.add_argument("--bundle", type=Path, help=f"model bundle folder (default: ${BUNDLE_ENV}, "
-                        "the one chosen in the settings, or the first one under <data dir>/bundles)")
-    parser.add_argument("--data-dir", type=Path, help=f"folder for settings, reports and bundles/ "
-                        f"(default: ${DATA_DIR_ENV} or the platform's app data folder)")
-    parser.add_argument("--kiosk", action="store_true",
-                        help="fullscreen, no cursor, large touch targets, reset after inactivity")
-    parser.add_argument("--watch", type=Path, metavar="DIR",
-                        help="process image files that appear in DIR (e.g. a USB drive mount)")
-    parser.add_argument("--watch-interval", type=_positive_float, default=DEFAULT_WATCH_INTERVAL_S,
-                        metavar="S", help="seconds between two looks at the watch folder (default 1)")
-    parser.add_argument("--watch-settle", type=_positive_float, default=DEFAULT_SETTLE_S, metavar="S",
-                        help=f"seconds a new file must keep its size before it is read "
-                        f"(default {DEFAULT_SETTLE_S:g})")
-    parser.add_argument("--idle-reset", type=_positive_float, metavar="S",
-                        help=f"seconds without a touch before going back to the start screen "
-                        f"(default {DEFAULT_IDLE_RESET_S:g} in kiosk mode, off otherwise; 0 = off)")
-    parser.add_argument("--runtime",
-                        help="inference runtime (onnxruntime, litert); default: the best installed")
+    parser.add_argument(
+        "--bundle",
+        type=Path,
+        help=f"model bundle folder (default: ${BUNDLE_ENV}, "
+        "the one chosen in the settings, or the first one under <data dir>/bundles)",
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        help=f"folder for settings, reports and bundles/ "
+        f"(default: ${DATA_DIR_ENV} or the platform's app data folder)",
+    )
+    parser.add_argument(
+        "--kiosk",
+        action="store_true",
+        help="fullscreen, no cursor, large touch targets, reset after inactivity",
+    )
+    parser.add_argument(
+        "--watch",
+        type=Path,
+        metavar="DIR",
+        help="process image files that appear in DIR (e.g. a USB drive mount)",
+    )
+    parser.add_argument(
+        "--watch-interval",
+        type=_positive_float,
+        default=DEFAULT_WATCH_INTERVAL_S,
+        metavar="S",
+        help="seconds between two looks at the watch folder (default 1)",
+    )
+    parser.add_argument(
+        "--watch-settle",
+        type=_positive_float,
+        default=DEFAULT_SETTLE_S,
+        metavar="S",
+        help=f"seconds a new file must keep its size before it is read (default {DEFAULT_SETTLE_S:g})",
+    )
+    parser.add_argument(
+        "--idle-reset",
+        type=_positive_float,
+        metavar="S",
+        help=f"seconds without a touch before going back to the start screen "
+        f"(default {DEFAULT_IDLE_RESET_S:g} in kiosk mode, off otherwise; 0 = off)",
+    )
+    parser.add_argument(
+        "--runtime", help="inference runtime (onnxruntime, litert); default: the best installed"
+    )
     parser.add_argument("--model", help="model entry of the bundle (e.g. onnx-int8); default: recommended")
     parser.add_argument("--threads", type=int, help="inference threads (default: physical cores, max 4)")
     parser.add_argument("--size", type=_window_size, metavar="WxH", help="window size, e.g. 1280x800")
-    parser.add_argument("--exit-after-result", action="store_true",
-                        help="quit after the first result and print its timings as JSON "
-                        "(cold-start measurement)")
+    parser.add_argument(
+        "--exit-after-result",
+        action="store_true",
+        help="quit after the first result and print its timings as JSON (cold-start measurement)",
+    )
     return parser
 
 
@@ -108,8 +139,10 @@ def parse_args(argv: list[str] | None = None, environ: dict[str, str] | None = N
     env = os.environ if environ is None else environ
     args = build_parser().parse_args(argv)
     if args.watch is not None and args.watch.exists() and not args.watch.is_dir():
-        build_parser().error(f"--watch {args.watch}: is a file; expected the folder to watch for images "
-                             "(it may be missing until a USB drive is plugged in)")
+        build_parser().error(
+            f"--watch {args.watch}: is a file; expected the folder to watch for images "
+            "(it may be missing until a USB drive is plugged in)"
+        )
     if args.threads is not None and args.threads < 1:
         build_parser().error(f"--threads {args.threads}: expected a positive number of threads")
     bundle = args.bundle or (Path(env[BUNDLE_ENV]) if env.get(BUNDLE_ENV) else None)

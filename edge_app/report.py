@@ -82,8 +82,12 @@ def render_report(prediction: Prediction, label: str, opacity: float, bundle_tit
     canvas = Image.new("RGB", (width, height), _BG)
     draw = ImageDraw.Draw(canvas)
     draw.text((_PAD, 16), f"cxr-edge report: {Path(prediction.source).name}", fill=_INK, font=_font(26))
-    draw.text((_PAD, 52), f"Model: {bundle_title} | {prediction.model_name} on {prediction.runtime}",
-              fill=_MUTED, font=_font(18))
+    draw.text(
+        (_PAD, 52),
+        f"Model: {bundle_title} | {prediction.model_name} on {prediction.runtime}",
+        fill=_MUTED,
+        font=_font(18),
+    )
     warnings = "; ".join(prediction.warnings)
     if warnings:
         draw.text((_PAD, 78), f"Warning: {warnings}", fill=_BAR_POSITIVE, font=_font(18))
@@ -119,12 +123,22 @@ def _draw_table(draw: ImageDraw.ImageDraw, ranked: list, selected: str, origin: 
         detail = f"{finding.calibrated:5.1%}  {finding.probability:.3f}/{finding.operating_point:.3f}"
         draw.text((bar_x + bar_w + 12, row_y), detail, fill=_INK, font=body)
     note_y = y + (len(ranked) + 1) * _ROW + 6
-    draw.text((x, note_y), "* above the operating point. Marker = operating point (0.5 after calibration).",
-              fill=_MUTED, font=_font(14))
+    draw.text(
+        (x, note_y),
+        "* above the operating point. Marker = operating point (0.5 after calibration).",
+        fill=_MUTED,
+        font=_font(14),
+    )
 
 
-def export_report(prediction: Prediction, folder: str | Path, label: str, opacity: float,
-                  bundle_title: str, when: datetime | None = None) -> ExportedReport:
+def export_report(
+    prediction: Prediction,
+    folder: str | Path,
+    label: str,
+    opacity: float,
+    bundle_title: str,
+    when: datetime | None = None,
+) -> ExportedReport:
     """Write ``<stem>.png`` and ``<stem>.json`` into ``folder`` atomically; return their paths."""
     folder = Path(folder)
     stem = report_stem(prediction.source, when or datetime.now(UTC))

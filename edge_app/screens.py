@@ -102,8 +102,11 @@ class ResultScreen(Screen):
         if isinstance(self.layout, wanted):
             return
         layout = wanted()
-        for panel, slot in ((self.radiograph, "viewer_slot"), (self.findings, "findings_slot"),
-                            (self.actions, "actions_slot")):
+        for panel, slot in (
+            (self.radiograph, "viewer_slot"),
+            (self.findings, "findings_slot"),
+            (self.actions, "actions_slot"),
+        ):
             if panel.parent is not None:
                 panel.parent.remove_widget(panel)
             layout.ids[slot].add_widget(panel)

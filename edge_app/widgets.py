@@ -76,15 +76,17 @@ class FindingsList(BoxLayout):
 
         self.clear_widgets()
         for finding in ranked:
-            self.add_widget(Factory.FindingRow(
-                label=finding.label,
-                display_name=finding.label.replace("_", " "),
-                calibrated=float(finding.calibrated),
-                probability=float(finding.probability),
-                operating_point=float(finding.operating_point),
-                positive=bool(finding.positive),
-                select_callback=self._select,
-            ))
+            self.add_widget(
+                Factory.FindingRow(
+                    label=finding.label,
+                    display_name=finding.label.replace("_", " "),
+                    calibrated=float(finding.calibrated),
+                    probability=float(finding.probability),
+                    operating_point=float(finding.operating_point),
+                    positive=bool(finding.positive),
+                    select_callback=self._select,
+                )
+            )
         self.select(selected)
 
     def rows(self) -> list[FindingRow]:
@@ -168,8 +170,9 @@ class RadiographView(StencilView):
             new_scale = min(scatter.scale_max, max(scatter.scale_min, scatter.scale * factor))
             from kivy.graphics.transformation import Matrix
 
-            scatter.apply_transform(Matrix().scale(new_scale / scatter.scale, new_scale / scatter.scale, 1),
-                                    anchor=touch.pos)  # in the parent's coordinates
+            scatter.apply_transform(
+                Matrix().scale(new_scale / scatter.scale, new_scale / scatter.scale, 1), anchor=touch.pos
+            )  # in the parent's coordinates
             return True
         return super().on_touch_down(touch)
 

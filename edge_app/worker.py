@@ -115,8 +115,13 @@ class _Job:
 class PredictionService:
     """A single worker thread that owns the Predictor."""
 
-    def __init__(self, post: Post, loader: Callable[..., Predictor] | None = None,
-                 display_max_side: int = DISPLAY_MAX_SIDE, opener: Callable[..., Any] | None = None) -> None:
+    def __init__(
+        self,
+        post: Post,
+        loader: Callable[..., Predictor] | None = None,
+        display_max_side: int = DISPLAY_MAX_SIDE,
+        opener: Callable[..., Any] | None = None,
+    ) -> None:
         self._post = post
         self._loader = loader
         self._opener = opener
@@ -144,15 +149,29 @@ class PredictionService:
 
     def render(self, prediction: Prediction, label: str, on_done: Callable[[Outcome], None]) -> None:
         """Compute the display overlay of ``label`` for an already scored ``prediction``."""
-        self._submit(lambda: Rendered(prediction, display_images(prediction, label, self._max_side)),
-                     on_done, prediction.source)
+        self._submit(
+            lambda: Rendered(prediction, display_images(prediction, label, self._max_side)),
+            on_done,
+            prediction.source,
+        )
 
-    def export(self, prediction: Prediction, folder: Path, label: str, opacity: float, bundle_title: str,
-               on_done: Callable[[Outcome], None]) -> None:
+    def export(
+        self,
+        prediction: Prediction,
+        folder: Path,
+        label: str,
+        opacity: float,
+        bundle_title: str,
+        on_done: Callable[[Outcome], None],
+    ) -> None:
         """Write the PNG + JSON report of ``prediction`` into ``folder``."""
-        self._submit(lambda: Exported(prediction.source, export_report(prediction, folder, label, opacity,
-                                                                       bundle_title)),
-                     on_done, prediction.source)
+        self._submit(
+            lambda: Exported(
+                prediction.source, export_report(prediction, folder, label, opacity, bundle_title)
+            ),
+            on_done,
+            prediction.source,
+        )
 
     def selftest(self, bundle: Path, on_done: Callable[[Outcome], None], threads: int | None = None) -> None:
         """Check every model of ``bundle`` against its golden reference (:class:`SelfTested`).
@@ -233,9 +252,13 @@ class PredictionService:
         try:
             from benchmarks.selftest import run_selftest
         except ImportError as exc:  # a packaging route that left the benchmarks modules out
-            return Failed(str(bundle), "error", "The self-test is not part of this build",
-                          f"benchmarks.selftest cannot be imported ({exc}); ship benchmarks/selftest.py "
-                          "and benchmarks/golden.py with the app")
+            return Failed(
+                str(bundle),
+                "error",
+                "The self-test is not part of this build",
+                f"benchmarks.selftest cannot be imported ({exc}); ship benchmarks/selftest.py "
+                "and benchmarks/golden.py with the app",
+            )
         start = time.perf_counter()
         rows = run_selftest(bundle, threads=threads, opener=opener)
         return SelfTested(bundle, tuple(rows), (time.perf_counter() - start) * 1000.0)

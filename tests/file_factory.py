@@ -141,8 +141,9 @@ def _png_chunk(ctype: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + ctype + data + struct.pack(">I", zlib.crc32(ctype + data))
 
 
-def write_png_claiming_size(path: str | Path, width: int, height: int, *, bit_depth: int = 8,
-                            colour_type: int = 0) -> Path:
+def write_png_claiming_size(
+    path: str | Path, width: int, height: int, *, bit_depth: int = 8, colour_type: int = 0
+) -> Path:
     """A tiny PNG whose valid IHDR claims ``width`` x ``height`` (decompression-bomb and size tests)."""
     path = Path(path)
     ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
@@ -159,7 +160,7 @@ def write_jpeg_claiming_size(path: str | Path, width: int, height: int) -> Path:
     Image.fromarray(gradient(16, 16)).save(buf, format="JPEG")
     data = bytearray(buf.getvalue())
     sof = data.find(b"\xff\xc0")
-    data[sof + 5:sof + 9] = struct.pack(">HH", height, width)
+    data[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
     path.write_bytes(bytes(data))
     return path
 
@@ -230,7 +231,7 @@ def write_dicom(
         ds.BodyPartExamined = body_part
     if view is not None:
         ds.ViewPosition = view
-    rows, cols = (arr.shape[1:3] if frames > 1 else arr.shape[:2])
+    rows, cols = arr.shape[1:3] if frames > 1 else arr.shape[:2]
     ds.Rows, ds.Columns = int(rows), int(cols)
     ds.SamplesPerPixel = 3 if colour and photometric != "PALETTE COLOR" else 1
     ds.PhotometricInterpretation = photometric
@@ -287,8 +288,16 @@ def _add_luts(
         ds.PresentationLUTShape = shape
 
 
-def _add_pixels(ds: Any, arr: NDArray, ts: Any, signed: bool, bits_allocated: int, photometric: str,
-                encapsulated: Sequence[bytes] | None, quality: int) -> None:
+def _add_pixels(
+    ds: Any,
+    arr: NDArray,
+    ts: Any,
+    signed: bool,
+    bits_allocated: int,
+    photometric: str,
+    encapsulated: Sequence[bytes] | None,
+    quality: int,
+) -> None:
     from pydicom.encaps import encapsulate
     from pydicom.pixels import convert_color_space
     from pydicom.uid import JPEG2000, ExplicitVRLittleEndian, JPEG2000Lossless, JPEGBaseline8Bit, RLELossless
@@ -325,4 +334,3 @@ def _pillow_encode(frame: NDArray, fmt: str, **kwargs: Any) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(frame).save(buf, format=fmt, **kwargs)
     return buf.getvalue()
-

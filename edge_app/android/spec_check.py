@@ -37,10 +37,22 @@ SPEC_PATH = Path(__file__).resolve().parent / "buildozer.spec"
 #: Requirements without a p4a recipe that are known to be pure Python (pip installs them for Android).
 PURE_PYTHON = frozenset({"pydicom", "certifi", "chardet", "idna", "requests", "urllib3", "filetype", "six"})
 #: Packages that must never be requirements: compiled, no p4a recipe, no Android wheel.
-NO_ANDROID_BUILD = frozenset({"onnxruntime", "ai-edge-litert", "ai_edge_litert", "torch", "tensorflow",
-                              "tflite-runtime", "opencv-python"})
-REQUIRED_PERMISSIONS = ("android.permission.CAMERA", "android.permission.READ_MEDIA_IMAGES",
-                        "android.permission.READ_EXTERNAL_STORAGE")
+NO_ANDROID_BUILD = frozenset(
+    {
+        "onnxruntime",
+        "ai-edge-litert",
+        "ai_edge_litert",
+        "torch",
+        "tensorflow",
+        "tflite-runtime",
+        "opencv-python",
+    }
+)
+REQUIRED_PERMISSIONS = (
+    "android.permission.CAMERA",
+    "android.permission.READ_MEDIA_IMAGES",
+    "android.permission.READ_EXTERNAL_STORAGE",
+)
 LITERT_ARTIFACT = "com.google.ai.edge.litert:litert:"
 
 
@@ -62,12 +74,15 @@ class SpecReport:
         return not self.errors
 
     def summary(self) -> str:
-        lines = [f"spec: {self.spec}", f"buildozer {self.versions.get('buildozer')}, python-for-android "
-                 f"{self.versions.get('python-for-android')}",
-                 f"bootstrap: {self.bootstrap}, archs: {self.archs}",
-                 f"recipes (build order): {', '.join(self.recipes)}",
-                 f"pip (pure Python): {', '.join(sorted(self.python_modules))}",
-                 f"permissions: {[p['name'] for p in self.permissions]}"]
+        lines = [
+            f"spec: {self.spec}",
+            f"buildozer {self.versions.get('buildozer')}, python-for-android "
+            f"{self.versions.get('python-for-android')}",
+            f"bootstrap: {self.bootstrap}, archs: {self.archs}",
+            f"recipes (build order): {', '.join(self.recipes)}",
+            f"pip (pure Python): {', '.join(sorted(self.python_modules))}",
+            f"permissions: {[p['name'] for p in self.permissions]}",
+        ]
         lines += [f"ERROR: {e}" for e in self.errors] or ["OK"]
         return "\n".join(lines)
 
@@ -95,8 +110,11 @@ def _target(builder: Any, report: SpecReport) -> Any:
     report.archs = list(target._archs)
     report.bootstrap = target._p4a_bootstrap
     known = {arch.arch for arch in (ArchAarch_64, ArchARMv7_a, Archx86, Archx86_64)}
-    report.errors += [f"arch {a!r} is not one python-for-android builds ({sorted(known)})"
-                      for a in report.archs if a not in known]
+    report.errors += [
+        f"arch {a!r} is not one python-for-android builds ({sorted(known)})"
+        for a in report.archs
+        if a not in known
+    ]
     if "arm64-v8a" not in report.archs:
         report.errors.append(f"android.archs {report.archs} lacks arm64-v8a (every current phone)")
     return target
@@ -112,8 +130,10 @@ def _resolve(requirements: list[str], bootstrap: str, report: SpecReport) -> Non
     names = [r.split("==")[0].split(">=")[0].strip().lower() for r in requirements if r.strip()]
     banned = sorted(set(names) & NO_ANDROID_BUILD)
     if banned:
-        report.errors.append(f"requirements {banned} cannot be built for Android (no p4a recipe, no Android "
-                             "wheel); inference must use LiteRT's Android library")
+        report.errors.append(
+            f"requirements {banned} cannot be built for Android (no p4a recipe, no Android "
+            "wheel); inference must use LiteRT's Android library"
+        )
     ctx = Context()
     try:
         with contextlib.redirect_stdout(io.StringIO()):
@@ -125,8 +145,10 @@ def _resolve(requirements: list[str], bootstrap: str, report: SpecReport) -> Non
     report.recipes, report.python_modules = list(recipes), list(modules)
     unknown = sorted(set(modules) - PURE_PYTHON)
     if unknown:
-        report.errors.append(f"requirements {unknown} have no p4a recipe and are not known pure-Python "
-                             "packages: pip would need an Android wheel for them")
+        report.errors.append(
+            f"requirements {unknown} have no p4a recipe and are not known pure-Python "
+            "packages: pip would need an Android wheel for them"
+        )
 
 
 def _p4a_parse_permissions(entries: list[str]) -> list[dict[str, str]]:
@@ -151,12 +173,14 @@ def _app_needs(config: Any, report: SpecReport) -> None:
     report.errors += [f"android.permissions lacks {p}" for p in REQUIRED_PERMISSIONS if p not in names]
     gradle = getlist("app", "android.gradle_dependencies", [])
     if not any(dep.startswith(LITERT_ARTIFACT) for dep in gradle):
-        report.errors.append(f"android.gradle_dependencies {gradle} lacks LiteRT "
-                             f"({LITERT_ARTIFACT}<version>)")
+        report.errors.append(
+            f"android.gradle_dependencies {gradle} lacks LiteRT ({LITERT_ARTIFACT}<version>)"
+        )
     assets = getlist("app", "android.add_assets", [])
     if not any(a.split(":")[-1] == "bundles" for a in assets):
-        report.errors.append(f"android.add_assets {assets} does not ship the bundles as assets "
-                             "under bundles/")
+        report.errors.append(
+            f"android.add_assets {assets} does not ship the bundles as assets under bundles/"
+        )
     if "kv" not in getlist("app", "source.include_exts", []):
         report.errors.append("source.include_exts lacks kv: the layouts would be missing from the APK")
     if int(get("app", "android.minapi", "21")) < 26:
@@ -168,8 +192,10 @@ def check_spec(spec: str | Path = SPEC_PATH) -> SpecReport:
     from importlib.metadata import version
 
     spec = Path(spec)
-    report = SpecReport(spec=spec, versions={"buildozer": version("buildozer"),
-                                             "python-for-android": version("python-for-android")})
+    report = SpecReport(
+        spec=spec,
+        versions={"buildozer": version("buildozer"), "python-for-android": version("python-for-android")},
+    )
     if not spec.is_file():
         report.errors.append(f"{spec} does not exist")
         return report

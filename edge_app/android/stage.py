@@ -55,8 +55,10 @@ def stage(bundles: list[Path], out: Path = STAGE_DIR) -> dict[str, Path]:
         except BundleError as exc:
             raise BundleError(f"cannot stage {bundle}: {exc}") from exc
         if not any(str(m.get("file", "")).endswith(".tflite") for m in manifest["models"]):
-            raise BundleError(f"bundle {bundle} has no .tflite model; the Android app runs LiteRT. "
-                              "Export one with: cxr-export CHECKPOINT --out DIR --formats tflite-int8")
+            raise BundleError(
+                f"bundle {bundle} has no .tflite model; the Android app runs LiteRT. "
+                "Export one with: cxr-export CHECKPOINT --out DIR --formats tflite-int8"
+            )
     app_dir, assets_dir = out / "app", out / "assets" / "bundles"
     for folder in (app_dir, out / "assets"):
         if folder.exists():
@@ -76,10 +78,16 @@ def stage(bundles: list[Path], out: Path = STAGE_DIR) -> dict[str, Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m edge_app.android.stage",
-                                     description=__doc__.split("\n")[0])
-    parser.add_argument("--bundle", type=Path, action="append", default=[],
-                        help="model bundle to ship in the APK (repeatable; needs a .tflite model)")
+    parser = argparse.ArgumentParser(
+        prog="python -m edge_app.android.stage", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "--bundle",
+        type=Path,
+        action="append",
+        default=[],
+        help="model bundle to ship in the APK (repeatable; needs a .tflite model)",
+    )
     parser.add_argument("--out", type=Path, default=STAGE_DIR, help=f"staging folder (default {STAGE_DIR})")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")

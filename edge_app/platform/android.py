@@ -57,8 +57,9 @@ def open_android_model(bundle: Any, entry: Any, threads: int | None = None) -> A
     return open_android_backend(bundle, model=entry.name, threads=threads)
 
 
-def load_android_predictor(bundle_dir: Path, model: str | None = None, runtime: str | None = None,
-                           threads: int | None = None) -> Any:
+def load_android_predictor(
+    bundle_dir: Path, model: str | None = None, runtime: str | None = None, threads: int | None = None
+) -> Any:
     """``Predictor(bundle, backend)`` with the LiteRT Android backend injected (``runtime`` is ignored)."""
     from cxr_core.predictor import Predictor, load_verified_bundle
     from edge_app.platform.android_litert import open_android_backend
@@ -101,8 +102,9 @@ class AndroidAdapter(PlatformAdapter):
     def pick_folder(self, on_picked: OnPicked, start_dir: Path | None = None) -> None:
         # A bundle on Android ships inside the APK (install_packaged_bundles); folders of the shared
         # storage are not readable as plain files by an app since Android 11.
-        on_picked(PickResult(error="on Android, bundles are installed with the app "
-                                   "(see docs/deploy-android.md)"))
+        on_picked(
+            PickResult(error="on Android, bundles are installed with the app (see docs/deploy-android.md)")
+        )
 
     def capture_image(self, on_picked: OnPicked) -> None:
         from android.permissions import Permission, request_permissions  # type: ignore[import-not-found]

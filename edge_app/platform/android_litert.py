@@ -55,8 +55,16 @@ RUNTIME_NAME = "litert-android"
 #: The Maven coordinates buildozer.spec adds (android.gradle_dependencies); checked by the tests.
 LITERT_GRADLE_DEPENDENCY = "com.google.ai.edge.litert:litert:2.3.0"
 #: org.tensorflow.lite.DataType names -> numpy dtype names.
-JAVA_DTYPES = {"FLOAT32": "float32", "FLOAT16": "float16", "INT8": "int8", "UINT8": "uint8", "INT16": "int16",
-               "INT32": "int32", "INT64": "int64", "BOOL": "bool"}
+JAVA_DTYPES = {
+    "FLOAT32": "float32",
+    "FLOAT16": "float16",
+    "INT8": "int8",
+    "UINT8": "uint8",
+    "INT16": "int16",
+    "INT32": "int32",
+    "INT64": "int64",
+    "BOOL": "bool",
+}
 
 
 @dataclass(frozen=True)
@@ -112,9 +120,14 @@ class JavaInterpreter:
         dtype = JAVA_DTYPES.get(str(tensor.dataType().name()), str(tensor.dataType().name()).lower())
         params = tensor.quantizationParams()
         scale = float(params.getScale()) if params is not None else 0.0
-        return TensorInfo(index=index, name=str(tensor.name()), shape=tuple(int(d) for d in tensor.shape()),
-                          dtype=dtype, scale=scale or None,
-                          zero_point=int(params.getZeroPoint()) if scale else None)
+        return TensorInfo(
+            index=index,
+            name=str(tensor.name()),
+            shape=tuple(int(d) for d in tensor.shape()),
+            dtype=dtype,
+            scale=scale or None,
+            zero_point=int(params.getZeroPoint()) if scale else None,
+        )
 
     def inputs(self) -> list[TensorInfo]:
         count = self._interpreter.getInputTensorCount()
@@ -146,8 +159,13 @@ class AndroidLiteRTBackend(Backend):
 
     runtime = RUNTIME_NAME
 
-    def __init__(self, path: str | Path, signature: ModelSignature, threads: int,
-                 interpreter: InterpreterLike | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        signature: ModelSignature,
+        threads: int,
+        interpreter: InterpreterLike | None = None,
+    ) -> None:
         clock = Stopwatch()
         super().__init__(path, signature, threads)
         self._interpreter = interpreter if interpreter is not None else JavaInterpreter(self.path, threads)
@@ -160,15 +178,18 @@ class AndroidLiteRTBackend(Backend):
     def _bind(self, signature: ModelSignature) -> ModelSignature:
         inputs = self._interpreter.inputs()
         if len(inputs) != 1:
-            raise ModelSignatureError(f"{self.path}: the file has inputs {[t.name for t in inputs]}; "
-                                      "expected exactly one")
+            raise ModelSignatureError(
+                f"{self.path}: the file has inputs {[t.name for t in inputs]}; expected exactly one"
+            )
         bound_input = self._check(signature.input, inputs[0])
         outputs = {info.name: info for info in self._interpreter.outputs()}
         bound: dict[str, TensorSpec] = {}
         for role, spec in signature.outputs.items():
             if spec.name not in outputs:
-                raise ModelSignatureError(f"{self.path}: the manifest's {role} output {spec.name!r} is not "
-                                          f"in the file; it has {sorted(outputs)}")
+                raise ModelSignatureError(
+                    f"{self.path}: the manifest's {role} output {spec.name!r} is not "
+                    f"in the file; it has {sorted(outputs)}"
+                )
             bound[role] = self._check(spec, outputs[spec.name])
         return ModelSignature(signature.name, signature.format, signature.runtime, bound_input, bound)
 
@@ -183,8 +204,9 @@ class AndroidLiteRTBackend(Backend):
             shape = tuple(len(batch) if dim is None else dim for dim in spec.shape)
             array = np.frombuffer(raw[spec.key], dtype=np.dtype(spec.dtype).newbyteorder("<"))
             if array.size != int(np.prod(shape)):
-                raise ModelSignatureError(f"{self.path}: output {spec.name!r} returned {array.size} values; "
-                                          f"expected shape {shape}")
+                raise ModelSignatureError(
+                    f"{self.path}: output {spec.name!r} returned {array.size} values; expected shape {shape}"
+                )
             results[role] = array.reshape(shape)
         return results
 
@@ -205,13 +227,17 @@ def choose_tflite_entry(bundle: Bundle, model: str | None = None) -> dict[str, A
         for entry in entries:
             if str(entry.get("file", "")).endswith(".tflite"):
                 return entry
-    raise BundleError(f"bundle {bundle.root} has no .tflite model{f' named {model!r}' if model else ''}; "
-                      f"it has {[e.get('name') for e in entries]}. Export one with "
-                      "cxr-export CHECKPOINT --out DIR --formats tflite-int8")
+    raise BundleError(
+        f"bundle {bundle.root} has no .tflite model{f' named {model!r}' if model else ''}; "
+        f"it has {[e.get('name') for e in entries]}. Export one with "
+        "cxr-export CHECKPOINT --out DIR --formats tflite-int8"
+    )
 
 
 def open_android_backend(
-    bundle: Bundle, model: str | None = None, threads: int | None = None,
+    bundle: Bundle,
+    model: str | None = None,
+    threads: int | None = None,
     interpreter_factory: Callable[[Path, int], InterpreterLike] | None = None,
 ) -> AndroidLiteRTBackend:
     """Open a bundle's .tflite model with LiteRT's Android library (see the module docstring).

@@ -66,8 +66,13 @@ class DesktopAdapter(PlatformAdapter):
         start = Path(start_dir) if start_dir and Path(start_dir).is_dir() else Path.home()
         patterns = [f"*{s}" for s in IMAGE_SUFFIXES] + [f"*{s.upper()}" for s in IMAGE_SUFFIXES]
         filters = [] if dirselect else patterns
-        self.popup = FilePickerPopup(title=title, start_path=str(start), filters=filters,
-                                     dirselect=dirselect, picked_callback=on_picked)
+        self.popup = FilePickerPopup(
+            title=title,
+            start_path=str(start),
+            filters=filters,
+            dirselect=dirselect,
+            picked_callback=on_picked,
+        )
         self.popup.open()
 
     def pick_image(self, on_picked: OnPicked, start_dir: Path | None = None) -> None:

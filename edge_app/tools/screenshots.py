@@ -80,7 +80,8 @@ def _report(app, path: Path) -> Path:  # type: ignore[no-untyped-def]
 
     buffer = io.BytesIO()
     render_report(app.prediction, app.selected_label, float(app.overlay_opacity), app.bundle_title).save(
-        buffer, format="PNG", optimize=True)
+        buffer, format="PNG", optimize=True
+    )
     return write_atomic(path, buffer.getvalue())
 
 
@@ -110,8 +111,9 @@ def capture(bundle: Path, out: Path, image: Path | None = None) -> list[Path]:
 
     watch = work / "usb"
     watch.mkdir()
-    app, session = _session({"data_dir": work / "kiosk", "bundle": bundle, "kiosk": True, "watch": watch},
-                            LANDSCAPE)
+    app, session = _session(
+        {"data_dir": work / "kiosk", "bundle": bundle, "kiosk": True, "watch": watch}, LANDSCAPE
+    )
     session.wait_until(lambda: app.model_ready, 120, "bundle loaded")
     saved.append(session.save_screenshot(out / "kiosk-start.png"))
     _scored(app, session, image)
@@ -121,11 +123,13 @@ def capture(bundle: Path, out: Path, image: Path | None = None) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m edge_app.tools.screenshots",
-                                     description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m edge_app.tools.screenshots", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--bundle", type=Path, required=True, help="model bundle folder")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
-                        help=f"output folder (default {DEFAULT_OUT})")
+    parser.add_argument(
+        "--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})"
+    )
     parser.add_argument("--image", type=Path, help="radiograph to show (default: a synthetic phantom)")
     args = parser.parse_args(argv)
     from edge_app.headless import prepare_environment

@@ -165,8 +165,10 @@ def marked(height: int = 64, width: int = 48) -> np.ndarray:
 
 def corner_means(pixels: np.ndarray) -> dict[str, float]:
     return {
-        "top_left": float(pixels[:8, :8].mean()), "top_right": float(pixels[:8, -8:].mean()),
-        "bottom_left": float(pixels[-8:, :8].mean()), "bottom_right": float(pixels[-8:, -8:].mean()),
+        "top_left": float(pixels[:8, :8].mean()),
+        "top_right": float(pixels[:8, -8:].mean()),
+        "bottom_left": float(pixels[-8:, :8].mean()),
+        "bottom_right": float(pixels[-8:, -8:].mean()),
     }
 
 
@@ -343,6 +345,11 @@ def test_core_import_does_not_load_pydicom(tmp_path: Path) -> None:
         "import sys; from cxr_core.imaging import decode_image; "
         f"decode_image({str(tmp_path / 'g.png')!r}); print('pydicom' in sys.modules)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={**os.environ, "PYTHONWARNINGS": "error"})
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONWARNINGS": "error"},
+    )
     assert out.stdout.strip() == "False"

@@ -39,7 +39,11 @@ def test_monochrome2_normalised_by_bits_stored_range(tmp_path: Path) -> None:
     prov = decoded.provenance
     assert (prov.format, prov.width, prov.height, prov.bit_depth) == ("dicom", 48, 64, 12)
     assert (prov.source_mode, prov.modality, prov.body_part_examined, prov.view_position) == (
-        "MONOCHROME2", "DX", "CHEST", "PA")
+        "MONOCHROME2",
+        "DX",
+        "CHEST",
+        "PA",
+    )
     assert prov.transfer_syntax == "Explicit VR Little Endian" and prov.colourfulness == 0.0
     assert any("BitsStored range [0, 4095]" in n for n in prov.notes)
 
@@ -56,8 +60,11 @@ def test_presentation_lut_shape(tmp_path: Path) -> None:
     assert list(m2.pixels[0, :2]) == [0.0, 1.0]
     assert "Presentation LUT Shape INVERSE applied" in m2.provenance.notes
     # On MONOCHROME1 the INVERSE shape describes the same inversion: applied once, not twice.
-    m1 = decode_image(write_dicom(tmp_path / "m1.dcm", probe([4095, 0]), photometric="MONOCHROME1",
-                                  presentation_lut_shape="INVERSE"))
+    m1 = decode_image(
+        write_dicom(
+            tmp_path / "m1.dcm", probe([4095, 0]), photometric="MONOCHROME1", presentation_lut_shape="INVERSE"
+        )
+    )
     assert list(m1.pixels[0, :2]) == [0.0, 1.0]
 
 
@@ -68,8 +75,13 @@ def test_signed_pixels_use_the_signed_range(tmp_path: Path) -> None:
 
 def test_rescale_then_linear_exact_window(tmp_path: Path) -> None:
     # stored s -> 2 s - 1000 -> (v - 3000) / 2000 + 0.5, clipped
-    path = write_dicom(tmp_path / "w.dcm", probe([0, 2000, 2500, 1750, 4095]), rescale=(2.0, -1000.0),
-                       window=(3000, 2000), voi_lut_function="LINEAR_EXACT")
+    path = write_dicom(
+        tmp_path / "w.dcm",
+        probe([0, 2000, 2500, 1750, 4095]),
+        rescale=(2.0, -1000.0),
+        window=(3000, 2000),
+        voi_lut_function="LINEAR_EXACT",
+    )
     decoded = decode_image(path)
     np.testing.assert_allclose(decoded.pixels[0, :5], [0.0, 0.5, 1.0, 0.25, 1.0], atol=1e-6)
     assert "rescale slope 2 intercept -1000 applied" in decoded.provenance.notes
@@ -92,8 +104,12 @@ def test_linear_window_follows_the_standard(tmp_path: Path) -> None:
 
 
 def test_sigmoid_window_and_first_of_several(tmp_path: Path) -> None:
-    path = write_dicom(tmp_path / "sig.dcm", probe([1000, 1500]), window=([1000, 3000], [500, 100]),
-                       voi_lut_function="SIGMOID")
+    path = write_dicom(
+        tmp_path / "sig.dcm",
+        probe([1000, 1500]),
+        window=([1000, 3000], [500, 100]),
+        voi_lut_function="SIGMOID",
+    )
     decoded = decode_image(path)
     np.testing.assert_allclose(decoded.pixels[0, :2], [0.5, 1 / (1 + np.exp(-4.0))], atol=1e-6)
 
@@ -106,8 +122,9 @@ def test_invalid_window_falls_back_to_range(tmp_path: Path) -> None:
 
 def test_voi_lut_preferred_over_window(tmp_path: Path) -> None:
     table = [255 - i for i in range(256)]  # 8-bit entries, first mapped value 100
-    path = write_dicom(tmp_path / "lut.dcm", probe([0, 100, 150, 355, 4000]), voi_lut=(100, 8, table),
-                       window=(2048, 4096))
+    path = write_dicom(
+        tmp_path / "lut.dcm", probe([0, 100, 150, 355, 4000]), voi_lut=(100, 8, table), window=(2048, 4096)
+    )
     decoded = decode_image(path)
     np.testing.assert_allclose(decoded.pixels[0, :5], [1.0, 1.0, 205 / 255, 0.0, 0.0], atol=1e-6)
     assert any(n.startswith("VOI LUT applied") for n in decoded.provenance.notes)
@@ -122,8 +139,9 @@ def test_modality_lut_sequence(tmp_path: Path) -> None:
     item["LUTDescriptor"].VR = "US"
     item.LUTData = np.array([0, 1000, 2000, 4095], "<u2").tobytes()  # OW bytes, as many files store it
     item["LUTData"].VR = "OW"
-    path = write_dicom(tmp_path / "mlut.dcm", probe([0, 11, 12, 13, 50]),
-                       overrides={"ModalityLUTSequence": Sequence([item])})
+    path = write_dicom(
+        tmp_path / "mlut.dcm", probe([0, 11, 12, 13, 50]), overrides={"ModalityLUTSequence": Sequence([item])}
+    )
     decoded = decode_image(path)
     np.testing.assert_allclose(decoded.pixels[0, :5], [0.0, 1000 / 4095, 2000 / 4095, 1.0, 1.0], atol=1e-6)
     assert "Modality LUT applied" in decoded.provenance.notes
@@ -162,11 +180,14 @@ def test_rgb_dicom_luma_and_colourfulness(tmp_path: Path) -> None:
     assert decoded.provenance.colourfulness == pytest.approx(0.5 * 160 / 255, abs=1e-6)
 
 
-@pytest.mark.parametrize(("photometric", "syntax", "tolerance"),
-                         [("YBR_FULL", "explicit", 2 / 255), ("YBR_FULL_422", "jpeg_baseline", 6 / 255)])
+@pytest.mark.parametrize(
+    ("photometric", "syntax", "tolerance"),
+    [("YBR_FULL", "explicit", 2 / 255), ("YBR_FULL_422", "jpeg_baseline", 6 / 255)],
+)
 def test_ybr_dicom_converted(tmp_path: Path, photometric: str, syntax: str, tolerance: float) -> None:
-    path = write_dicom(tmp_path / "ybr.dcm", colour_image(), photometric=photometric, bits_stored=8,
-                       transfer_syntax=syntax)
+    path = write_dicom(
+        tmp_path / "ybr.dcm", colour_image(), photometric=photometric, bits_stored=8, transfer_syntax=syntax
+    )
     decoded = decode_image(path)
     np.testing.assert_allclose(decoded.pixels[4, [4, 35]], [RED_LUMA, 90 / 255], atol=tolerance)
     assert decoded.provenance.colourfulness == pytest.approx(0.5 * 160 / 255, abs=0.03)
@@ -208,13 +229,20 @@ def test_decode_bytes_dicom(tmp_path: Path) -> None:
 
 
 def test_multi_frame_refused(tmp_path: Path) -> None:
-    refused(MultiFrameImageError, write_dicom(tmp_path / "mf.dcm", gradient(32, 32, 12), frames=2),
-            "2 frames", "NumberOfFrames")
+    refused(
+        MultiFrameImageError,
+        write_dicom(tmp_path / "mf.dcm", gradient(32, 32, 12), frames=2),
+        "2 frames",
+        "NumberOfFrames",
+    )
 
 
 def test_no_pixel_data_refused(tmp_path: Path) -> None:
-    refused(UnsupportedImageError, write_dicom(tmp_path / "np.dcm", gradient(32, 32, 12), pixel_data=False),
-            "no Pixel Data")
+    refused(
+        UnsupportedImageError,
+        write_dicom(tmp_path / "np.dcm", gradient(32, 32, 12), pixel_data=False),
+        "no Pixel Data",
+    )
 
 
 def test_palette_colour_refused(tmp_path: Path) -> None:
@@ -228,8 +256,12 @@ def test_wrong_samples_per_pixel_refused(tmp_path: Path) -> None:
 
 
 def test_unknown_transfer_syntax_refused(tmp_path: Path) -> None:
-    path = write_dicom(tmp_path / "ts.dcm", gradient(32, 32, 12), transfer_syntax="1.2.826.0.1.3680043.9.9.1",
-                       encapsulated_frames=[b"\x00" * 16])
+    path = write_dicom(
+        tmp_path / "ts.dcm",
+        gradient(32, 32, 12),
+        transfer_syntax="1.2.826.0.1.3680043.9.9.1",
+        encapsulated_frames=[b"\x00" * 16],
+    )
     refused(UnsupportedImageError, path, "1.2.826.0.1.3680043.9.9.1", "no pixel data decoder")
 
 
@@ -242,15 +274,23 @@ def _has_plugin(decoder_name: str) -> bool:
 
 @pytest.mark.skipif(_has_plugin("JPEGLosslessSV1Decoder"), reason="a JPEG Lossless plugin is installed here")
 def test_jpeg_lossless_needs_a_plugin(tmp_path: Path) -> None:
-    path = write_dicom(tmp_path / "jl.dcm", gradient(32, 32, 12), transfer_syntax="jpeg_lossless",
-                       encapsulated_frames=[b"\xff\xd8\xff\xd9"])
+    path = write_dicom(
+        tmp_path / "jl.dcm",
+        gradient(32, 32, 12),
+        transfer_syntax="jpeg_lossless",
+        encapsulated_frames=[b"\xff\xd8\xff\xd9"],
+    )
     refused(UnsupportedImageError, path, "JPEG Lossless", "1.2.840.10008.1.2.4.70", "pylibjpeg", "gdcm")
 
 
 @pytest.mark.skipif(_has_plugin("JPEGExtended12BitDecoder"), reason="a 12-bit JPEG plugin is installed here")
 def test_jpeg_extended_12bit_needs_a_plugin(tmp_path: Path) -> None:
-    path = write_dicom(tmp_path / "j12.dcm", gradient(32, 32, 12), transfer_syntax="1.2.840.10008.1.2.4.51",
-                       encapsulated_frames=[b"\xff\xd8\xff\xd9"])
+    path = write_dicom(
+        tmp_path / "j12.dcm",
+        gradient(32, 32, 12),
+        transfer_syntax="1.2.840.10008.1.2.4.51",
+        encapsulated_frames=[b"\xff\xd8\xff\xd9"],
+    )
     refused(UnsupportedImageError, path, "JPEG Extended", "12-bit", "Pillow", "pylibjpeg")
 
 
@@ -260,8 +300,11 @@ def test_size_checked_before_decoding(tmp_path: Path) -> None:
     big = write_dicom(tmp_path / "big.dcm", arr, overrides={"Rows": 9000, "Columns": 9000})
     refused(ImageTooLargeError, big, "81000000 pixels")
     refused(ImageSizeError, write_dicom(tmp_path / "zero.dcm", arr, overrides={"Rows": 0}), "zero size")
-    refused(ImageSizeError, write_dicom(tmp_path / "strip.dcm", arr, overrides={"Rows": 16, "Columns": 320}),
-            "aspect ratio")
+    refused(
+        ImageSizeError,
+        write_dicom(tmp_path / "strip.dcm", arr, overrides={"Rows": 16, "Columns": 320}),
+        "aspect ratio",
+    )
 
 
 def test_truncated_dicom_refused(tmp_path: Path) -> None:

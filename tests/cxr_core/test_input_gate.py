@@ -136,9 +136,11 @@ def test_a_colour_photograph_is_refused(tmp_path: Path) -> None:
 def _installed_photos() -> list[Path]:
     """Real colour photographs that ship with installed packages (scikit-learn, matplotlib)."""
     found = []
-    for package, parts in (("sklearn", ("datasets", "images", "china.jpg")),
-                           ("sklearn", ("datasets", "images", "flower.jpg")),
-                           ("matplotlib", ("mpl-data", "sample_data", "grace_hopper.jpg"))):
+    for package, parts in (
+        ("sklearn", ("datasets", "images", "china.jpg")),
+        ("sklearn", ("datasets", "images", "flower.jpg")),
+        ("matplotlib", ("mpl-data", "sample_data", "grace_hopper.jpg")),
+    ):
         spec = importlib.util.find_spec(package)
         if spec is not None and spec.origin is not None:
             path = Path(spec.origin).parent.joinpath(*parts)
@@ -203,8 +205,9 @@ def test_other_non_frontal_views_warn_and_frontal_views_do_not(tmp_path: Path) -
 
 
 def test_every_refusal_is_reported_not_just_the_first(tmp_path: Path) -> None:
-    path = write_dicom(tmp_path / "ct.dcm", chest(100, 120), bits_stored=8, modality="CT", body_part="HEAD",
-                       view="LL")
+    path = write_dicom(
+        tmp_path / "ct.dcm", chest(100, 120), bits_stored=8, modality="CT", body_part="HEAD", view="LL"
+    )
     error = _refusal(path)
     assert len(error.reasons) == 3
     assert "Modality is 'CT'" in error.reasons[0]

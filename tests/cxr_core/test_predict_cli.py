@@ -44,8 +44,20 @@ def test_partial_failure_scores_the_good_files_and_names_the_bad_ones(
     session_bundle: Path, batch: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out_json, heat_dir = tmp_path / "out" / "results.json", tmp_path / "heat"
-    code, out, err = _run(capsys, str(batch), "--bundle", str(session_bundle), "--json", str(out_json),
-                          "--heatmap-dir", str(heat_dir), "--model", "onnx-int8", "--threads", "1")
+    code, out, err = _run(
+        capsys,
+        str(batch),
+        "--bundle",
+        str(session_bundle),
+        "--json",
+        str(out_json),
+        "--heatmap-dir",
+        str(heat_dir),
+        "--model",
+        "onnx-int8",
+        "--threads",
+        "1",
+    )
     assert code == 1
     assert f"skipped {batch / 'c_corrupt.png'}: PNG data is truncated or corrupt" in err
     assert f"skipped {batch / 'd_ct.dcm'}: DICOM Modality is 'CT'" in err
@@ -78,14 +90,36 @@ def test_json_schema(session_bundle: Path, tmp_path: Path, capsys: pytest.Captur
     code, out, _ = _run(capsys, str(image), "--bundle", str(session_bundle), "--json", "-", "--model", "onnx")
     assert code == 0
     doc = json.loads(out)  # --json - prints only JSON
-    assert set(doc) == {"tool", "version", "disclaimer", "bundle", "architecture", "model", "runtime",
-                        "threads", "load_ms", "labels", "results", "failures", "summary"}
+    assert set(doc) == {
+        "tool",
+        "version",
+        "disclaimer",
+        "bundle",
+        "architecture",
+        "model",
+        "runtime",
+        "threads",
+        "load_ms",
+        "labels",
+        "results",
+        "failures",
+        "summary",
+    }
     assert doc["tool"] == "cxr-predict" and doc["disclaimer"] == DISCLAIMER
     assert doc["model"] == "onnx" and doc["runtime"] == "onnxruntime" and isinstance(doc["threads"], int)
     assert len(doc["labels"]) == 14 and doc["failures"] == [] and doc["summary"] == {"scored": 1, "failed": 0}
     (result,) = doc["results"]
-    assert set(result) == {"source", "bundle", "model", "runtime", "findings", "warnings", "timings_ms",
-                           "provenance", "heatmap"}
+    assert set(result) == {
+        "source",
+        "bundle",
+        "model",
+        "runtime",
+        "findings",
+        "warnings",
+        "timings_ms",
+        "provenance",
+        "heatmap",
+    }
     assert result["heatmap"] is None
     assert [f["label"] for f in result["findings"]] == doc["labels"]
     for finding in result["findings"]:
@@ -103,8 +137,16 @@ def test_all_good_exits_0_and_finding_selects_the_heat_map(
     for folder in ("a", "b"):
         (tmp_path / folder).mkdir()
     images = [write_png(tmp_path / "a" / "x.png", chest()), write_png(tmp_path / "b" / "x.png", chest(300))]
-    code, out, err = _run(capsys, *map(str, images), "--bundle", str(session_bundle), "--heatmap-dir",
-                          str(tmp_path / "h"), "--finding", "Effusion")
+    code, out, err = _run(
+        capsys,
+        *map(str, images),
+        "--bundle",
+        str(session_bundle),
+        "--heatmap-dir",
+        str(tmp_path / "h"),
+        "--finding",
+        "Effusion",
+    )
     assert code == 0 and err == ""
     assert sorted(p.name for p in (tmp_path / "h").iterdir()) == ["x-2.Effusion.png", "x.Effusion.png"]
     assert out.count("heat map (Effusion)") == 2
@@ -121,8 +163,16 @@ def test_folders_expand_recursively_and_skip_the_heatmap_folder(
     heat = root / "heat"
     heat.mkdir()
     write_png(heat / "old.png", chest())  # an earlier run's output must not be re-scored
-    code, out, err = _run(capsys, str(root), "--bundle", str(session_bundle),
-                          "--json", str(tmp_path / "r.json"), "--heatmap-dir", str(heat))
+    code, out, err = _run(
+        capsys,
+        str(root),
+        "--bundle",
+        str(session_bundle),
+        "--json",
+        str(tmp_path / "r.json"),
+        "--heatmap-dir",
+        str(heat),
+    )
     assert code == 0, err
     sources = [r["source"] for r in json.loads((tmp_path / "r.json").read_text())["results"]]
     assert sources == [str(root / "one.png"), str(root / "series" / "IM0001")]
@@ -179,9 +229,23 @@ def test_predict_runs_with_torch_and_friends_unimportable(
     assert probe.returncode != 0 and "blocked by test: torch" in probe.stderr, "the blocker must be active"
     out_json = tmp_path / "r.json"
     result = subprocess.run(
-        [str(script), str(batch / "a_good.png"), str(batch / "b_good.jpg"), str(batch / "d_ct.dcm"),
-         "--bundle", str(session_bundle), "--json", str(out_json), "--heatmap-dir", str(tmp_path / "h")],
-        env=env, capture_output=True, text=True, timeout=120, check=False,
+        [
+            str(script),
+            str(batch / "a_good.png"),
+            str(batch / "b_good.jpg"),
+            str(batch / "d_ct.dcm"),
+            "--bundle",
+            str(session_bundle),
+            "--json",
+            str(out_json),
+            "--heatmap-dir",
+            str(tmp_path / "h"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert result.returncode == 1, result.stderr  # the CT file is refused; the two good ones are scored
     assert "blocked by test" not in result.stderr

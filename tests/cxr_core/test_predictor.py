@@ -47,8 +47,15 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     for i, (height, width) in enumerate(sizes):
         grey = chest(height, width)
         yy, xx = np.mgrid[0:height, 0:width]
-        grey = np.clip(grey + 0.5 * np.exp(-((yy - height * (0.2 + 0.1 * i)) ** 2 + (xx - width * 0.6) ** 2)
-                                          / (0.01 * height * width)), 0, 1)
+        grey = np.clip(
+            grey
+            + 0.5
+            * np.exp(
+                -((yy - height * (0.2 + 0.1 * i)) ** 2 + (xx - width * 0.6) ** 2) / (0.01 * height * width)
+            ),
+            0,
+            1,
+        )
         writer = (write_png, write_jpeg, write_png)[i % 3]
         out.append(writer(root / f"img{i}.{'jpg' if writer is write_jpeg else 'png'}", grey))
     out.append(write_dicom(root / "img_dicom.dcm", chest(400, 360), bits_stored=12))
@@ -162,8 +169,9 @@ def test_predict_image_equals_predict_file(predictor: Predictor, images: list[Pa
     from_file = predictor.predict_file(images[2])
     from_image = predictor.predict_image(decode_image(images[2]), "picked.png")
     assert from_image.source == "picked.png" and "decode" not in from_image.timings_ms
-    np.testing.assert_allclose([f.probability for f in from_image.findings],
-                               [f.probability for f in from_file.findings], rtol=1e-6)
+    np.testing.assert_allclose(
+        [f.probability for f in from_image.findings], [f.probability for f in from_file.findings], rtol=1e-6
+    )
 
 
 def test_calibration_puts_each_operating_point_at_half_and_is_monotone(
@@ -236,8 +244,12 @@ def test_onnx_fp32_cam_equals_the_pytorch_cam_of_the_golden_set(session_bundle: 
     with open_backend(bundle, model="onnx") as backend:
         outputs = backend(golden["inputs"])
     for ours, reference in zip(outputs["feature_map"], golden["feature_map"], strict=True):
-        np.testing.assert_allclose(cam.class_activation_maps(ours, weight),
-                                   cam.class_activation_maps(reference, weight), rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(
+            cam.class_activation_maps(ours, weight),
+            cam.class_activation_maps(reference, weight),
+            rtol=1e-4,
+            atol=1e-4,
+        )
 
 
 def test_predictor_cam_of_a_golden_file_equals_the_pytorch_cam(session_bundle: Path) -> None:
@@ -272,8 +284,10 @@ def test_heat_map_has_the_original_shape_and_is_hottest_where_the_feature_map_is
         y, x = np.unravel_index(int(np.argmax(heat)), heat.shape)
         (height, width), (new_h, new_w) = heat.shape, pred.geometry.resized_size
         top, left, size, _ = pred.geometry.crop_box
-        grid = (int(((y + 0.5) * new_h / height - top) * small.shape[0] / size),
-                int(((x + 0.5) * new_w / width - left) * small.shape[1] / size))
+        grid = (
+            int(((y + 0.5) * new_h / height - top) * small.shape[0] / size),
+            int(((x + 0.5) * new_w / width - left) * small.shape[1] / size),
+        )
         assert grid == cell
         assert pred.heatmap(label) is heat, "heat maps are cached"
 
@@ -384,8 +398,9 @@ def test_heat_map_and_overlay_at_a_display_size(predictor: Predictor, images: li
     full, quarter = pred.heatmap(label), pred.heatmap(label, size=(128, 128))
     assert quarter.shape == (128, 128)
     # A quarter-size pixel centre (i + 0.5) * 4 lies between full-size pixels 4i + 1 and 4i + 2.
-    np.testing.assert_allclose(quarter[4:-4, 4:-4], 0.5 * (full[1::4, 1::4] + full[2::4, 2::4])[4:-4, 4:-4],
-                               atol=0.02)
+    np.testing.assert_allclose(
+        quarter[4:-4, 4:-4], 0.5 * (full[1::4, 1::4] + full[2::4, 2::4])[4:-4, 4:-4], atol=0.02
+    )
     assert pred.heatmap(label, size=(512, 512)) is full
     rgb = pred.overlay(label, size=(128, 100))
     assert rgb.shape == (128, 100, 3) and rgb.dtype == np.uint8

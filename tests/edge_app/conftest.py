@@ -18,15 +18,17 @@ from __future__ import annotations
 import os
 import tempfile
 
-os.environ.update({
-    "SDL_VIDEODRIVER": "offscreen",
-    "KIVY_WINDOW": "sdl2",
-    "KIVY_NO_ARGS": "1",
-    "KIVY_NO_CONFIG": "1",
-    "KIVY_NO_FILELOG": "1",
-    "KIVY_LOG_MODE": "PYTHON",
-    "KIVY_HOME": tempfile.mkdtemp(prefix="cxr-edge-kivy-home-"),
-})
+os.environ.update(
+    {
+        "SDL_VIDEODRIVER": "offscreen",
+        "KIVY_WINDOW": "sdl2",
+        "KIVY_NO_ARGS": "1",
+        "KIVY_NO_CONFIG": "1",
+        "KIVY_NO_FILELOG": "1",
+        "KIVY_LOG_MODE": "PYTHON",
+        "KIVY_HOME": tempfile.mkdtemp(prefix="cxr-edge-kivy-home-"),
+    }
+)
 
 #: Set in the child process that runs the window tests (see the module docstring).
 WINDOW_ENV = "CXR_EDGE_WINDOW_TESTS"
@@ -51,7 +53,8 @@ def radiograph(height: int = HEIGHT, width: int = WIDTH, seed: int = 0) -> np.nd
     yy, xx = np.mgrid[0:height, 0:width]
     y, x = yy / height, xx / width
     lungs = np.exp(-(((x - 0.3) / 0.16) ** 2 + ((y - 0.5) / 0.3) ** 2)) + np.exp(
-        -(((x - 0.7) / 0.16) ** 2 + ((y - 0.5) / 0.3) ** 2))
+        -(((x - 0.7) / 0.16) ** 2 + ((y - 0.5) / 0.3) ** 2)
+    )
     mediastinum = 0.15 * np.exp(-(((x - 0.5) / 0.08) ** 2))
     image = 0.75 - 0.45 * lungs + mediastinum + 0.01 * rng.random((height, width))
     return np.clip(image, 0.0, 1.0)
@@ -66,8 +69,9 @@ def image_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "png": write_png(root / "chest_pa.png", grey),
         "dicom": write_dicom(root / "chest_dx.dcm", (grey * 4095).astype(np.uint16), bits_stored=12),
         "lateral": write_dicom(root / "chest_lat.dcm", (grey * 4095).astype(np.uint16), view="LL"),
-        "ct": write_dicom(root / "head_ct.dcm", (grey * 4095).astype(np.uint16), modality="CT",
-                          body_part="HEAD"),
+        "ct": write_dicom(
+            root / "head_ct.dcm", (grey * 4095).astype(np.uint16), modality="CT", body_part="HEAD"
+        ),
     }
     rng = np.random.default_rng(1)
     photo = np.stack([grey, rng.random(grey.shape) * 0.3, 1.0 - grey], axis=-1)  # strongly coloured

@@ -29,11 +29,14 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_android_modules_import_on_a_desktop() -> None:
-    code = ("import sys, edge_app.platform.android, edge_app.platform.android_litert, "
-            "edge_app.android.stage; "
-            "assert 'jnius' not in sys.modules and 'kivy' not in sys.modules, sorted(sys.modules)")
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
-                            timeout=120)
+    code = (
+        "import sys, edge_app.platform.android, edge_app.platform.android_litert, "
+        "edge_app.android.stage; "
+        "assert 'jnius' not in sys.modules and 'kivy' not in sys.modules, sorted(sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
 
 
@@ -65,8 +68,14 @@ class DesktopTwin:
     @staticmethod
     def _info(position: int, detail: dict) -> TensorInfo:
         scale, zero_point = detail["quantization"]
-        return TensorInfo(position, detail["name"], tuple(int(d) for d in detail["shape"]),
-                          np.dtype(detail["dtype"]).name, scale or None, zero_point if scale else None)
+        return TensorInfo(
+            position,
+            detail["name"],
+            tuple(int(d) for d in detail["shape"]),
+            np.dtype(detail["dtype"]).name,
+            scale or None,
+            zero_point if scale else None,
+        )
 
     def inputs(self) -> list[TensorInfo]:
         return [self._info(i, d) for i, d in enumerate(self.interpreter.get_input_details())]
@@ -117,8 +126,9 @@ def test_manifest_and_file_disagreeing_is_refused(tflite_files: TFLiteFiles) -> 
 
     path = tflite_files.paths["model"]
     entry = dict(tflite_files.entries["model"])
-    entry["outputs"] = [dict(o, name="renamed") if o["role"] == "feature_map" else o
-                        for o in entry["outputs"]]
+    entry["outputs"] = [
+        dict(o, name="renamed") if o["role"] == "feature_map" else o for o in entry["outputs"]
+    ]
     with pytest.raises(ModelSignatureError, match="'renamed' is not in the file"):
         AndroidLiteRTBackend(path, parse_signature(entry, str(path)), 1, interpreter=DesktopTwin(path, 1))
 

@@ -26,7 +26,8 @@ def test_the_shipped_spec_passes() -> None:
     assert report.recipes.index("python3") < report.recipes.index("numpy") < report.recipes.index("kivy")
     assert "pydicom" in report.python_modules and "onnxruntime" not in report.recipes + report.python_modules
     assert {"android.permission.CAMERA", "android.permission.READ_MEDIA_IMAGES"} <= {
-        p["name"] for p in report.permissions}
+        p["name"] for p in report.permissions
+    }
     legacy = next(p for p in report.permissions if p["name"] == "android.permission.READ_EXTERNAL_STORAGE")
     assert legacy["maxSdkVersion"] == "32"
     assert LITERT_GRADLE_DEPENDENCY in SPEC_PATH.read_text()
@@ -40,18 +41,21 @@ def _variant(tmp_path: Path, old: str, new: str) -> Path:
     return spec
 
 
-@pytest.mark.parametrize(("old", "new", "expected"), [
-    ("pydicom==3.0.2", "pydicom==3.0.2,onnxruntime", "cannot be built for Android"),
-    ("pydicom==3.0.2", "pydicom==3.0.2,some_compiled_lib", "not known pure-Python"),
-    ("title = cxr-edge\n", "", '"title" is missing'),
-    ("android.archs = arm64-v8a", "android.archs = armeabi-v7a", "lacks arm64-v8a"),
-    ("android.archs = arm64-v8a", "android.archs = arm64-v8a, mips", "'mips' is not one"),
-    ("maxSdkVersion=32)", "maxSdk=32)", "python-for-android rejects them"),
-    ("CAMERA, ", "", "lacks android.permission.CAMERA"),
-    ("android.gradle_dependencies = com.google.ai.edge.litert:litert:2.3.0", "", "lacks LiteRT"),
-    ("source.include_exts = py,kv,typed,json", "source.include_exts = py", "lacks kv"),
-    ("orientation = portrait, landscape", "orientation = sideways, landscape", "sideways"),
-])
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        ("pydicom==3.0.2", "pydicom==3.0.2,onnxruntime", "cannot be built for Android"),
+        ("pydicom==3.0.2", "pydicom==3.0.2,some_compiled_lib", "not known pure-Python"),
+        ("title = cxr-edge\n", "", '"title" is missing'),
+        ("android.archs = arm64-v8a", "android.archs = armeabi-v7a", "lacks arm64-v8a"),
+        ("android.archs = arm64-v8a", "android.archs = arm64-v8a, mips", "'mips' is not one"),
+        ("maxSdkVersion=32)", "maxSdk=32)", "python-for-android rejects them"),
+        ("CAMERA, ", "", "lacks android.permission.CAMERA"),
+        ("android.gradle_dependencies = com.google.ai.edge.litert:litert:2.3.0", "", "lacks LiteRT"),
+        ("source.include_exts = py,kv,typed,json", "source.include_exts = py", "lacks kv"),
+        ("orientation = portrait, landscape", "orientation = sideways, landscape", "sideways"),
+    ],
+)
 def test_broken_specs_are_caught(tmp_path: Path, old: str, new: str, expected: str) -> None:
     report = check_spec(_variant(tmp_path, old, new))
     assert not report.ok and any(expected in error for error in report.errors), report.errors

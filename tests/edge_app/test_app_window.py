@@ -20,8 +20,18 @@ WINDOW_TESTS = Path(__file__).resolve().parent / "window"
 
 def test_app_in_a_real_offscreen_window(session_bundle: Path) -> None:
     env = {**os.environ, WINDOW_ENV: "1", BUNDLE_ENV: str(session_bundle)}
-    command = [sys.executable, "-m", "pytest", str(WINDOW_TESTS), "-q", "-p", "no:cacheprovider",
-               "--durations=5", "-W", "ignore::DeprecationWarning"]
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        str(WINDOW_TESTS),
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--durations=5",
+        "-W",
+        "ignore::DeprecationWarning",
+    ]
     result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     output = result.stdout + result.stderr
     summary = [line for line in output.splitlines() if re.search(r"\d+ (passed|failed|error)", line)]

@@ -13,29 +13,62 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _run(args: list[str], tmp_path: Path, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "SDL_VIDEODRIVER": "offscreen", "KIVY_NO_FILELOG": "1", "KIVY_NO_CONFIG": "1",
-           "KIVY_HOME": str(tmp_path / "kivy")}
+    env = {
+        **os.environ,
+        "SDL_VIDEODRIVER": "offscreen",
+        "KIVY_NO_FILELOG": "1",
+        "KIVY_NO_CONFIG": "1",
+        "KIVY_HOME": str(tmp_path / "kivy"),
+    }
     env.pop("CXR_EDGE_BUNDLE", None)
     code = "import sys; from edge_app.main import main; sys.exit(main())"
-    return subprocess.run([sys.executable, "-c", code, *args], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_cold_start_to_first_result(tmp_path: Path, session_bundle: Path, image_files) -> None:  # type: ignore[no-untyped-def]
     start = time.perf_counter()
-    result = _run(["--bundle", str(session_bundle), "--data-dir", str(tmp_path / "data"), "--size", "800x600",
-                   "--exit-after-result", str(image_files["dicom"])], tmp_path)
+    result = _run(
+        [
+            "--bundle",
+            str(session_bundle),
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--size",
+            "800x600",
+            "--exit-after-result",
+            str(image_files["dicom"]),
+        ],
+        tmp_path,
+    )
     wall = time.perf_counter() - start
     assert result.returncode == 0, result.stderr[-3000:]
     record = json.loads([line for line in result.stdout.splitlines() if line.startswith("{")][-1])
     assert record["outcome"] == "Scored" and set(record["timings_ms"]) >= {"decode", "inference"}
-    print(f"cxr-app cold start (tiny bundle): {record['main_to_result_s']:.2f} s from main() to the first "
-          f"result, {wall:.2f} s process start to exit")
+    print(
+        f"cxr-app cold start (tiny bundle): {record['main_to_result_s']:.2f} s from main() to the first "
+        f"result, {wall:.2f} s process start to exit"
+    )
 
 
 def test_refused_start_image_exits_cleanly(tmp_path: Path, session_bundle: Path, image_files) -> None:  # type: ignore[no-untyped-def]
-    result = _run(["--bundle", str(session_bundle), "--data-dir", str(tmp_path / "data"),
-                   "--exit-after-result", str(image_files["photo"])], tmp_path)
+    result = _run(
+        [
+            "--bundle",
+            str(session_bundle),
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--exit-after-result",
+            str(image_files["photo"]),
+        ],
+        tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads(result.stdout.strip().splitlines()[-1])["outcome"] == "Refused"
 

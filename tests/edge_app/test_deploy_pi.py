@@ -22,8 +22,20 @@ def test_script_syntax() -> None:
 
 def test_dry_run_kms(tmp_path: Path, session_bundle: Path) -> None:
     root = tmp_path / "root"
-    result = _install("--root", str(root), "--mode", "kms", "--user", "kiosk",
-                      "--bundle", str(session_bundle), "--watch", "/media/xrays", "--idle-reset", "90")
+    result = _install(
+        "--root",
+        str(root),
+        "--mode",
+        "kms",
+        "--user",
+        "kiosk",
+        "--bundle",
+        str(session_bundle),
+        "--watch",
+        "/media/xrays",
+        "--idle-reset",
+        "90",
+    )
     assert result.returncode == 0, result.stderr
     unit = (root / "etc/systemd/system/cxr-edge-kiosk.service").read_text()
     assert "User=kiosk" in unit
@@ -48,11 +60,14 @@ def test_dry_run_desktop(tmp_path: Path) -> None:
     assert "SDL_VIDEODRIVER" not in settings and "--idle-reset 120" in settings
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--idle-reset", "soon"], "not a number of seconds"),
-    (["--mode", "x11"], "expected kms or desktop"),
-    (["--frobnicate"], "unknown option"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--idle-reset", "soon"], "not a number of seconds"),
+        (["--mode", "x11"], "expected kms or desktop"),
+        (["--frobnicate"], "unknown option"),
+    ],
+)
 def test_bad_options(tmp_path: Path, args: list[str], message: str) -> None:
     result = _install("--root", str(tmp_path), *args)
     assert result.returncode == 1 and message in result.stderr

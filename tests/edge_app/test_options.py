@@ -20,22 +20,39 @@ def test_defaults_and_environment(tmp_path: Path) -> None:
 
 
 def test_kiosk_flags(tmp_path: Path) -> None:
-    options = parse_args(["--kiosk", "--watch", str(tmp_path), "--idle-reset", "30", "--size", "1024x600",
-                          "--watch-settle", "0.5", "scan.dcm"], environ={})
+    options = parse_args(
+        [
+            "--kiosk",
+            "--watch",
+            str(tmp_path),
+            "--idle-reset",
+            "30",
+            "--size",
+            "1024x600",
+            "--watch-settle",
+            "0.5",
+            "scan.dcm",
+        ],
+        environ={},
+    )
     assert options.watch == tmp_path and options.idle_reset == 30.0 and options.size == (1024, 600)
     assert options.watch_settle_s == 0.5 and options.open_image == Path("scan.dcm")
     assert parse_args(["--kiosk", "--idle-reset", "0"], environ={}).idle_reset is None
     assert parse_args(["--watch", str(tmp_path / "not-plugged-in")], environ={}).watch is not None
 
 
-@pytest.mark.parametrize(("argv", "message"), [
-    (["--size", "10x10"], "too small"),
-    (["--size", "big"], "WIDTHxHEIGHT"),
-    (["--idle-reset", "-1"], "negative"),
-    (["--threads", "0"], "positive number of threads"),
-])
-def test_bad_flags_name_the_problem(argv: list[str], message: str,
-                                    capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--size", "10x10"], "too small"),
+        (["--size", "big"], "WIDTHxHEIGHT"),
+        (["--idle-reset", "-1"], "negative"),
+        (["--threads", "0"], "positive number of threads"),
+    ],
+)
+def test_bad_flags_name_the_problem(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(SystemExit) as exc:
         parse_args(argv, environ={})
     assert exc.value.code == 2 and message in capsys.readouterr().err

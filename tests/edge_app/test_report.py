@@ -28,10 +28,10 @@ def test_report_shows_the_image_the_overlay_and_the_table(prediction) -> None:  
     overlay = fit_for_display(prediction.overlay(label, alpha=0.7), REPORT_IMAGE_SIDE)
     top = 110
     h, w = plain.shape[:2]
-    assert np.array_equal(picture[top:top + h, _PAD:_PAD + w], plain)
+    assert np.array_equal(picture[top : top + h, _PAD : _PAD + w], plain)
     left = _PAD * 2 + w
-    assert np.array_equal(picture[top:top + h, left:left + w], overlay)
-    table = picture[top:, left + w + _PAD:]
+    assert np.array_equal(picture[top : top + h, left : left + w], overlay)
+    table = picture[top:, left + w + _PAD :]
     blue = np.all(table == (70, 110, 180), axis=-1).any()
     red = np.all(table == (200, 70, 50), axis=-1).any()
     assert blue or red  # probability bars drawn

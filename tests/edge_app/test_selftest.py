@@ -55,8 +55,9 @@ def _models(bundle: Path) -> list[dict]:
     return json.loads((bundle / "manifest.json").read_text())["models"]
 
 
-def test_every_model_of_the_tiny_bundle_passes(service, session_bundle: Path,
-                                                caplog: pytest.LogCaptureFixture) -> None:  # type: ignore[no-untyped-def]
+def test_every_model_of_the_tiny_bundle_passes(
+    service, session_bundle: Path, caplog: pytest.LogCaptureFixture
+) -> None:  # type: ignore[no-untyped-def]
     with caplog.at_level(logging.INFO, logger="benchmarks.selftest"):
         outcome = _selftest(service, session_bundle)
     ran_on = {r.threadName for r in caplog.records if r.name == "benchmarks.selftest"}
@@ -89,8 +90,9 @@ def test_a_consistent_bundle_with_a_wrong_reference_fails(service, bundle_copy: 
     assert line.figures.startswith(f"max |dp| {row['max_abs_dp']:.3g} (tolerance ")
 
 
-def test_a_damaged_golden_file_is_a_clear_bundle_failure(service, bundle_copy: Path,
-                                                          session_bundle: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_damaged_golden_file_is_a_clear_bundle_failure(
+    service, bundle_copy: Path, session_bundle: Path
+) -> None:  # type: ignore[no-untyped-def]
     golden = alter_golden(bundle_copy, rehash=False)
     outcome = _selftest(service, bundle_copy)
     assert isinstance(outcome, Failed) and outcome.kind == "bundle"
@@ -152,10 +154,18 @@ def test_the_staged_android_sources_carry_a_working_selftest(tmp_path: Path, ses
     from edge_app.android.stage import stage
 
     app_dir = stage([], tmp_path / "stage")["app"]
-    assert sorted(p.name for p in (app_dir / "benchmarks").iterdir()) == ["__init__.py", "golden.py",
-                                                                          "selftest.py"]
-    result = subprocess.run([sys.executable, "-c", STAGED_CHECK, str(app_dir), str(session_bundle)],
-                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert sorted(p.name for p in (app_dir / "benchmarks").iterdir()) == [
+        "__init__.py",
+        "golden.py",
+        "selftest.py",
+    ]
+    result = subprocess.run(
+        [sys.executable, "-c", STAGED_CHECK, str(app_dir), str(session_bundle)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert Path(report["file"]).is_relative_to(app_dir)  # the staged copy, not the repository's

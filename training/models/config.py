@@ -49,7 +49,6 @@ CHEXNET_ENCODERS: tuple[str, ...] = ("densenet121", "tiny-densenet")
 HEADS: tuple[str, ...] = ("binary", "multiclass3")
 
 
-
 class ModelConfigError(CxrEdgeError, ValueError):
     """A ModelConfig field (or a dict meant to become one) has an invalid value."""
 

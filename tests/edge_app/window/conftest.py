@@ -27,6 +27,7 @@ def app_bundle_copy(app_bundle: Path, tmp_path: Path) -> Path:
     """A private copy of the bundle that a test may rename or damage."""
     return Path(shutil.copytree(app_bundle, tmp_path / "bundle"))
 
+
 def start_app(data_dir: Path, size: tuple[int, int] = (1280, 800), **options: object):
     """A running CxrEdgeApp in the offscreen window, with its HeadlessSession (stop it when done)."""
     from edge_app.app import CxrEdgeApp
@@ -50,8 +51,11 @@ def open_via_picker(session, path: Path) -> None:  # type: ignore[no-untyped-def
     assert popup is not None, "the file chooser did not open"
     chooser = popup.ids.chooser
     chooser.path = str(path.parent)
-    session.wait_until(lambda: any(getattr(e, "path", None) == str(path) for e in _entries(chooser)),
-                       10, f"{path.name} listed in the file chooser")
+    session.wait_until(
+        lambda: any(getattr(e, "path", None) == str(path) for e in _entries(chooser)),
+        10,
+        f"{path.name} listed in the file chooser",
+    )
     entry = next(e for e in _entries(chooser) if e.path == str(path))
     session.wait_until(lambda: _on_screen(chooser, entry), 10, f"{path.name} laid out in the chooser")
     session.tap(entry)

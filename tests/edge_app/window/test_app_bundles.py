@@ -30,8 +30,11 @@ def _pick_folder(session, folder: Path) -> None:  # type: ignore[no-untyped-def]
     assert popup is not None and popup.dirselect
     chooser = popup.ids.chooser
     chooser.path = str(folder.parent)
-    session.wait_until(lambda: any(getattr(e, "path", None) == str(folder) for e in _entries(chooser)), 10,
-                       f"{folder.name} listed")
+    session.wait_until(
+        lambda: any(getattr(e, "path", None) == str(folder) for e in _entries(chooser)),
+        10,
+        f"{folder.name} listed",
+    )
     entry = next(e for e in _entries(chooser) if e.path == str(folder))
     session.wait_until(lambda: _on_screen(chooser, entry), 10, "entry laid out")
     session.tap(entry)
@@ -86,8 +89,11 @@ def test_settings_lists_bundles_and_picks_a_folder(running, data_dir: Path, app_
 
     other = app_bundle_copy.parent / "other-bundle"
     app_bundle_copy.rename(other)
-    choose = next(w for w in app.screens.get_screen("settings").walk() if getattr(w, "text", "") ==
-                  "Choose another folder")
+    choose = next(
+        w
+        for w in app.screens.get_screen("settings").walk()
+        if getattr(w, "text", "") == "Choose another folder"
+    )
     session.tap(choose)
     _pick_folder(session, other)
     session.wait_until(lambda: app.model_ready and app.bundle_path == str(other), 60, "chosen bundle loaded")

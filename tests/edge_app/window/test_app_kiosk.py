@@ -20,9 +20,16 @@ def watch_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def running(app_bundle: Path, watch_dir: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     (watch_dir / "already_there.png").write_bytes(b"present before the kiosk started: ignored")
-    app, session = start_app(tmp_path_factory.mktemp("kiosk_data"), size=(1280, 800), bundle=app_bundle,
-                             kiosk=True, watch=watch_dir, watch_interval_s=0.1, watch_settle_s=1.0,
-                             idle_reset_s=IDLE_RESET_S)
+    app, session = start_app(
+        tmp_path_factory.mktemp("kiosk_data"),
+        size=(1280, 800),
+        bundle=app_bundle,
+        kiosk=True,
+        watch=watch_dir,
+        watch_interval_s=0.1,
+        watch_settle_s=1.0,
+        idle_reset_s=IDLE_RESET_S,
+    )
     session.wait_until(lambda: app.model_ready, 60, "bundle loaded")
     yield app, session
     session.stop()
@@ -56,7 +63,7 @@ def test_watch_folder_waits_for_a_complete_file(running, watch_dir: Path, image_
         handle.flush()
         _wait(session, 0.6)
         assert app.last_outcome is None and not app.busy, "a half-written file was processed"
-        handle.write(data[len(data) // 2:])
+        handle.write(data[len(data) // 2 :])
     session.wait_until(lambda: app.screens.current == "result", 30, "watch-folder image scored")
     assert app.prediction.source == str(target)
     assert len(app.screens.get_screen("result").findings.findings_list.rows()) == 14

@@ -41,11 +41,11 @@ def _screen_rgb(session, image_widget, x: int, y: int, frame: np.ndarray) -> np.
     """Mean colour of the 3x3 screen pixels around display-array pixel (x, y)."""
     wx, wy = image_widget.image_to_window(x, y)
     row, col = int(frame.shape[0] - wy), int(wx)
-    return frame[row - 1:row + 2, col - 1:col + 2].reshape(-1, 3).astype(float).mean(axis=0)
+    return frame[row - 1 : row + 2, col - 1 : col + 2].reshape(-1, 3).astype(float).mean(axis=0)
 
 
 def _expected(array: np.ndarray, x: int, y: int) -> np.ndarray:
-    return array[y - 1:y + 2, x - 1:x + 2].reshape(-1, 3).astype(float).mean(axis=0)
+    return array[y - 1 : y + 2, x - 1 : x + 2].reshape(-1, 3).astype(float).mean(axis=0)
 
 
 def _hot_and_cold(heat: np.ndarray, radius: int = 6) -> tuple[tuple[int, int], tuple[int, int]]:
