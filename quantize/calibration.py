@@ -119,12 +119,6 @@ def from_splits(splits: Any, root: Path, count: int) -> CalibrationSet:
     )
 
 
-def from_run_config(run_config: dict[str, Any], count: int, checkpoint: str | Path) -> CalibrationSet:
-    """The validation split of the dataset recorded in a checkpoint's run config."""
-    splits, root = validation_split(run_config, checkpoint)
-    return from_splits(splits, root, count)
-
-
 class ImageList(Protocol):
     """Anything with an ordered ``files`` tuple (calibration and evaluation sets)."""
 

@@ -120,10 +120,17 @@ def _image_sets(
     return calibration, evalset.from_splits(splits, root, calibration, request.evaluation_images)
 
 
+def _precision(fmt: ExportFormat) -> str:
+    """``int8``, ``fp16`` or ``fp32``: which thresholds and golden tolerance a format gets."""
+    return "int8" if fmt.int8 else ("fp16" if "fp16" in fmt.name else "fp32")
+
+
 def _thresholds(fmt: ExportFormat, request: ExportRequest) -> ParityThresholds:
-    if fmt.int8:
-        return request.int8_thresholds
-    return request.fp16_thresholds if "fp16" in fmt.name else request.fp32_thresholds
+    return {
+        "int8": request.int8_thresholds,
+        "fp16": request.fp16_thresholds,
+        "fp32": request.fp32_thresholds,
+    }[_precision(fmt)]
 
 
 def _golden_tolerance(
@@ -134,7 +141,7 @@ def _golden_tolerance(
     FP32 files: the FP32 gate. Reduced-precision files: three times the drift measured here on the
     golden images (other CPUs round integer kernels differently), at least 0.05 / 0.10.
     """
-    if not fmt.int8 and "fp16" not in fmt.name:
+    if _precision(fmt) == "fp32":
         return {
             "max_abs_dp": float(thresholds.max_abs_dp or 1e-4),
             "feature_map_rel_error": float(thresholds.max_feature_rel_error or 1e-3),

@@ -1,10 +1,9 @@
 """Run any exported model file on preprocessed inputs, whatever its format (no torch).
 
-The export pipeline calls :func:`run_exported` for its parity rows. ONNX files run through ONNX
-Runtime (:mod:`quantize.ort_run`); TFLite files go through the device's own backend
-(:func:`cxr_core.runtime.open_model`: NHWC transposes, int8 quantize/dequantize with each tensor's
-own scale and zero point, outputs found by role), so that export parity measures exactly what a
-device runs.
+The export pipeline calls :func:`run_exported` for its parity rows. Every format goes through the
+device's own backend (:func:`cxr_core.runtime.open_model`: ONNX Runtime or LiteRT, NHWC transposes,
+int8 quantize/dequantize with each tensor's own scale and zero point, outputs found by role), so
+that export parity measures exactly what a device runs.
 """
 
 from __future__ import annotations
@@ -15,8 +14,6 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-
-from quantize.ort_run import run_model
 
 ONNX_FORMATS = ("onnx", "onnx-int8")
 TFLITE_FORMATS = ("tflite", "tflite-fp16", "tflite-int8")
@@ -49,9 +46,7 @@ def run_exported(
     bundle's spec.
     """
     fmt = str(description.get("format", ""))
-    if fmt in ONNX_FORMATS:
-        return run_model(path, inputs, threads=threads)
-    if fmt in TFLITE_FORMATS:
+    if fmt in ONNX_FORMATS or fmt in TFLITE_FORMATS:
         return _run_backend(path, description, inputs, threads)
     raise ValueError(
         f"{path}: no runner for format {fmt!r}; expected one of {[*ONNX_FORMATS, *TFLITE_FORMATS]}"
