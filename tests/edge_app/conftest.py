@@ -18,17 +18,10 @@ from __future__ import annotations
 import os
 import tempfile
 
-os.environ.update(
-    {
-        "SDL_VIDEODRIVER": "offscreen",
-        "KIVY_WINDOW": "sdl2",
-        "KIVY_NO_ARGS": "1",
-        "KIVY_NO_CONFIG": "1",
-        "KIVY_NO_FILELOG": "1",
-        "KIVY_LOG_MODE": "PYTHON",
-        "KIVY_HOME": tempfile.mkdtemp(prefix="cxr-edge-kivy-home-"),
-    }
-)
+from edge_app.headless import prepare_environment
+
+# The same offscreen settings the screenshot tool and the window tests' child use (edge_app.headless).
+prepare_environment(tempfile.mkdtemp(prefix="cxr-edge-kivy-home-"))
 
 #: Set in the child process that runs the window tests (see the module docstring).
 WINDOW_ENV = "CXR_EDGE_WINDOW_TESTS"
