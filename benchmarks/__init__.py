@@ -4,6 +4,7 @@
 child process (:mod:`benchmarks.worker`): load time, batch-1 latency, throughput, peak RSS, the
 end-to-end split through the Predictor, golden-set parity and, with ``--data``, AUC parity; it
 writes results.json / results.md / plots and applies CI gates. ``edge-bench compare`` merges
-results from several devices. :func:`benchmarks.selftest.run_selftest` is the golden check alone,
-for the app's diagnostics screen. Needs only cxr_core and a runtime (no torch); docs/benchmarks.md.
+results from several devices. :func:`cxr_core.selftest.run_selftest` is the golden check alone
+(the app's diagnostics screen and ``cxr-export verify``). Needs only cxr_core and a runtime (no
+torch); docs/benchmarks.md.
 """

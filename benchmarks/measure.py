@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from benchmarks.golden import golden_parity, tolerance_for
 from benchmarks.latency import TimingPlan, summarize, throughput, time_calls
 from benchmarks.memory import current_rss_mb, memory_source, peak_rss_mb
 from cxr_core.bundle import Bundle, BundleError, ModelEntry, load_bundle, load_golden
+from cxr_core.parity import golden_check, golden_tolerance_for
 
 logger = logging.getLogger(__name__)
 
@@ -35,19 +35,10 @@ RUNTIME_MODULES = {
 }
 
 
-def input_spec(entry: ModelEntry | Mapping[str, Any]) -> dict[str, Any]:
-    """The entry's input tensor description (by role, else the only input)."""
-    inputs = list(entry.inputs if isinstance(entry, ModelEntry) else entry["inputs"])
-    for spec in inputs:
-        if spec.get("role") == "input":
-            return dict(spec)
-    return dict(inputs[0]) if inputs else {}
-
-
-def dynamic_batch(entry: ModelEntry | Mapping[str, Any]) -> bool:
-    """True when the file's input batch axis is symbolic (``"batch"``, -1 or null)."""
-    shape = input_spec(entry).get("shape") or []
-    return bool(shape) and (shape[0] is None or isinstance(shape[0], str) or shape[0] == -1)
+def dynamic_batch(entry: ModelEntry) -> bool:
+    """True when the file's input batch axis is symbolic (``"batch"`` in the manifest)."""
+    shape = entry.input.shape
+    return bool(shape) and shape[0] is None
 
 
 def sample_inputs(
@@ -66,7 +57,7 @@ def sample_inputs(
 def _open(bundle: Bundle, entry: ModelEntry, threads: int) -> tuple[Any, dict[str, float]]:
     from cxr_core.runtime import open_model
 
-    runtime = str(entry_runtime(bundle, entry))
+    runtime = entry.runtime
     t0 = time.perf_counter_ns()
     if runtime in RUNTIME_MODULES:
         try:
@@ -77,14 +68,6 @@ def _open(bundle: Bundle, entry: ModelEntry, threads: int) -> tuple[Any, dict[st
     backend = open_model(bundle.path(entry), entry, threads=threads)
     t2 = time.perf_counter_ns()
     return backend, {"import_ms": (t1 - t0) / 1e6, "load_ms": (t2 - t1) / 1e6}
-
-
-def entry_runtime(bundle: Bundle, entry: ModelEntry) -> str | None:
-    """The runtime the manifest names for an entry (ModelEntry does not carry it)."""
-    for raw in bundle.manifest["models"]:
-        if raw.get("name") == entry.name:
-            return raw.get("runtime")
-    return None
 
 
 def run_eval(backend: Any, inputs_path: Path, out_path: Path, batch: int) -> dict[str, Any]:
@@ -120,8 +103,8 @@ def measure_format(task: Mapping[str, Any]) -> dict[str, Any]:
         result["memory"]["peak_rss_mb"] = peak_rss_mb()  # only batch-1 calls so far
         if golden is not None:
             outputs = backend(np.asarray(golden["inputs"], dtype=np.float32))
-            result["golden"] = golden_parity(
-                outputs, golden, tolerance_for(_raw_entry(bundle, entry)), bundle.operating_points
+            result["golden"] = golden_check(
+                outputs, golden, golden_tolerance_for(entry), bundle.operating_points
             )
         batch = int(task.get("batch", 8))
         if dynamic_batch(entry) and batch > 1:
@@ -171,10 +154,3 @@ def optional_golden(bundle: Bundle) -> dict[str, NDArray[Any]] | None:
     except BundleError as exc:
         logger.warning("no usable golden set, golden parity skipped: %s", exc)
         return None
-
-
-def _raw_entry(bundle: Bundle, entry: ModelEntry) -> dict[str, Any]:
-    for raw in bundle.manifest["models"]:
-        if raw.get("name") == entry.name:
-            return dict(raw)
-    return {"int8": entry.int8, "golden_tolerance": entry.golden_tolerance}

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from benchmarks.golden import call_agreement
 from cxr_core.metrics import mean_auc, per_class_auc
+from cxr_core.parity import call_agreement
 
 
 def _clean(value: float) -> float | None:

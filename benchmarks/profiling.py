@@ -129,13 +129,13 @@ def profile_entry(
 ) -> dict[str, Any]:
     """Profile one model entry with the tool its format allows."""
     path = bundle.path(entry)
-    if path.suffix == ".onnx":
-        spec = next((s for s in entry.inputs if s.get("role") == "input"), entry.inputs[0])
-        feed = np.ascontiguousarray(one.transpose(0, 2, 3, 1)) if spec.get("layout") == "NHWC" else one
-        return profile_onnxruntime(path, str(spec["name"]), feed, threads, plan, prefix)
-    if path.suffix == ".tflite":
+    if entry.runtime == "onnxruntime":
+        spec = entry.input
+        feed = np.ascontiguousarray(one.transpose(0, 2, 3, 1)) if spec.layout == "NHWC" else one
+        return profile_onnxruntime(path, spec.name, feed, threads, plan, prefix)
+    if entry.runtime == "litert":
         return litert_op_census(path, threads)
-    return {"tool": None, "available": False, "hint": f"no profiler for {path.suffix} files"}
+    return {"tool": None, "available": False, "hint": f"no profiler for {entry.runtime} files"}
 
 
 def top_ops(profile: Mapping[str, Any], count: int = 6) -> list[dict[str, Any]]:

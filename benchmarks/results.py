@@ -34,7 +34,7 @@ ROW_KEYS = ("import_ms", "load_ms", "latency_ms", "throughput", "memory", "golde
 
 
 def _bundle_block(bundle: Bundle) -> dict[str, Any]:
-    provenance = bundle.manifest.get("provenance") or {}
+    provenance = bundle.manifest.provenance
     return {
         "path": str(bundle.root),
         "name": bundle.root.name,
@@ -42,9 +42,9 @@ def _bundle_block(bundle: Bundle) -> dict[str, Any]:
         "labels": list(bundle.labels),
         "input_size": bundle.spec.input_size,
         "operating_points": list(bundle.operating_points) if bundle.operating_points else None,
-        "recommended": bundle.manifest.get("recommended"),
-        "exported_at": provenance.get("exported_at"),
-        "checkpoint_sha256": provenance.get("checkpoint_sha256"),
+        "recommended": dict(bundle.manifest.recommended) or None,
+        "exported_at": provenance.exported_at,
+        "checkpoint_sha256": provenance.checkpoint_sha256,
     }
 
 

@@ -45,19 +45,21 @@ class Variant:
 
 
 def describe_formats(bundle: Bundle) -> dict[str, dict[str, Any]]:
-    """int8 / fp16 / runtime / file / size of each model entry (for rows and reference choice)."""
+    """Precision / runtime / file / size of each model entry (for rows and reference choice).
+
+    Precision is the entry's (the core format table's), never guessed from a name; ``int8`` and
+    ``fp16`` stay as the results.json columns derived from it.
+    """
     info = {}
-    for raw in bundle.manifest["models"]:
-        quant = raw.get("quantization") or {}
-        name = str(raw["name"])
-        fp16 = "fp16" in name or "float16" in json.dumps(quant).lower()
-        path = bundle.root / str(raw["file"])
-        info[name] = {
-            "int8": bool(raw.get("int8", False)),
-            "fp16": fp16 and not raw.get("int8", False),
-            "runtime": raw.get("runtime"),
-            "file": str(raw["file"]),
-            "size_bytes": int(raw.get("size_bytes") or (path.stat().st_size if path.exists() else 0)),
+    for entry in bundle.models:
+        path = bundle.path(entry)
+        info[entry.name] = {
+            "precision": entry.precision,
+            "int8": entry.precision == "int8",
+            "fp16": entry.precision == "fp16",
+            "runtime": entry.runtime,
+            "file": entry.file,
+            "size_bytes": int(entry.size_bytes or (path.stat().st_size if path.exists() else 0)),
         }
     return info
 

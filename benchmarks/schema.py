@@ -198,3 +198,100 @@ def validate_results(data: Any) -> list[str]:
     if isinstance(data.get("gates"), dict):
         _check(data["gates"], GATES, "gates", problems)
     return problems
+
+
+# ----------------------------------------------------------------------------- JSON Schema
+
+_JSON_TYPES = {int: "integer", float: "number", str: "string", bool: "boolean", dict: "object", list: "array"}
+#: (block, key) -> the block that describes the nested object (or each item of a nested list).
+_NESTED: dict[tuple[str, str], str] = {
+    ("TOP", "machine"): "MACHINE",
+    ("MACHINE", "cpu"): "CPU",
+    ("TOP", "bundle"): "BUNDLE",
+    ("TOP", "rows"): "ROW",
+    ("ROW", "latency_ms"): "LATENCY",
+    ("LATENCY", "outliers"): "OUTLIERS",
+    ("ROW", "memory"): "MEMORY",
+    ("ROW", "golden"): "GOLDEN",
+    ("TOP", "formats"): "FORMAT",
+    ("FORMAT", "golden"): "GOLDEN",
+    ("FORMAT", "eval"): "EVAL",
+    ("TOP", "gates"): "GATES",
+}
+_BLOCKS = {
+    "TOP": TOP,
+    "MACHINE": MACHINE,
+    "CPU": CPU,
+    "BUNDLE": BUNDLE,
+    "ROW": ROW,
+    "LATENCY": LATENCY,
+    "OUTLIERS": OUTLIERS,
+    "MEMORY": MEMORY,
+    "GOLDEN": GOLDEN,
+    "FORMAT": FORMAT,
+    "EVAL": EVAL,
+    "GATES": GATES,
+}
+
+
+def _types(types: tuple[type, ...]) -> list[str]:
+    names = ["null" if t is NONE else _JSON_TYPES[t] for t in types]
+    if "number" in names and "integer" in names:
+        names.remove("integer")
+    return list(dict.fromkeys(names))
+
+
+def _block_schema(block: str) -> dict[str, Any]:
+    properties: dict[str, Any] = {}
+    for key, types in _BLOCKS[block].items():
+        nested = _NESTED.get((block, key))
+        names = _types(types)
+        if nested is None:
+            properties[key] = {"type": names if len(names) > 1 else names[0]}
+        elif "array" in names:
+            properties[key] = {"type": "array", "items": {"$ref": f"#/$defs/{nested.lower()}"}}
+        else:
+            choices: list[dict[str, Any]] = [{"$ref": f"#/$defs/{nested.lower()}"}]
+            if "null" in names:
+                choices.append({"type": "null"})
+            properties[key] = choices[0] if len(choices) == 1 else {"anyOf": choices}
+    return {"type": "object", "properties": properties, "required": list(_BLOCKS[block])}
+
+
+def results_json_schema() -> dict[str, Any]:
+    """The JSON Schema of results.json, generated from the tables above (the validator's own)."""
+    defs = {name.lower(): _block_schema(name) for name in _BLOCKS if name != "TOP"}
+    row = defs["row"]
+    row["properties"]["status"] = {"enum": list(STATUSES)}
+    row["allOf"] = [
+        {
+            "if": {"properties": {"status": {"const": "ok"}}},
+            "then": {
+                "properties": {
+                    key: {"type": _types(types)[0] if len(_types(types)) == 1 else _types(types)}
+                    for key, types in ROW_OK.items()
+                }
+            },
+            "else": {"properties": {"error": {"type": "string", "minLength": 1}}},
+        }
+    ]
+    top = _block_schema("TOP")
+    top["properties"]["schema_version"] = {"const": 1}
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://cxr-edge.invalid/schemas/results.schema.json",
+        "title": "edge-bench results (results.json)",
+        **top,
+        "$defs": defs,
+    }
+
+
+SCHEMAS = {"results.schema.json": results_json_schema}
+
+
+if __name__ == "__main__":
+    import sys
+
+    from cxr_core.json_schema import main
+
+    sys.exit(main(schemas=SCHEMAS))

@@ -17,12 +17,12 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.golden import DEFAULT_TOLERANCE_FP32, golden_parity
 from benchmarks.latency import TimingPlan, summarize, throughput, time_calls
 from benchmarks.measure import optional_golden, sample_inputs
 from benchmarks.memory import current_rss_mb, memory_source, peak_rss_mb
 from cxr_core.bundle import load_bundle
 from cxr_core.optional import require
+from cxr_core.parity import DEFAULT_GOLDEN_TOLERANCE, golden_check
 
 REFERENCE_NAME = "pytorch-fp32"
 
@@ -67,7 +67,9 @@ def measure_torch(task: Mapping[str, Any]) -> dict[str, Any]:
     memory["peak_rss_mb"] = peak_rss_mb()  # only batch-1 calls so far
     if golden is not None:
         outputs = forward(np.asarray(golden["inputs"], dtype=np.float32))
-        result["golden"] = golden_parity(outputs, golden, DEFAULT_TOLERANCE_FP32, bundle.operating_points)
+        result["golden"] = golden_check(
+            outputs, golden, DEFAULT_GOLDEN_TOLERANCE["fp32"], bundle.operating_points
+        )
     batch = int(task.get("batch", 8))
     if batch > 1:
         many = sample_inputs(bundle, golden, batch)

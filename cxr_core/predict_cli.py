@@ -225,28 +225,30 @@ def format_table(pred: Prediction, heatmap: tuple[str, str] | None) -> str:
 
 
 def build_document(predictor: Predictor, result: BatchResult) -> dict[str, Any]:
-    """The JSON document: run metadata, one entry per scored image, one per skipped file."""
-    results = []
+    """The JSON document (:class:`cxr_core.outputs.PredictionsDocument`): the run, the scored, the failed."""
+    from cxr_core.outputs import FailureRecord, HeatmapRef, PredictionRecord, PredictionsDocument, Summary
+
+    records = []
     for pred in result.predictions:
-        entry = pred.to_dict()
         finding, png = result.heatmaps.get(pred.source, (None, None))
-        entry["heatmap"] = {"finding": finding, "file": png} if png else None
-        results.append(entry)
-    return {
-        "tool": "cxr-predict",
-        "version": __version__,
-        "disclaimer": DISCLAIMER,
-        "bundle": str(predictor.bundle.root),
-        "architecture": predictor.bundle.architecture,
-        "model": predictor.model_name,
-        "runtime": predictor.runtime,
-        "threads": getattr(predictor.backend, "threads", None),
-        "load_ms": round(predictor.load_ms, 3),
-        "labels": list(predictor.labels),
-        "results": results,
-        "failures": [f.to_dict() for f in result.failures],
-        "summary": {"scored": len(result.predictions), "failed": len(result.failures)},
-    }
+        heatmap = HeatmapRef(finding=str(finding), file=str(png)) if png else None
+        records.append(PredictionRecord.from_prediction(pred, heatmap))
+    document = PredictionsDocument(
+        tool="cxr-predict",
+        version=__version__,
+        disclaimer=DISCLAIMER,
+        bundle=str(predictor.bundle.root),
+        architecture=predictor.bundle.architecture,
+        model=predictor.model_name,
+        runtime=predictor.runtime,
+        threads=getattr(predictor.backend, "threads", None),
+        load_ms=round(predictor.load_ms, 3),
+        labels=list(predictor.labels),
+        results=records,
+        failures=[FailureRecord(f.file, f.error, list(f.reasons)) for f in result.failures],
+        summary=Summary(scored=len(result.predictions), failed=len(result.failures)),
+    )
+    return document.to_dict()
 
 
 # ----------------------------------------------------------------------------- run

@@ -98,7 +98,7 @@ def _stat(path: Path) -> tuple[int, int, int] | None:
 
 
 def _file_stats(bundle: Bundle) -> tuple[tuple[str, tuple[int, int, int] | None], ...]:
-    return tuple((name, _stat(bundle.root / name)) for name in sorted(bundle.manifest.get("files", {})))
+    return tuple((name, _stat(bundle.path(name))) for name in sorted(bundle.manifest.files))
 
 
 def load_verified_bundle(root: str | Path) -> Bundle:

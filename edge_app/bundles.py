@@ -17,7 +17,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from cxr_core.bundle import MANIFEST_NAME, BundleError, read_manifest
+from cxr_core.bundle import MANIFEST_NAME, BundleError, Manifest, read_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -55,23 +55,23 @@ class BundleChoice:
     reason: str = ""
 
 
-def bundle_version(manifest: dict) -> str:
-    """A human version for a manifest: its ``version`` key, else export date and checkpoint hash.
+def bundle_version(manifest: Manifest) -> str:
+    """A human version for a manifest: its ``version``, else export date and checkpoint hash.
 
-    Format-1 manifests have no version key; the export date and the first 8 hex digits of the
+    Exported manifests have no version; the export date and the first 8 hex digits of the
     checkpoint's sha256 identify the model unambiguously.
     """
-    if manifest.get("version"):
-        return str(manifest["version"])
-    provenance = manifest.get("provenance") or {}
+    if manifest.version:
+        return manifest.version
+    provenance = manifest.provenance
     parts = []
-    exported = str(provenance.get("exported_at") or "")[:10]
+    exported = str(provenance.exported_at or "")[:10]
     if exported:
         parts.append(exported)
-    checkpoint = str(provenance.get("checkpoint_sha256") or "")[:8]
+    checkpoint = str(provenance.checkpoint_sha256 or "")[:8]
     if checkpoint:
         parts.append(f"(ckpt {checkpoint})")
-    return " ".join(parts) or f"format {manifest.get('format_version')}"
+    return " ".join(parts) or f"format {manifest.format_version}"
 
 
 def describe_bundle(path: str | Path) -> BundleInfo:
@@ -83,13 +83,12 @@ def describe_bundle(path: str | Path) -> BundleInfo:
         return BundleInfo(path=path, name=path.name, version="", error=str(exc))
     except OSError as exc:
         return BundleInfo(path=path, name=path.name, version="", error=f"{path}: cannot be read ({exc})")
-    models = tuple(str(m.get("name", "?")) for m in manifest.get("models", []) if isinstance(m, dict))
     return BundleInfo(
         path=path,
-        name=str(manifest.get("name") or path.name),
+        name=manifest.name or path.name,
         version=bundle_version(manifest),
-        architecture=str(manifest.get("architecture", "")),
-        models=models,
+        architecture=manifest.architecture,
+        models=tuple(m.name for m in manifest.models),
     )
 
 

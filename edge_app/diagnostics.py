@@ -1,6 +1,7 @@
 """The settings screen's *Self-test*: run the bundle's golden check on the worker, show it readably.
 
-The check itself is :func:`benchmarks.selftest.run_selftest` (the same golden comparison as
+The check itself is :func:`cxr_core.selftest.run_selftest` (the same golden comparison as
+``cxr-export verify`` and
 edge-bench, so the screen and the benchmark never disagree); it runs on the app's worker thread
 (:meth:`edge_app.worker.PredictionService.selftest`), never on the UI thread. This module only
 turns its rows into text (:func:`describe_row`, :func:`overall_line`; no Kivy, testable alone)
@@ -40,7 +41,7 @@ def _number(value: Any) -> str:
 
 
 def describe_row(row: Mapping[str, Any]) -> SelfTestLine:
-    """The text of one :func:`~benchmarks.selftest.run_selftest` row."""
+    """The text of one :func:`~cxr_core.selftest.run_selftest` row."""
     tolerance = row.get("tolerance") or {}
     if row.get("max_abs_dp") is None:  # never ran: unavailable runtime or an error; say why
         figures = str(row.get("message") or "no result")

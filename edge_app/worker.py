@@ -91,9 +91,9 @@ class Failed:
 
 @dataclass(frozen=True)
 class SelfTested:
-    """The bundle's golden set was run through each of its models (``benchmarks.selftest``).
+    """The bundle's golden set was run through each of its models (``cxr_core.selftest``).
 
-    ``rows`` are :func:`benchmarks.selftest.run_selftest`'s dicts, one per model, unchanged.
+    ``rows`` are :func:`cxr_core.selftest.run_selftest`'s dicts, one per model, unchanged.
     """
 
     bundle: Path
@@ -249,16 +249,8 @@ class PredictionService:
 
     @staticmethod
     def _selftest(bundle: Path, threads: int | None, opener: Callable[..., Any] | None = None) -> Outcome:
-        try:
-            from benchmarks.selftest import run_selftest
-        except ImportError as exc:  # a packaging route that left the benchmarks modules out
-            return Failed(
-                str(bundle),
-                "error",
-                "The self-test is not part of this build",
-                f"benchmarks.selftest cannot be imported ({exc}); ship benchmarks/selftest.py "
-                "and benchmarks/golden.py with the app",
-            )
+        from cxr_core.selftest import run_selftest
+
         start = time.perf_counter()
         rows = run_selftest(bundle, threads=threads, opener=opener)
         return SelfTested(bundle, tuple(rows), (time.perf_counter() - start) * 1000.0)

@@ -15,11 +15,11 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from cxr_core.bundle import BUNDLE_FORMAT_VERSION, MANIFEST_NAME, sha256_file
+from cxr_core.bundle import MANIFEST_NAME, FileRecord, Manifest, sha256_file
+from cxr_core.errors import CxrEdgeError
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +49,9 @@ def publish(staged: Path, target: Path) -> None:
     rename fails the old bundle is put back.
     """
     if target.exists() and not target.is_dir():
-        raise FileExistsError(f"{target} exists and is not a directory; refusing to replace it with a bundle")
+        raise BundleWriteError(
+            f"{target} exists and is not a directory; refusing to replace it with a bundle"
+        )
     os.chmod(staged, 0o755)
     if not target.exists():
         os.rename(staged, target)
@@ -65,14 +67,18 @@ def publish(staged: Path, target: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def file_hashes(folder: Path) -> dict[str, dict[str, Any]]:
-    """``{relative name: {sha256, size_bytes}}`` of every file in ``folder`` except the manifest."""
+class BundleWriteError(CxrEdgeError, OSError):
+    """The bundle cannot be written where asked (the target is a file, a model file is missing)."""
+
+
+def file_hashes(folder: Path) -> dict[str, FileRecord]:
+    """``{relative name: FileRecord(sha256, size_bytes)}`` of every file in ``folder`` but the manifest."""
     records = {}
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         name = path.relative_to(folder).as_posix()
         if name == MANIFEST_NAME:
             continue
-        records[name] = {"sha256": sha256_file(path), "size_bytes": path.stat().st_size}
+        records[name] = FileRecord(sha256=sha256_file(path), size_bytes=path.stat().st_size)
     return records
 
 
@@ -82,18 +88,19 @@ def write_npz(path: Path, **arrays: np.ndarray) -> None:
         np.savez(handle, **arrays)
 
 
-def write_manifest(folder: Path, manifest: dict[str, Any]) -> dict[str, Any]:
-    """Add ``format_version`` and the file hashes to ``manifest`` and write ``folder/manifest.json``.
+def write_manifest(folder: Path, manifest: Manifest) -> Manifest:
+    """Hash every file in ``folder``, put the hashes in ``manifest`` and write ``folder/manifest.json``.
 
-    Model entries get their file's sha256 and size. Returns the manifest as written.
+    Model entries get their file's sha256 and size. The manifest is validated by reading back what
+    is about to be written (:meth:`Manifest.from_dict`), so a bundle the device cannot read is
+    never published. Returns the manifest as written.
     """
     hashes = file_hashes(folder)
-    for model in manifest.get("models", []):
-        record = hashes.get(model["file"])
-        if record is None:
-            raise FileNotFoundError(f"model file {folder / model['file']} was not written; cannot hash it")
-        model["sha256"] = record["sha256"]
-        model["size_bytes"] = record["size_bytes"]
-    full = {"format_version": BUNDLE_FORMAT_VERSION, **manifest, "files": hashes}
-    (folder / MANIFEST_NAME).write_text(json.dumps(full, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    missing = [entry.file for entry in manifest.models if entry.file not in hashes]
+    if missing:
+        raise BundleWriteError(f"model file(s) {missing} were not written to {folder}; cannot hash them")
+    full = manifest.with_files(hashes)
+    data = full.to_dict()
+    Manifest.from_dict(data, f"{folder / MANIFEST_NAME} (about to be written)")
+    (folder / MANIFEST_NAME).write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
     return full

@@ -75,7 +75,7 @@ def _export_parser() -> argparse.ArgumentParser:
         help="8-bit instead of 7-bit INT8 ONNX weights: ~3x less drift, but only for CPUs with VNNI or "
         "ARM dot-product instructions (older x86 may saturate); default: reduce_range (safe everywhere)",
     )
-    gate = parser.add_argument_group("INT8 parity gate (defaults justified in quantize/parity.py)")
+    gate = parser.add_argument_group("INT8 parity gate (defaults justified in cxr_core/parity.py)")
     gate.add_argument("--max-auc-drop", type=_limit, default=0.01, help="mean AUC drop vs PyTorch (0.01)")
     gate.add_argument(
         "--max-class-auc-drop", type=_limit, default=0.02, help="largest per-finding AUC drop (0.02)"
@@ -132,8 +132,8 @@ def _print_rows(rows: list[dict[str, Any]]) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
+    from cxr_core.parity import ParityGateError, ParityThresholds
     from quantize.onnx_int8 import QuantConfig
-    from quantize.parity import ParityGateError, ParityThresholds
     from quantize.pipeline import ExportRequest, export_bundle
 
     request = ExportRequest(
@@ -177,10 +177,10 @@ def run_export(args: argparse.Namespace) -> int:
         print(json.dumps({"bundle": str(result.path), "formats": result.rows}, indent=2))
     else:
         _print_rows(result.rows)
-        images = result.manifest["parity"]["images"]
+        images = (result.manifest.parity or {})["images"]
         where = images.get("role") or "held-out labelled images"
         print(f"parity measured on {images.get('count')} {where} from the {images.get('source')}")
-        recommended = result.manifest.get("recommended") or {}
+        recommended = result.manifest.recommended
         for runtime, name in recommended.items():
             print(f"recommended for {runtime}: {name}")
         print(f"bundle written to {result.path}")
@@ -196,13 +196,13 @@ def run_verify(args: argparse.Namespace) -> int:
         return 0
     print(f"{report['bundle']}: {len(report['files'])} file(s) match their sha256")
     for row in report["golden"]:
-        if row["status"] == "ok":
+        if row["status"] == "pass":
             print(
                 f"  {row['model']}: golden ok (max |dp| {row['max_abs_dp']:.2e}, "
                 f"feature map rel {row['feature_map_rel_error']:.2e})"
             )
         else:
-            print(f"  {row['model']}: golden skipped ({row['reason']})")
+            print(f"  {row['model']}: golden skipped ({row['message']})")
     return 0
 
 

@@ -1,15 +1,15 @@
-"""The one table of export formats (ARCHITECTURE convention 3).
+"""How each format of the core format table (:mod:`cxr_core.formats`) is built from a checkpoint.
 
-Each row names a format, its file suffix, the pip extra that provides its toolchain, whether it is
-INT8, and the builder that writes it. Adding a format is one more row and one
-builder function ``builder(context, path) -> dict`` that returns the manifest's description of the
-file (inputs, outputs, opset, quantization). A builder that raises becomes a failed row in the
-export report; the other formats still build.
+The format itself (name, file name, runtime, precision, layout) is a row of
+:data:`cxr_core.formats.FORMATS`; this module adds what only the exporter needs: the pip extra that
+provides the toolchain and the builder ``builder(context, path) -> dict`` that writes the file and
+returns the manifest's description of it (inputs, outputs, opset, quantization). Adding a format
+is one row there and one builder here. A builder that raises becomes a failed row in the export
+report; the other formats still build.
 """
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +19,9 @@ import numpy as np
 from numpy.typing import NDArray
 from torch import nn
 
+from cxr_core.formats import FORMATS as MODEL_FORMATS
+from cxr_core.formats import ModelFormat, UnknownFormatError
+from cxr_core.formats import get_format as get_model_format
 from cxr_core.preprocess import PreprocessSpec
 from quantize.onnx_int8 import QuantConfig
 
@@ -50,18 +53,35 @@ Builder = Callable[[BuildContext, Path], dict[str, Any]]
 
 @dataclass(frozen=True)
 class ExportFormat:
-    """One row of the registry."""
+    """A core format row with the exporter's builder and the extra that brings its toolchain."""
 
-    name: str
-    file_name: str
+    format: ModelFormat
     extra: str
-    int8: bool
-    runtime: str
     builder: Builder
 
     @property
+    def name(self) -> str:
+        return self.format.name
+
+    @property
+    def file_name(self) -> str:
+        return self.format.file_name
+
+    @property
+    def runtime(self) -> str:
+        return self.format.runtime
+
+    @property
+    def precision(self) -> str:
+        return self.format.precision
+
+    @property
+    def int8(self) -> bool:
+        return self.format.int8
+
+    @property
     def suffix(self) -> str:
-        return Path(self.file_name).suffix
+        return self.format.suffix
 
 
 def _build_onnx(context: BuildContext, path: Path) -> dict[str, Any]:
@@ -108,15 +128,17 @@ def _build_tflite_int8(context: BuildContext, path: Path) -> dict[str, Any]:
     return build_int8(context, path)
 
 
+BUILDERS: dict[str, Builder] = {
+    "onnx": _build_onnx,
+    "onnx-int8": _build_onnx_int8,
+    "tflite": _build_tflite,
+    "tflite-fp16": _build_tflite_fp16,
+    "tflite-int8": _build_tflite_int8,
+}
+assert set(BUILDERS) == set(MODEL_FORMATS), "every core format needs a builder"
+
 FORMATS: dict[str, ExportFormat] = {
-    row.name: row
-    for row in (
-        ExportFormat("onnx", "model.onnx", "export", False, "onnxruntime", _build_onnx),
-        ExportFormat("onnx-int8", "model-int8.onnx", "export", True, "onnxruntime", _build_onnx_int8),
-        ExportFormat("tflite", "model.tflite", "export", False, "litert", _build_tflite),
-        ExportFormat("tflite-fp16", "model-fp16.tflite", "export", False, "litert", _build_tflite_fp16),
-        ExportFormat("tflite-int8", "model-int8.tflite", "export", True, "litert", _build_tflite_int8),
-    )
+    name: ExportFormat(row, "export", BUILDERS[name]) for name, row in MODEL_FORMATS.items()
 }
 #: Every format: a format whose toolchain is not installed becomes a failed row (with the pip
 #: command), not a crash, so the default never hides a format nor breaks an ONNX-only install.
@@ -124,12 +146,11 @@ DEFAULT_FORMATS: tuple[str, ...] = tuple(FORMATS)
 
 
 def get_format(name: str) -> ExportFormat:
-    """The registry row ``name``, or ValueError with a suggestion."""
-    if name not in FORMATS:
-        hint = difflib.get_close_matches(name, list(FORMATS), n=1)
-        did_you_mean = f" (did you mean {hint[0]!r}?)" if hint else ""
-        raise ValueError(f"unknown export format {name!r}; expected some of {list(FORMATS)}{did_you_mean}")
-    return FORMATS[name]
+    """The export row of ``name``, or :class:`~cxr_core.formats.UnknownFormatError` (did-you-mean)."""
+    if name in FORMATS:
+        return FORMATS[name]
+    get_model_format(name)  # raises with a did-you-mean over the core table
+    raise UnknownFormatError(f"format {name!r} has no builder; expected one of {list(FORMATS)}")
 
 
 def parse_formats(text: str | Sequence[str]) -> list[ExportFormat]:
@@ -137,5 +158,5 @@ def parse_formats(text: str | Sequence[str]) -> list[ExportFormat]:
     names = [n.strip() for n in text.split(",")] if isinstance(text, str) else [str(n) for n in text]
     names = [n for n in names if n]
     if not names:
-        raise ValueError(f"no export format given; expected some of {list(FORMATS)}")
+        raise UnknownFormatError(f"no export format given; expected some of {list(FORMATS)}")
     return [get_format(n) for n in dict.fromkeys(names)]

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,15 +27,9 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from cxr_core.bundle import CLASSIFIER_NAME, GOLDEN_NAME
+from cxr_core.bundle import CLASSIFIER_NAME, GOLDEN_NAME, GoldenInfo, Manifest, ModelEntry
 from cxr_core.errors import CxrEdgeError
-from quantize import calibration as calib
-from quantize import evaluation_set as evalset
-from quantize.bundle_writer import staging, write_manifest, write_npz
-from quantize.formats import DEFAULT_FORMATS, BuildContext, ExportFormat, parse_formats
-from quantize.manifest_parts import base_manifest, provenance
-from quantize.onnx_int8 import QuantConfig
-from quantize.parity import (
+from cxr_core.parity import (
     FP16_THRESHOLDS,
     FP32_THRESHOLDS,
     INT8_THRESHOLDS,
@@ -43,7 +37,14 @@ from quantize.parity import (
     check_gate,
     compare,
     failures,
+    golden_tolerance_from_drift,
 )
+from quantize import calibration as calib
+from quantize import evaluation_set as evalset
+from quantize.bundle_writer import staging, write_manifest, write_npz
+from quantize.formats import DEFAULT_FORMATS, BuildContext, ExportFormat, parse_formats
+from quantize.manifest_parts import base_manifest, provenance
+from quantize.onnx_int8 import QuantConfig
 from quantize.run_exported import run_exported
 from quantize.speed import recommend, time_format
 from training.checkpoint import Checkpoint, load_model
@@ -80,7 +81,7 @@ class ExportResult:
     """The published bundle's path, its manifest and one row per requested format."""
 
     path: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
     rows: list[dict[str, Any]]
 
 
@@ -120,37 +121,33 @@ def _image_sets(
     return calibration, evalset.from_splits(splits, root, calibration, request.evaluation_images)
 
 
-def _precision(fmt: ExportFormat) -> str:
-    """``int8``, ``fp16`` or ``fp32``: which thresholds and golden tolerance a format gets."""
-    return "int8" if fmt.int8 else ("fp16" if "fp16" in fmt.name else "fp32")
-
-
 def _thresholds(fmt: ExportFormat, request: ExportRequest) -> ParityThresholds:
+    """The request's parity thresholds for the format's precision (from the core format table)."""
     return {
         "int8": request.int8_thresholds,
         "fp16": request.fp16_thresholds,
         "fp32": request.fp32_thresholds,
-    }[_precision(fmt)]
+    }[fmt.precision]
 
 
-def _golden_tolerance(
-    fmt: ExportFormat, thresholds: ParityThresholds, golden: dict[str, Any], outputs: dict[str, Any]
-) -> dict[str, float]:
-    """How far a device may be from the FP32 golden outputs when it runs this file.
+#: The sha256 of an entry before the bundle's files are hashed (write_manifest fills it in).
+UNHASHED = "0" * 64
 
-    FP32 files: the FP32 gate. Reduced-precision files: three times the drift measured here on the
-    golden images (other CPUs round integer kernels differently), at least 0.05 / 0.10.
-    """
-    if _precision(fmt) == "fp32":
-        return {
-            "max_abs_dp": float(thresholds.max_abs_dp or 1e-4),
-            "feature_map_rel_error": float(thresholds.max_feature_rel_error or 1e-3),
-        }
-    figures = compare(golden, outputs, [0.5] * golden["probabilities"].shape[1])
-    return {
-        "max_abs_dp": round(max(0.05, 3 * figures["max_abs_dp"]), 4),
-        "feature_map_rel_error": round(max(0.10, 3 * figures["feature_map_rel_error"]), 4),
-    }
+
+def model_entry(fmt: ExportFormat, info: dict[str, Any]) -> ModelEntry:
+    """The typed manifest entry of a built file, from its builder's description (validated)."""
+    return ModelEntry.from_dict(
+        {
+            **info,
+            "name": fmt.name,
+            "file": fmt.file_name,
+            "format": fmt.name,
+            "precision": fmt.precision,
+            "runtime": fmt.runtime,
+            "sha256": UNHASHED,
+        },
+        f"format {fmt.name}",
+    )
 
 
 def _build_row(
@@ -162,16 +159,20 @@ def _build_row(
     points: list[float],
     thresholds: ParityThresholds,
     cam_weight: NDArray[np.float32],
-) -> tuple[dict[str, Any], dict[str, Any] | None]:
+) -> tuple[dict[str, Any], ModelEntry | None]:
     """Build one format; return its report row and (when built) its manifest model entry."""
     reference, golden = references
-    row: dict[str, Any] = {"name": fmt.name, "file": fmt.file_name, "int8": fmt.int8, "status": "failed"}
+    row: dict[str, Any] = {
+        "name": fmt.name,
+        "file": fmt.file_name,
+        "precision": fmt.precision,
+        "status": "failed",
+    }
     path = folder / fmt.file_name
     try:
-        info = fmt.builder(context, path)
-        description = {**info, "format": fmt.name, "runtime": fmt.runtime}
-        outputs = run_exported(path, description, parity.tensors)
-        golden_outputs = run_exported(path, description, golden["inputs"])
+        entry = model_entry(fmt, fmt.builder(context, path))
+        outputs = run_exported(path, entry, parity.tensors)
+        golden_outputs = run_exported(path, entry, golden["inputs"])
     except Exception as exc:  # a failed format is a reported row, not a crash (convention 3)
         logger.warning("format %s failed: %s: %s", fmt.name, type(exc).__name__, exc)
         path.unlink(missing_ok=True)
@@ -180,16 +181,9 @@ def _build_row(
     figures = compare(reference, outputs, points, parity.truth, parity.mask, cam_weight)
     reasons = failures(figures, thresholds)
     row.update(status="ok", parity=figures, thresholds=thresholds.to_dict(), failures=reasons)
-    entry = {
-        "name": fmt.name,
-        "file": fmt.file_name,
-        "format": fmt.name,
-        "int8": fmt.int8,
-        "runtime": fmt.runtime,
-        **info,
-        "golden_tolerance": _golden_tolerance(fmt, thresholds, golden, golden_outputs),
-    }
-    return row, entry
+    drift = compare(golden, golden_outputs, [0.5] * golden["probabilities"].shape[1])
+    tolerance = golden_tolerance_from_drift(fmt.precision, thresholds, drift)
+    return row, replace(entry, golden_tolerance=tolerance)
 
 
 def _parity_set(
@@ -230,7 +224,7 @@ def export_bundle(request: ExportRequest) -> ExportResult:
     points = list(checkpoint.operating_points or [0.5] * len(checkpoint.labels))
     weight, bias = (t.detach().cpu().numpy().astype(np.float32) for t in model.cam_weights())
     rows: list[dict[str, Any]] = []
-    entries: list[dict[str, Any]] = []
+    entries: list[ModelEntry] = []
     with tempfile.TemporaryDirectory(prefix="cxr-export-") as work, staging(request.out) as folder:
         context = BuildContext(model, checkpoint.spec, tensors, Path(work), request.quant)
         for fmt in _progress(formats, request.progress):
@@ -249,7 +243,7 @@ def export_bundle(request: ExportRequest) -> ExportResult:
             check_gate(report)
         if request.time_formats:
             for entry in entries:
-                report[entry["name"]]["latency"] = time_format(folder / entry["file"], entry, tensors[:1])
+                report[entry.name]["latency"] = time_format(folder / entry.file, entry, tensors[:1])
         write_npz(
             folder / GOLDEN_NAME,
             inputs=golden["inputs"],
@@ -258,8 +252,9 @@ def export_bundle(request: ExportRequest) -> ExportResult:
         )
         write_npz(folder / CLASSIFIER_NAME, weight=weight, bias=bias)
         manifest = base_manifest(model, checkpoint, points)
-        manifest.update(
-            models=entries,
+        manifest = replace(
+            manifest,
+            models=tuple(entries),
             recommended=recommend(entries, report),
             export_report=rows,
             parity={
@@ -268,12 +263,12 @@ def export_bundle(request: ExportRequest) -> ExportResult:
                 "formats": report,
                 "gate_enforced": request.enforce_gate,
             },
-            golden={
-                "file": GOLDEN_NAME,
-                "images": golden_count,
-                "files": calibration.names[:golden_count],
-                "reference": "PyTorch FP32 outputs",
-            },
+            golden=GoldenInfo(
+                file=GOLDEN_NAME,
+                images=golden_count,
+                files=tuple(calibration.names[:golden_count]),
+                reference="PyTorch FP32 outputs",
+            ),
             calibration=calibration.to_dict(),
             provenance=provenance(checkpoint),
         )

@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from cxr_core.bundle import ModelEntry
+
 logger = logging.getLogger(__name__)
 
 TIMING_THREADS = 2
@@ -25,7 +27,7 @@ TIMED_RUNS = 15
 
 
 def time_format(
-    path: str | Path, entry: Mapping[str, Any], sample: NDArray[np.float32], runs: int = TIMED_RUNS
+    path: str | Path, entry: ModelEntry, sample: NDArray[np.float32], runs: int = TIMED_RUNS
 ) -> dict[str, Any]:
     """``{"median_ms", "runs", "threads"}`` of batch-1 inference, or ``{"error": ...}`` when it cannot run."""
     try:
@@ -53,17 +55,15 @@ def time_format(
     }
 
 
-def recommend(
-    entries: Sequence[Mapping[str, Any]], report: Mapping[str, Mapping[str, Any]]
-) -> dict[str, str]:
+def recommend(entries: Sequence[ModelEntry], report: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
     """Per runtime, the fastest format that was built and passed its parity thresholds."""
     best: dict[str, tuple[float, str]] = {}
     for entry in entries:
-        row = report.get(str(entry["name"]), {})
+        row = report.get(entry.name, {})
         latency = (row.get("latency") or {}).get("median_ms")
         if row.get("status") != "ok" or row.get("failures") or latency is None:
             continue
-        runtime = str(entry.get("runtime"))
+        runtime = entry.runtime
         if runtime not in best or latency < best[runtime][0]:
-            best[runtime] = (float(latency), str(entry["name"]))
+            best[runtime] = (float(latency), entry.name)
     return {runtime: name for runtime, (_, name) in sorted(best.items())}

@@ -1,7 +1,14 @@
 """Torch-free inference backends: ONNX Runtime and LiteRT (with tflite_runtime / TensorFlow fallbacks).
 
 Only numpy and the standard library are imported here; each runtime is imported when a backend is
-opened. See docs/runtime.md.
+opened. See docs/runtime.md. The modules, one concern each:
+
+* :mod:`~cxr_core.runtime.backend`: the :class:`Backend` interface every runtime implements;
+* :mod:`~cxr_core.runtime.signature`: a model entry's input/outputs by role, cross-checked with the file;
+* :mod:`~cxr_core.runtime.tensors`: layout and quantization adaptation (numpy);
+* :mod:`~cxr_core.runtime.threads`: the thread policy;
+* :mod:`~cxr_core.runtime.select`: which runtime and which model file to open;
+* :mod:`~cxr_core.runtime.errors`: the runtime layer's errors.
 
 >>> from cxr_core.bundle import load_bundle
 >>> from cxr_core.runtime import open_backend
@@ -9,27 +16,32 @@ opened. See docs/runtime.md.
 >>> outputs = backend(batch)  # {"probabilities": (N, L), "feature_map": (N, C, h, w)}  # doctest: +SKIP
 """
 
-from cxr_core.runtime.base import (
-    Backend,
+from cxr_core.runtime.backend import Backend
+from cxr_core.runtime.errors import (
+    BackendClosedError,
     BatchShapeError,
     ModelFileError,
     ModelSignatureError,
     RuntimeUnavailableError,
+    ThreadCountError,
     UnknownRuntimeError,
-    default_threads,
 )
 from cxr_core.runtime.select import available_runtimes, choose_model, open_backend, open_model
+from cxr_core.runtime.threads import default_threads, resolve_threads
 
 __all__ = [
     "Backend",
+    "BackendClosedError",
     "BatchShapeError",
     "ModelFileError",
     "ModelSignatureError",
     "RuntimeUnavailableError",
+    "ThreadCountError",
     "UnknownRuntimeError",
     "available_runtimes",
     "choose_model",
     "default_threads",
     "open_backend",
     "open_model",
+    "resolve_threads",
 ]

@@ -20,18 +20,12 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from cxr_core.bundle.schema import TensorSpec
 from cxr_core.errors import MissingDependencyError
 from cxr_core.optional import require
-from cxr_core.runtime.base import (
-    Backend,
-    ModelFileError,
-    ModelSignature,
-    ModelSignatureError,
-    RuntimeUnavailableError,
-    Stopwatch,
-    TensorSpec,
-    check_tensor,
-)
+from cxr_core.runtime.backend import Backend, Stopwatch
+from cxr_core.runtime.errors import ModelFileError, ModelSignatureError, RuntimeUnavailableError
+from cxr_core.runtime.signature import ModelSignature, check_tensor
 
 logger = logging.getLogger(__name__)
 

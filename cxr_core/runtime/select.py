@@ -11,20 +11,14 @@ from __future__ import annotations
 import difflib
 import importlib.util
 import logging
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from cxr_core.bundle import Bundle, ModelEntry
-from cxr_core.runtime.base import (
-    Backend,
-    ModelSignatureError,
-    RuntimeUnavailableError,
-    UnknownRuntimeError,
-    entry_field,
-    parse_signature,
-    resolve_threads,
-)
+from cxr_core.formats import RUNTIME_FAMILIES
+from cxr_core.runtime.backend import Backend
+from cxr_core.runtime.errors import RuntimeUnavailableError, UnknownRuntimeError
+from cxr_core.runtime.signature import ModelSignature, signature_of
+from cxr_core.runtime.threads import resolve_threads
 
 logger = logging.getLogger(__name__)
 
@@ -35,20 +29,12 @@ RUNTIME_MODULES: dict[str, str] = {
     "tflite_runtime": "tflite_runtime",
     "tensorflow": "tensorflow",
 }
-#: Runtime family (the manifest's ``runtime`` / ``recommended`` key) -> runtimes that can run it, best first.
+#: Runtime family (a format's ``runtime`` in cxr_core.formats) -> runtimes that can run it, best first.
 FAMILIES: dict[str, tuple[str, ...]] = {
     "onnxruntime": ("onnxruntime",),
     "litert": ("litert", "tflite_runtime", "tensorflow"),
 }
-#: Format name -> family, for entries that do not record their runtime (ModelEntry, older manifests).
-FORMAT_FAMILY = {
-    "onnx": "onnxruntime",
-    "onnx-int8": "onnxruntime",
-    "tflite": "litert",
-    "tflite-fp16": "litert",
-    "tflite-int8": "litert",
-}
-_SUFFIX_FAMILY = {".onnx": "onnxruntime", ".tflite": "litert"}
+assert tuple(FAMILIES) == RUNTIME_FAMILIES
 _ALIASES = {
     "ort": "onnxruntime",
     "onnx": "onnxruntime",
@@ -57,7 +43,9 @@ _ALIASES = {
     "tflite-runtime": "tflite_runtime",
     "tf": "tensorflow",
 }
-INSTALL_HINT = "pip install 'cxr-edge[runtime]'"
+INSTALL_HINT = (
+    "pip install -e '.[runtime]' (from a cxr-edge checkout) or pip install 'cxr_edge-*.whl[runtime]'"
+)
 
 
 def available_runtimes() -> list[str]:
@@ -86,41 +74,24 @@ def canonical_runtime(name: str) -> str:
     )
 
 
-def entry_family(entry: Mapping[str, Any] | ModelEntry, path: str | Path | None = None) -> str:
-    """The runtime family of a model entry: its ``runtime`` key, else its format, else its file suffix."""
-    recorded = entry_field(entry, "runtime", None)
-    if recorded in FAMILIES:
-        return str(recorded)
-    fmt = str(entry_field(entry, "format", "") or "")
-    if fmt in FORMAT_FAMILY:
-        return FORMAT_FAMILY[fmt]
-    suffix = Path(str(path or entry_field(entry, "file", "") or "")).suffix.lower()
-    if suffix in _SUFFIX_FAMILY:
-        return _SUFFIX_FAMILY[suffix]
-    raise ModelSignatureError(
-        f"model {entry_field(entry, 'name', fmt)!r} ({path}): format {fmt!r} has no runtime; expected one of "
-        f"{list(FORMAT_FAMILY)} or a .onnx / .tflite file"
-    )
-
-
 def _family_installed(family: str, installed: list[str]) -> bool:
     return any(name in installed for name in FAMILIES[family])
 
 
 def open_model(
     path: str | Path,
-    entry: Mapping[str, Any] | ModelEntry,
+    entry: ModelEntry,
     runtime: str | None = None,
     threads: int | None = None,
 ) -> Backend:
-    """Open the model file at ``path`` described by manifest entry ``entry`` (a dict or a ModelEntry).
+    """Open the model file at ``path`` described by the manifest entry ``entry``.
 
     ``runtime`` None picks the best installed runtime of the entry's family; a named runtime must
     be able to run the format. ``threads`` None = physical cores, at most 4.
     """
     threads = resolve_threads(threads)
-    family = entry_family(entry, path)
-    signature = parse_signature(entry, str(path))
+    family = entry.runtime
+    signature = signature_of(entry, path)
     if runtime is not None:
         chosen = canonical_runtime(runtime)
         if chosen not in FAMILIES[family]:
@@ -151,7 +122,7 @@ def open_model(
     )
 
 
-def _construct(name: str, path: str | Path, signature: Any, threads: int) -> Backend:
+def _construct(name: str, path: str | Path, signature: ModelSignature, threads: int) -> Backend:
     if name == "onnxruntime":
         from cxr_core.runtime.onnxruntime_backend import OnnxRuntimeBackend
 
@@ -169,16 +140,16 @@ def choose_model(bundle: Bundle, runtime: str | None = None) -> ModelEntry:
         families = [f for f, members in FAMILIES.items() if chosen in members]
     else:
         families = [f for f in FAMILIES if _family_installed(f, installed)]
-    recommended = bundle.manifest.get("recommended") or {}
+    recommended = bundle.manifest.recommended
     names = [m.name for m in bundle.models]
     for family in families:
         name = recommended.get(family)
         if name in names:
             return bundle.model(name)
     for entry in bundle.models:
-        if entry_family(entry, bundle.path(entry)) in families:
+        if entry.runtime in families:
             return entry
-    formats = {m.name: entry_family(m, bundle.path(m)) for m in bundle.models}
+    formats = {m.name: m.runtime for m in bundle.models}
     wanted = (
         f"runtime {runtime!r}" if runtime is not None else f"an installed runtime ({installed or 'none'})"
     )
@@ -193,9 +164,6 @@ def open_backend(
 ) -> Backend:
     """Open one model of a loaded bundle: ``model`` by name, or the recommended one for the best runtime."""
     entry = bundle.model(model) if model is not None else choose_model(bundle, runtime)
-    raw = next((m for m in bundle.manifest.get("models", []) if m.get("name") == entry.name), None)
-    backend = open_model(
-        bundle.path(entry), raw if raw is not None else entry, runtime=runtime, threads=threads
-    )
+    backend = open_model(bundle.path(entry), entry, runtime=runtime, threads=threads)
     logger.info("bundle %s: running %s on %s", bundle.root, entry.name, backend.runtime)
     return backend

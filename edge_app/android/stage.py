@@ -2,10 +2,9 @@
 
 python-for-android starts ``main.py`` at the root of ``source.dir`` and packs everything below
 it into the APK. Pointing ``source.dir`` at the repository would ship the torch-side packages,
-tests and docs as well, so this step copies only what the phone runs -- ``cxr_core/``,
-``edge_app/`` (without its Android, Pi and tools folders) and the two ``benchmarks`` modules of
-the settings screen's self-test (:data:`BENCHMARKS_MODULES`: numpy and cxr_core only, not the
-edge-bench runner) -- plus a three-line ``main.py`` into ``edge_app/android/build/app/``, and each
+tests and docs as well, so this step copies only what the phone runs -- ``cxr_core/`` (which
+holds the settings screen's self-test, :mod:`cxr_core.selftest`) and ``edge_app/`` (without its
+Android, Pi and tools folders) -- plus a three-line ``main.py`` into ``edge_app/android/build/app/``, and each
 model bundle into ``build/assets/bundles/<name>/`` (shipped as APK assets; the app copies them to
 its data folder on first start). ``build/`` is git-ignored. The copy is rebuilt from scratch each
 time, so a removed file never lingers.
@@ -30,8 +29,6 @@ REPO_ROOT = ANDROID_DIR.parents[1]
 STAGE_DIR = ANDROID_DIR / "build"
 #: Folders of edge_app that the phone does not need.
 EDGE_APP_EXCLUDED = ("android", "deploy", "tools", "__pycache__")
-#: The files of ``benchmarks`` the app's self-test imports (benchmarks.selftest -> benchmarks.golden).
-BENCHMARKS_MODULES = ("__init__.py", "golden.py", "selftest.py")
 MAIN_PY = '''"""Android entry point of cxr-edge (written by edge_app.android.stage; do not edit)."""
 
 from edge_app.main import main
@@ -54,7 +51,7 @@ def stage(bundles: list[Path], out: Path = STAGE_DIR) -> dict[str, Path]:
             manifest = read_manifest(bundle)
         except BundleError as exc:
             raise BundleError(f"cannot stage {bundle}: {exc}") from exc
-        if not any(str(m.get("file", "")).endswith(".tflite") for m in manifest["models"]):
+        if not any(m.runtime == "litert" for m in manifest.models):
             raise BundleError(
                 f"bundle {bundle} has no .tflite model; the Android app runs LiteRT. "
                 "Export one with: cxr-export CHECKPOINT --out DIR --formats tflite-int8"
@@ -66,9 +63,6 @@ def stage(bundles: list[Path], out: Path = STAGE_DIR) -> dict[str, Path]:
     app_dir.mkdir(parents=True)
     for package in ("cxr_core", "edge_app"):
         shutil.copytree(REPO_ROOT / package, app_dir / package, ignore=_ignore)
-    (app_dir / "benchmarks").mkdir()
-    for name in BENCHMARKS_MODULES:
-        shutil.copy2(REPO_ROOT / "benchmarks" / name, app_dir / "benchmarks" / name)
     (app_dir / "main.py").write_text(MAIN_PY, encoding="utf-8")
     assets_dir.mkdir(parents=True)
     for bundle in bundles:

@@ -16,7 +16,7 @@ Two layers, so the part that can be checked off-device is checked:
   raw bytes, returning each output's raw bytes. Byte buffers cross the bridge as ``byte[]``.
 * :class:`AndroidLiteRTBackend` -- the Backend: binds the manifest's tensors by role to the
   interpreter's (cross-checked with ``check_tensor``), turns the canonical NCHW float batch into
-  the file's layout and dtype (``cxr_core.runtime.base.to_runtime``), and decodes the returned
+  the file's layout and dtype (``cxr_core.runtime.tensors.to_runtime``), and decodes the returned
   bytes (``from_runtime``: dequantize with each tensor's own scale/zero-point, NHWC -> NCHW).
 
 It cannot run on the development machine: there is no Android runtime or JVM with LiteRT here.
@@ -36,17 +36,11 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from cxr_core.bundle import Bundle, BundleError
-from cxr_core.runtime.base import (
-    Backend,
-    ModelSignature,
-    ModelSignatureError,
-    Stopwatch,
-    TensorSpec,
-    check_tensor,
-    parse_signature,
-    resolve_threads,
-)
+from cxr_core.bundle import Bundle, BundleError, ModelEntry, TensorSpec
+from cxr_core.runtime.backend import Backend, Stopwatch
+from cxr_core.runtime.errors import ModelSignatureError
+from cxr_core.runtime.signature import ModelSignature, check_tensor, signature_of
+from cxr_core.runtime.threads import resolve_threads
 from edge_app.platform.jni import import_jnius
 
 logger = logging.getLogger(__name__)
@@ -216,20 +210,19 @@ class AndroidLiteRTBackend(Backend):
             self._interpreter.close()
 
 
-def choose_tflite_entry(bundle: Bundle, model: str | None = None) -> dict[str, Any]:
-    """The manifest entry to run: ``model``, else the recommended LiteRT format, else the first .tflite."""
-    entries = [m for m in bundle.manifest.get("models", []) if isinstance(m, dict)]
-    wanted = model or (bundle.manifest.get("recommended") or {}).get("litert")
-    for entry in entries:
-        if wanted is not None and entry.get("name") == wanted:
+def choose_tflite_entry(bundle: Bundle, model: str | None = None) -> ModelEntry:
+    """The model to run: ``model``, else the recommended LiteRT format, else the first LiteRT one."""
+    wanted = model or bundle.manifest.recommended.get("litert")
+    for entry in bundle.models:
+        if wanted is not None and entry.name == wanted:
             return entry
     if model is None:
-        for entry in entries:
-            if str(entry.get("file", "")).endswith(".tflite"):
+        for entry in bundle.models:
+            if entry.runtime == "litert":
                 return entry
     raise BundleError(
         f"bundle {bundle.root} has no .tflite model{f' named {model!r}' if model else ''}; "
-        f"it has {[e.get('name') for e in entries]}. Export one with "
+        f"it has {[e.name for e in bundle.models]}. Export one with "
         "cxr-export CHECKPOINT --out DIR --formats tflite-int8"
     )
 
@@ -246,10 +239,10 @@ def open_android_backend(
     desktop LiteRT interpreter behind the same interface).
     """
     entry = choose_tflite_entry(bundle, model)
-    path = bundle.root / str(entry["file"])
-    signature = parse_signature(entry, str(path))
+    path = bundle.path(entry)
+    signature = signature_of(entry, path)
     count = resolve_threads(threads)
     interpreter = interpreter_factory(path, count) if interpreter_factory is not None else None
     backend = AndroidLiteRTBackend(path, signature, count, interpreter=interpreter)
-    logger.info("bundle %s: running %s with LiteRT's Android library", bundle.root, entry.get("name"))
+    logger.info("bundle %s: running %s with LiteRT's Android library", bundle.root, entry.name)
     return backend

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from benchmarks.schema import validate_results
@@ -133,3 +134,17 @@ def test_plots_are_real_pngs(loose_run: Run) -> None:
             # Something was drawn: more than the white background and a few grey lines.
             assert len(image.convert("RGB").getcolors(maxcolors=1 << 16) or range(1 << 16)) > 8
     assert set(loose_run.results["plots"]) == {"latency.png", "auc.png", "e2e.png"}
+
+
+def test_results_json_validates_against_the_shipped_schema(loose_run: Run) -> None:
+    import json
+
+    jsonschema = pytest.importorskip("jsonschema", reason="the dev extra brings jsonschema")
+    schema = json.loads(
+        (Path(__file__).resolve().parents[2] / "docs/schemas/results.schema.json").read_text()
+    )
+    validator = jsonschema.Draft202012Validator(schema)
+    results = loose_run.results
+    assert [e.message for e in validator.iter_errors(results)] == []
+    broken = dict(results, rows=[dict(results["rows"][0], status="ok", latency_ms=None)])
+    assert list(validator.iter_errors(broken))

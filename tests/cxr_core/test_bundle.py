@@ -12,6 +12,7 @@ from cxr_core.bundle import (
     BUNDLE_FORMAT_VERSION,
     BundleError,
     BundleIntegrityError,
+    Manifest,
     load_bundle,
     load_cam_weights,
     load_golden,
@@ -20,6 +21,7 @@ from cxr_core.bundle import (
 )
 from cxr_core.preprocess import PreprocessSpec
 from quantize.bundle_writer import write_manifest, write_npz
+from tests.manifest_entries import entry_of
 
 LABELS = ["A", "B", "C"]
 
@@ -36,22 +38,21 @@ def make_bundle(root: Path) -> Path:
         feature_map=rng.random((2, 5, 1, 1)).astype(np.float32),
     )
     write_npz(root / "classifier.npz", weight=np.ones((3, 5), np.float32), bias=np.zeros(3, np.float32))
-    manifest = {
-        "architecture": "chexnet-tiny-densenet",
-        "labels": LABELS,
-        "preprocess": PreprocessSpec(input_size=16, resize_to=16).to_dict(),
-        "operating_points": [0.2, 0.5, 0.7],
-        "models": [
-            {
-                "name": "onnx",
-                "file": "model.onnx",
-                "format": "onnx",
-                "int8": False,
-                "inputs": [{"name": "input", "shape": ["batch", 3, 16, 16], "layout": "NCHW"}],
-                "outputs": [{"name": "probabilities", "shape": ["batch", 3]}],
-            }
-        ],
+    entry = {
+        "name": "onnx",
+        "file": "model.onnx",
+        "format": "onnx",
+        "inputs": [{"name": "input", "shape": ["batch", 3, 16, 16], "layout": "NCHW"}],
+        "outputs": [{"name": "probabilities", "shape": ["batch", 3]}],
     }
+    manifest = Manifest(
+        architecture="chexnet-tiny-densenet",
+        labels=tuple(LABELS),
+        preprocess=PreprocessSpec(input_size=16, resize_to=16),
+        operating_points=(0.2, 0.5, 0.7),
+        models=(entry_of(entry),),
+        files={},
+    )
     write_manifest(root, manifest)
     return root
 
@@ -63,8 +64,8 @@ def test_load_verified_bundle(tmp_path: Path) -> None:
     assert bundle.spec.input_size == 16
     entry = bundle.model("onnx")
     assert entry.sha256 == sha256_file(root / "model.onnx") and bundle.path(entry) == root / "model.onnx"
-    assert bundle.manifest["format_version"] == BUNDLE_FORMAT_VERSION
-    assert set(bundle.manifest["files"]) == {"model.onnx", "golden.npz", "classifier.npz"}
+    assert bundle.manifest.format_version == BUNDLE_FORMAT_VERSION
+    assert set(bundle.manifest.files) == {"model.onnx", "golden.npz", "classifier.npz"}
     assert load_golden(bundle)["inputs"].shape == (2, 3, 16, 16)
     weight, bias = load_cam_weights(bundle)
     assert weight.shape == (3, 5) and bias.shape == (3,)

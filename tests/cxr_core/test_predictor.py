@@ -92,11 +92,11 @@ def test_bundle_is_verified_once_per_unchanged_bundle(
     calls: list[Path] = []
     real = bundle_module.verify_files
 
-    def counting(root: Path, manifest: dict) -> list[str]:
+    def counting(root: Path, manifest: bundle_module.Manifest) -> list[str]:
         calls.append(Path(root))
         return real(root, manifest)
 
-    monkeypatch.setattr(bundle_module, "verify_files", counting)
+    monkeypatch.setattr(bundle_module.reader, "verify_files", counting)
     clear_bundle_cache()
     first = load_verified_bundle(bundle_copy)
     assert load_verified_bundle(bundle_copy) is first
@@ -213,8 +213,8 @@ def test_a_bundle_without_operating_points_warns(bundle_copy: Path, images: list
 
 
 def _golden_files(bundle: Bundle) -> list[Path]:
-    root = Path(bundle.manifest["calibration"]["root"])
-    return [root / name for name in bundle.manifest["golden"]["files"]]
+    root = Path(bundle.manifest.calibration["root"])
+    return [root / name for name in bundle.manifest.golden.files]
 
 
 #: The session bundle's calibration (and golden) images are 80x90 px: below the gate's minimum.
@@ -223,7 +223,7 @@ SMALL_IMAGES_GATE = InputGate(default_checks(min_side=8))
 
 def test_int8_agrees_with_fp32_within_the_bundle_tolerance_on_the_golden_files(session_bundle: Path) -> None:
     bundle = load_bundle(session_bundle)
-    tolerance = bundle.model("onnx-int8").golden_tolerance["max_abs_dp"]
+    tolerance = bundle.model("onnx-int8").golden_tolerance.max_abs_dp
     fp32 = Predictor(bundle, open_backend(bundle, model="onnx"), gate=SMALL_IMAGES_GATE)
     int8 = Predictor(bundle, open_backend(bundle, model="onnx-int8"), gate=SMALL_IMAGES_GATE)
     with fp32, int8:
@@ -421,7 +421,7 @@ def test_every_format_matches_its_parity_report_and_fp32_heat_maps_match_pytorch
     bundle = load_bundle(session_bundle_all_formats)
     golden = load_golden(bundle)
     weight, _ = bundle_module.load_cam_weights(bundle)
-    reported = bundle.manifest["parity"]["formats"][model]["parity"]["max_abs_dp"]
+    reported = bundle.manifest.parity["formats"][model]["parity"]["max_abs_dp"]
     with Predictor(bundle, open_backend(bundle, model=model), gate=SMALL_IMAGES_GATE) as p:
         assert p.runtime == ("onnxruntime" if model.startswith("onnx") else "litert")
         for index, path in enumerate(_golden_files(bundle)):

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cxr_core.runtime.base import parse_signature
+from cxr_core.runtime.signature import signature_of
 from edge_app.platform.android_litert import (
     AndroidLiteRTBackend,
     JavaInterpreter,
@@ -24,6 +24,7 @@ from edge_app.platform.android_litert import (
 )
 from edge_app.platform.jni import AndroidOnlyError
 from tests.cxr_core.runtime.tflite_files import TFLiteFiles, sample_inputs, tflite_files  # noqa: F401
+from tests.manifest_entries import entry_of
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -103,8 +104,8 @@ def test_backend_matches_cxr_core_litert(tflite_files: TFLiteFiles, name: str) -
 
     path, entry = tflite_files.paths[name], tflite_files.entries[name]
     twin = DesktopTwin(path, 1)
-    backend = AndroidLiteRTBackend(path, parse_signature(entry, str(path)), 1, interpreter=twin)
-    reference = open_model(path, entry, runtime="litert", threads=1)
+    backend = AndroidLiteRTBackend(path, signature_of(entry_of(entry), path), 1, interpreter=twin)
+    reference = open_model(path, entry_of(entry), runtime="litert", threads=1)
     batch = sample_inputs(3)
     got, want = backend(batch), reference(batch)
     assert set(got) == {"probabilities", "feature_map"}
@@ -130,7 +131,7 @@ def test_manifest_and_file_disagreeing_is_refused(tflite_files: TFLiteFiles) -> 
         dict(o, name="renamed") if o["role"] == "feature_map" else o for o in entry["outputs"]
     ]
     with pytest.raises(ModelSignatureError, match="'renamed' is not in the file"):
-        AndroidLiteRTBackend(path, parse_signature(entry, str(path)), 1, interpreter=DesktopTwin(path, 1))
+        AndroidLiteRTBackend(path, signature_of(entry_of(entry), path), 1, interpreter=DesktopTwin(path, 1))
 
 
 @pytest.mark.needs_tflite
@@ -142,10 +143,10 @@ def test_predictor_with_the_android_backend(session_bundle_all_formats: Path, im
 
     bundle = load_verified_bundle(session_bundle_all_formats)
     entry = choose_tflite_entry(bundle)
-    assert entry["file"].endswith(".tflite")
+    assert entry.runtime == "litert" and entry.file.endswith(".tflite")
     backend = open_android_backend(bundle, threads=1, interpreter_factory=DesktopTwin)
     phone = Predictor(bundle, backend).predict_file(image_files["png"])
-    with Predictor.load(session_bundle_all_formats, model=entry["name"], runtime="litert", threads=1) as desk:
+    with Predictor.load(session_bundle_all_formats, model=entry.name, runtime="litert", threads=1) as desk:
         desktop = desk.predict_file(image_files["png"])
     assert phone.runtime == "litert-android" and phone.model_name == desktop.model_name
     for mine, theirs in zip(phone.findings, desktop.findings, strict=True):

@@ -66,14 +66,22 @@ def test_stage_copies_only_device_code(tmp_path: Path, bundle_copy: Path) -> Non
         stage([bundle_copy], tmp_path / "out")
     manifest_path = bundle_copy / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
-    manifest["models"].append({**manifest["models"][0], "name": "tflite-int8", "file": "model-int8.tflite"})
+    tflite = {"name": "tflite-int8", "format": "tflite-int8", "precision": "int8", "runtime": "litert"}
+    manifest["models"].append({**manifest["models"][0], **tflite, "file": "model-int8.tflite"})
     manifest_path.write_text(json.dumps(manifest))
     paths = stage([bundle_copy], tmp_path / "out")
     app = paths["app"]
     assert (app / "main.py").read_text().count("main([])") == 1
     assert (app / "cxr_core" / "predictor.py").is_file() and (app / "edge_app" / "kv" / "root.kv").is_file()
     assert (app / "edge_app" / "platform" / "android_litert.py").is_file()
-    for absent in ("edge_app/android", "edge_app/deploy", "edge_app/tools", "training", "tests"):
+    for absent in (
+        "edge_app/android",
+        "edge_app/deploy",
+        "edge_app/tools",
+        "training",
+        "tests",
+        "benchmarks",
+    ):
         assert not (app / absent).exists(), absent
     assert not list(app.rglob("__pycache__"))
     assert (paths["assets"] / bundle_copy.name / "manifest.json").is_file()

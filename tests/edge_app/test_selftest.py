@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.golden import tolerance_for
+from cxr_core.bundle import load_bundle as _load_bundle
 from cxr_core.bundle import sha256_file
+from cxr_core.parity import golden_tolerance_for
 from edge_app.diagnostics import ALL_PASS, describe_row, overall_line
 from edge_app.worker import Failed, PredictionService, SelfTested
 from tests.edge_app.conftest import alter_golden
@@ -58,9 +59,9 @@ def _models(bundle: Path) -> list[dict]:
 def test_every_model_of_the_tiny_bundle_passes(
     service, session_bundle: Path, caplog: pytest.LogCaptureFixture
 ) -> None:  # type: ignore[no-untyped-def]
-    with caplog.at_level(logging.INFO, logger="benchmarks.selftest"):
+    with caplog.at_level(logging.INFO, logger="cxr_core.selftest"):
         outcome = _selftest(service, session_bundle)
-    ran_on = {r.threadName for r in caplog.records if r.name == "benchmarks.selftest"}
+    ran_on = {r.threadName for r in caplog.records if r.name == "cxr_core.selftest"}
     assert ran_on == {"cxr-edge-worker"}  # the models ran on the worker thread, not the caller's
     assert isinstance(outcome, SelfTested) and outcome.bundle == session_bundle
     models = _models(session_bundle)
@@ -70,7 +71,7 @@ def test_every_model_of_the_tiny_bundle_passes(
     for row, model in zip(outcome.rows, models, strict=True):
         line = describe_row(row)
         assert (line.model, line.runtime, line.status) == (model["name"], "onnxruntime", "pass")
-        tolerance = tolerance_for(model)
+        tolerance = golden_tolerance_for(_load_bundle(session_bundle).model(model["name"])).to_dict()
         assert f"max |dp| {row['max_abs_dp']:.3g} (tolerance {tolerance['max_abs_dp']:.3g})" in line.figures
         assert row["max_abs_dp"] <= tolerance["max_abs_dp"]
 
@@ -139,10 +140,10 @@ STAGED_CHECK = """
 import json, sys
 sys.path.insert(0, sys.argv[1])
 before = set(sys.modules)
-import benchmarks.selftest
+import cxr_core.selftest
 imported = sorted({name.split(".")[0] for name in set(sys.modules) - before} - set(sys.stdlib_module_names))
-rows = benchmarks.selftest.run_selftest(sys.argv[2])
-print(json.dumps({"file": benchmarks.selftest.__file__, "imported": imported,
+rows = cxr_core.selftest.run_selftest(sys.argv[2])
+print(json.dumps({"file": cxr_core.selftest.__file__, "imported": imported,
                   "statuses": [row["status"] for row in rows]}))
 """
 
@@ -154,11 +155,7 @@ def test_the_staged_android_sources_carry_a_working_selftest(tmp_path: Path, ses
     from edge_app.android.stage import stage
 
     app_dir = stage([], tmp_path / "stage")["app"]
-    assert sorted(p.name for p in (app_dir / "benchmarks").iterdir()) == [
-        "__init__.py",
-        "golden.py",
-        "selftest.py",
-    ]
+    assert not (app_dir / "benchmarks").exists()  # the self-test lives in cxr_core
     result = subprocess.run(
         [sys.executable, "-c", STAGED_CHECK, str(app_dir), str(session_bundle)],
         cwd=tmp_path,
@@ -170,5 +167,5 @@ def test_the_staged_android_sources_carry_a_working_selftest(tmp_path: Path, ses
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert Path(report["file"]).is_relative_to(app_dir)  # the staged copy, not the repository's
     # numpy and cxr_core (which brings Pillow): all in the APK (buildozer.spec's numpy and pillow recipes)
-    assert set(report["imported"]) <= {"benchmarks", "cxr_core", "numpy", "PIL"}, report["imported"]
+    assert set(report["imported"]) <= {"cxr_core", "numpy", "PIL"}, report["imported"]
     assert report["statuses"] and set(report["statuses"]) == {"pass"}

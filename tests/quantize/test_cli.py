@@ -42,7 +42,7 @@ def test_verify_passes_on_a_fresh_bundle_without_torch(session_bundle: Path) -> 
     lines = result.stdout.strip().splitlines()
     assert lines[-1] == "LOADED=[]"
     report = json.loads("\n".join(lines[:-1]))
-    assert {row["model"]: row["status"] for row in report["golden"]} == {"onnx": "ok", "onnx-int8": "ok"}
+    assert {row["model"]: row["status"] for row in report["golden"]} == {"onnx": "pass", "onnx-int8": "pass"}
     assert "model-int8.onnx" in report["files"] and "golden.npz" in report["files"]
 
 

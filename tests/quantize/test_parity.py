@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from quantize.parity import (
+from cxr_core.parity import (
     FP32_THRESHOLDS,
     INT8_THRESHOLDS,
     ParityGateError,
@@ -49,7 +49,7 @@ def test_failures_and_gate() -> None:
 
 
 def test_auc_figures_and_auc_gate(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("quantize.parity.MIN_CLASS_CASES", 1)  # four images: gate every finding
+    monkeypatch.setattr("cxr_core.parity.MIN_CLASS_CASES", 1)  # four images: gate every finding
     truth = np.array([[1, 0], [0, 1], [1, 1], [0, 0]], dtype=float)
     ref_p = np.array([[0.9, 0.1], [0.1, 0.8], [0.8, 0.9], [0.2, 0.2]])
     new_p = ref_p.copy()

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from cxr_core.bundle import load_bundle, load_cam_weights, load_golden, sha256_file
+from cxr_core.formats import ModelFormat
+from cxr_core.parity import ParityGateError, ParityThresholds
 from quantize import bundle_writer
 from quantize.formats import FORMATS, ExportFormat, get_format, parse_formats
-from quantize.parity import ParityGateError, ParityThresholds
 from quantize.pipeline import ExportError, ExportRequest, export_bundle
 
 
@@ -25,18 +26,19 @@ def test_bundle_manifest_records_the_contract(session_bundle: Path, checkpoint_f
     assert bundle.operating_points == (0.5,) * 14
     fp32, int8 = bundle.models
     assert fp32.sha256 == sha256_file(session_bundle / "model.onnx")
-    assert [o["name"] for o in int8.outputs] == ["probabilities", "feature_map"]
-    assert int8.inputs[0]["layout"] == "NCHW" and int8.inputs[0]["shape"][0] == "batch"
+    assert [o.name for o in int8.outputs] == ["probabilities", "feature_map"]
+    assert int8.inputs[0].layout == "NCHW" and int8.inputs[0].shape[0] is None
+    assert (fp32.precision, int8.precision) == ("fp32", "int8")
     assert fp32.quantization is None and int8.quantization["reduce_range"] is True
     assert int8.quantization["batchnorms_rewritten"] > 0
-    assert "sigmoid" in manifest["outputs"]["probabilities"]
-    report = manifest["parity"]["formats"]
+    assert "sigmoid" in manifest.outputs["probabilities"]
+    report = manifest.parity["formats"]
     assert report["onnx"]["parity"]["max_abs_dp"] < 1e-5
     assert report["onnx-int8"]["parity"]["max_abs_dp"] < 0.5
-    assert manifest["calibration"]["files"] == [f"img_{i:02d}.png" for i in range(8)]
-    provenance = manifest["provenance"]
-    assert provenance["checkpoint_sha256"] == sha256_file(checkpoint_factory("chexnet"))
-    assert provenance["training_dataset"] == "synthetic" and provenance["exported_at"]
+    assert manifest.calibration["files"] == [f"img_{i:02d}.png" for i in range(8)]
+    provenance = manifest.provenance
+    assert provenance.checkpoint_sha256 == sha256_file(checkpoint_factory("chexnet"))
+    assert provenance.training_dataset == "synthetic" and provenance.exported_at
     golden = load_golden(bundle)
     assert golden["inputs"].shape == (4, 3, 64, 64)
     weight, bias = load_cam_weights(bundle)
@@ -57,8 +59,8 @@ def test_dgc_bundle_builds(checkpoint_factory: Callable, calibration_dir: Path, 
         )
     )
     assert [r["status"] for r in result.rows] == ["ok", "ok"]
-    assert result.manifest["cam"]["pooling"] == "max"
-    assert "z = mu" in result.manifest["outputs"]["feature_map"]
+    assert result.manifest.cam.pooling == "max"
+    assert "z = mu" in result.manifest.outputs["feature_map"]
 
 
 def test_failed_format_is_a_row_not_a_crash(
@@ -69,7 +71,11 @@ def test_failed_format_is_a_row_not_a_crash(
         raise RuntimeError("converter exploded")
 
     monkeypatch.setitem(
-        FORMATS, "broken", ExportFormat("broken", "broken.bin", "export", True, "none", broken)
+        FORMATS,
+        "broken",
+        ExportFormat(
+            ModelFormat("broken", "broken.bin", "onnxruntime", "int8", "NCHW", "test"), "export", broken
+        ),
     )
     out = tmp_path / "bundle"
     result = export_bundle(
@@ -111,7 +117,7 @@ def test_gate_refuses_drift_and_keeps_the_existing_bundle(
 def test_failure_mid_write_leaves_no_half_bundle(
     checkpoint_factory: Callable, calibration_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def disk_full(folder: Path, manifest: dict) -> dict:
+    def disk_full(folder: Path, manifest: object) -> object:
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr("quantize.pipeline.write_manifest", disk_full)
@@ -141,7 +147,11 @@ def test_no_format_built_is_an_error(
     def broken(context: object, path: Path) -> dict:
         raise RuntimeError("nope")
 
-    monkeypatch.setitem(FORMATS, "broken", ExportFormat("broken", "b.bin", "export", False, "none", broken))
+    monkeypatch.setitem(
+        FORMATS,
+        "broken",
+        ExportFormat(ModelFormat("broken", "b.bin", "onnxruntime", "fp32", "NCHW", "test"), "export", broken),
+    )
     with pytest.raises(ExportError, match="no export format could be built.*broken: RuntimeError: nope"):
         export_bundle(
             ExportRequest(

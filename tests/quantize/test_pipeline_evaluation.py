@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from cxr_core.parity import ParityGateError, ParityThresholds
 from quantize.formats import FORMATS, BuildContext
-from quantize.parity import ParityGateError, ParityThresholds
 from quantize.pipeline import ExportRequest, export_bundle
 from tests.bundle_fixtures import write_checkpoint
 
@@ -33,23 +33,23 @@ def test_parity_is_measured_on_held_out_labelled_images(phantom_checkpoint: Path
         int8_thresholds=ParityThresholds(None, None, None, None, None, None),  # random weights: report only
     )
     manifest = export_bundle(request).manifest
-    images = manifest["parity"]["images"]
-    calibration = set(manifest["calibration"]["files"])
+    images = manifest.parity["images"]
+    calibration = set(manifest.calibration["files"])
     assert images["count"] == len(images["files"]) > 0
     assert calibration.isdisjoint(images["files"])  # INT8 ranges were fitted on the calibration images
     assert len(calibration) <= images["count"] + 1  # calibration takes at most half the validation split
-    assert len(images["positives_per_label"]) == len(manifest["labels"])
+    assert len(images["positives_per_label"]) == len(manifest.labels)
     for name in ("onnx", "onnx-int8"):
-        parity = manifest["parity"]["formats"][name]["parity"]
+        parity = manifest.parity["formats"][name]["parity"]
         assert parity["images"] == images["count"]
-        assert len(parity["per_class_auc"]) == len(manifest["labels"])
+        assert len(parity["per_class_auc"]) == len(manifest.labels)
         assert 0.0 <= parity["mean_auc"] <= 1.0
         assert -1.0 <= parity["cam_correlation"] <= 1.0
-    fp32 = manifest["parity"]["formats"]["onnx"]["parity"]
+    fp32 = manifest.parity["formats"]["onnx"]["parity"]
     assert abs(fp32["auc_drop"]) < 1e-3 and fp32["cam_correlation"] > 0.99
-    timing = manifest["parity"]["formats"]["onnx-int8"].get("latency", {})
+    timing = manifest.parity["formats"]["onnx-int8"].get("latency", {})
     assert "median_ms" in timing or "error" in timing
-    assert set(manifest["recommended"]).issubset({"onnxruntime", "litert"})
+    assert set(manifest.recommended).issubset({"onnxruntime", "litert"})
 
 
 REAL_INT8_BUILDER = FORMATS["onnx-int8"].builder

@@ -117,7 +117,7 @@ def test_missing_toolchain_is_a_failed_row_not_a_crash(
     for name in ("tflite", "tflite-int8"):
         assert rows[name]["status"] == "failed"
         assert "MissingDependencyError" in rows[name]["error"] and "--no-deps onnx2tf" in rows[name]["error"]
-    assert [m["name"] for m in result.manifest["models"]] == ["onnx"]
+    assert [m.name for m in result.manifest.models] == ["onnx"]
     assert not list((tmp_path / "b").glob("*.tflite"))
 
 
@@ -204,7 +204,7 @@ def test_verify_runs_the_tflite_golden_set(session_bundle_all_formats: Path) -> 
     report = verify_bundle(session_bundle_all_formats)
     rows = {r["model"]: r for r in report["golden"]}
     for name in TFLITE:
-        assert rows[name]["status"] == "ok" and rows[name]["runtime"] == "litert"
+        assert rows[name]["status"] == "pass" and rows[name]["runtime"] == "litert"
     assert rows["tflite"]["max_abs_dp"] <= 1e-4
 
 

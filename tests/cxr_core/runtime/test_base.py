@@ -1,23 +1,23 @@
-"""The I/O adaptation helpers: layouts, affine quantization, manifest parsing and cross-checks."""
+"""The I/O adaptation helpers: layouts, affine quantization, signatures and cross-checks."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from cxr_core.runtime.base import (
-    ModelSignatureError,
-    TensorSpec,
-    check_tensor,
+from cxr_core.bundle import TensorSpec
+from cxr_core.runtime.errors import ModelSignatureError
+from cxr_core.runtime.signature import check_tensor, signature_of
+from cxr_core.runtime.tensors import (
     dequantize,
     from_runtime,
     nchw_to_nhwc,
     nhwc_to_nchw,
-    parse_signature,
     quantize,
-    resolve_threads,
     to_runtime,
 )
+from cxr_core.runtime.threads import resolve_threads
+from tests.manifest_entries import entry_of
 
 ENTRY = {
     "name": "tflite-int8",
@@ -78,22 +78,22 @@ def test_an_integer_tensor_without_scale_is_refused() -> None:
         from_runtime(np.zeros((1, 2, 2, 5), np.int8), spec)
 
 
-def test_parse_signature_maps_outputs_by_role_not_position() -> None:
-    signature = parse_signature(ENTRY, "bundle/model-int8.tflite")
+def test_signature_maps_outputs_by_role_not_position() -> None:
+    signature = signature_of(entry_of(ENTRY), "bundle/model-int8.tflite")
     assert signature.input.layout == "NHWC" and signature.input_size == 8
     assert signature.outputs["probabilities"].name == "Identity"
     fmap = signature.outputs["feature_map"]
     assert (fmap.scale, fmap.zero_point, fmap.shape) == (0.05, -128, (None, 2, 2, 5))
 
 
-def test_parse_signature_needs_a_probabilities_output() -> None:
+def test_signature_needs_a_probabilities_output() -> None:
     entry = {**ENTRY, "outputs": [ENTRY["outputs"][0]]}
     with pytest.raises(ModelSignatureError, match="no output has role 'probabilities'"):
-        parse_signature(entry, "m.tflite")
+        signature_of(entry_of(entry), "m.tflite")
 
 
 def test_check_tensor_compares_scale_zero_point_and_shape() -> None:
-    fmap = parse_signature(ENTRY, "m").outputs["feature_map"]
+    fmap = signature_of(entry_of(ENTRY), "m").outputs["feature_map"]
     ok = check_tensor(fmap, (1, 2, 2, 5), "int8", "m.tflite", scale=0.05, zero_point=-128)
     assert ok.shape == (1, 2, 2, 5)
     with pytest.raises(ModelSignatureError, match="scale 0.07 in the file; the manifest says 0.05"):

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cxr_core.bundle import load_bundle, load_golden
+from cxr_core.bundle import ModelEntry, load_bundle, load_golden
 from cxr_core.runtime import (
     BatchShapeError,
     ModelFileError,
@@ -25,6 +25,10 @@ def _raw_entry(bundle_dir: Path, name: str) -> dict:
     return copy.deepcopy(next(m for m in manifest["models"] if m["name"] == name))
 
 
+def _entry(bundle_dir: Path, name: str) -> ModelEntry:
+    return ModelEntry.from_dict(_raw_entry(bundle_dir, name), "test")
+
+
 @pytest.mark.parametrize("name", ["onnx", "onnx-int8"])
 def test_outputs_match_the_golden_set_within_the_entry_tolerance(session_bundle: Path, name: str) -> None:
     bundle = load_bundle(session_bundle)
@@ -37,10 +41,10 @@ def test_outputs_match_the_golden_set_within_the_entry_tolerance(session_bundle:
     assert out["probabilities"].dtype == np.float32
     assert out["probabilities"].shape == golden["probabilities"].shape
     assert out["feature_map"].shape == golden["feature_map"].shape
-    assert np.abs(out["probabilities"] - golden["probabilities"]).max() <= tolerance["max_abs_dp"]
+    assert np.abs(out["probabilities"] - golden["probabilities"]).max() <= tolerance.max_abs_dp
     ref = golden["feature_map"]
     rel = np.linalg.norm(out["feature_map"] - ref) / np.linalg.norm(ref)
-    assert rel <= tolerance["feature_map_rel_error"]
+    assert rel <= tolerance.feature_map_rel_error
 
 
 @pytest.mark.parametrize("name", ["onnx", "onnx-int8"])
@@ -76,7 +80,7 @@ def test_an_entry_without_roles_falls_back_to_the_tensor_names(session_bundle: P
         tensor.pop("role")
     entry["outputs"].reverse()
     golden = load_golden(load_bundle(session_bundle))
-    with open_model(session_bundle / "model.onnx", entry, threads=1) as backend:
+    with open_model(session_bundle / "model.onnx", ModelEntry.from_dict(entry, "test"), threads=1) as backend:
         out = backend(golden["inputs"][:2])
     np.testing.assert_allclose(out["probabilities"], golden["probabilities"][:2], atol=1e-4)
 
@@ -87,23 +91,23 @@ def test_a_manifest_with_more_findings_than_the_file_is_refused(session_bundle: 
     with pytest.raises(
         ModelSignatureError, match=r"\[batch, 14\] in the file; the manifest says \[batch, 15\]"
     ):
-        open_model(session_bundle / "model.onnx", entry, threads=1)
+        open_model(session_bundle / "model.onnx", ModelEntry.from_dict(entry, "test"), threads=1)
 
 
 def test_a_manifest_naming_a_tensor_the_file_lacks_is_refused(session_bundle: Path) -> None:
     entry = _raw_entry(session_bundle, "onnx-int8")
     entry["outputs"][1]["name"] = "features"
     with pytest.raises(ModelSignatureError, match="'features' is not in the file"):
-        open_model(session_bundle / "model-int8.onnx", entry, threads=1)
+        open_model(session_bundle / "model-int8.onnx", ModelEntry.from_dict(entry, "test"), threads=1)
 
 
 def test_a_file_that_is_not_onnx_is_refused_naming_it(session_bundle: Path, tmp_path: Path) -> None:
     fake = tmp_path / "model.onnx"
     fake.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(200))
     with pytest.raises(ModelFileError, match=r"model\.onnx is not a valid ONNX model.*'onnx'"):
-        open_model(fake, _raw_entry(session_bundle, "onnx"), threads=1)
+        open_model(fake, _entry(session_bundle, "onnx"), threads=1)
     with pytest.raises(ModelFileError, match="does not exist"):
-        open_model(tmp_path / "missing.onnx", _raw_entry(session_bundle, "onnx"), threads=1)
+        open_model(tmp_path / "missing.onnx", _entry(session_bundle, "onnx"), threads=1)
 
 
 def test_a_file_with_a_fixed_batch_of_one_runs_a_batch_of_three(session_bundle: Path, tmp_path: Path) -> None:
@@ -114,7 +118,7 @@ def test_a_file_with_a_fixed_batch_of_one_runs_a_batch_of_three(session_bundle: 
     fixed = tmp_path / "fixed.onnx"
     onnx.save(model, str(fixed))
     golden = load_golden(load_bundle(session_bundle))
-    with open_model(fixed, _raw_entry(session_bundle, "onnx"), threads=1) as backend:
+    with open_model(fixed, _entry(session_bundle, "onnx"), threads=1) as backend:
         assert backend.fixed_batch == 1
         out = backend(golden["inputs"][:3])
     np.testing.assert_allclose(out["probabilities"], golden["probabilities"][:3], atol=1e-4)

@@ -17,7 +17,8 @@ from cxr_core.runtime import (
     open_backend,
     open_model,
 )
-from cxr_core.runtime.select import FAMILIES, canonical_runtime, entry_family
+from cxr_core.runtime.select import FAMILIES, canonical_runtime
+from tests.manifest_entries import entry_of
 
 
 def _set_recommended(bundle_dir: Path, recommended: dict[str, str] | None) -> None:
@@ -68,9 +69,10 @@ def test_a_runtime_that_cannot_run_the_format_is_refused(session_bundle: Path) -
 
 
 def test_the_family_comes_from_the_runtime_key_the_format_or_the_suffix() -> None:
-    assert entry_family({"runtime": "litert", "format": "x"}) == "litert"
-    assert entry_family({"format": "tflite-fp16"}) == "litert"
-    assert entry_family({"format": "custom", "file": "m.onnx"}) == "onnxruntime"
+    io = {"inputs": [], "outputs": []}
+    assert entry_of({"name": "a", "runtime": "litert", "format": "x", **io}).runtime == "litert"
+    assert entry_of({"name": "b", "format": "tflite-fp16", **io}).runtime == "litert"
+    assert entry_of({"name": "c", "format": "custom", **io}, file="m.onnx").runtime == "onnxruntime"
     assert set(FAMILIES) == {"onnxruntime", "litert"}
 
 
@@ -108,6 +110,6 @@ def test_a_missing_runtime_gives_the_pip_hint_and_verify_skips(session_bundle: P
     assert run.returncode == 0, run.stderr
     result = json.loads(run.stdout.strip().splitlines()[-1])
     assert result["available"] == []
-    assert "pip install 'cxr-edge[runtime]'" in result["error"] and result["is_import_error"]
-    assert [row["status"] for row in result["golden"]] == ["skipped", "skipped"]
-    assert all("pip install 'cxr-edge[runtime]'" in row["reason"] for row in result["golden"])
+    assert "[runtime]" in result["error"] and "pip install" in result["error"] and result["is_import_error"]
+    assert [row["status"] for row in result["golden"]] == ["unavailable", "unavailable"]
+    assert all("[runtime]" in row["message"] for row in result["golden"])

@@ -63,8 +63,8 @@ def test_verify_runs_the_golden_set_through_every_tflite_file(
     report = verify_bundle(_write_bundle(tflite_files, tmp_path / "b", {}), threads=1)
     rows = {row["model"]: row for row in report["golden"]}
     assert {name: (row["status"], row["runtime"]) for name, row in rows.items()} == {
-        "tflite": ("ok", "litert"),
-        "tflite-int8": ("ok", "litert"),
+        "tflite": ("pass", "litert"),
+        "tflite-int8": ("pass", "litert"),
     }
     assert rows["tflite"]["max_abs_dp"] < 1e-5 < rows["tflite-int8"]["max_abs_dp"]
 
@@ -76,5 +76,5 @@ def test_verify_refuses_a_file_that_does_not_reproduce_the_golden_set(
     manifest = json.loads((root / "manifest.json").read_text())
     manifest["models"][1]["golden_tolerance"] = {"max_abs_dp": 1e-6, "feature_map_rel_error": 1e-6}
     (root / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(GoldenMismatchError, match=r"model-int8\.tflite: golden outputs differ"):
+    with pytest.raises(GoldenMismatchError, match=r"model-int8\.tflite: outputs differ from the reference"):
         verify_bundle(root, threads=1)

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.golden import tolerance_for
+from cxr_core.bundle import load_bundle as _load_bundle
+from cxr_core.parity import golden_tolerance_for
 from edge_app.diagnostics import ALL_PASS
 from tests.edge_app.conftest import alter_golden
 from tests.edge_app.window.conftest import start_app
@@ -55,7 +56,7 @@ def test_every_model_of_the_tiny_bundle_shows_pass(running, bundle: Path) -> Non
         assert row.ids.status_label.text == "pass"
         assert row.ids.runtime_label.text == "onnxruntime"
         figures = row.ids.figures_label.text
-        tolerance = tolerance_for(model)["max_abs_dp"]
+        tolerance = golden_tolerance_for(_load_bundle(bundle).model(model["name"])).max_abs_dp
         assert figures.startswith("max |dp| ") and f"(tolerance {tolerance:.3g})" in figures
         x, y = row.to_window(*row.center)  # laid out inside the window, not collapsed
         assert row.height > 0 and 0 < x < app.root.width and 0 < y < app.root.height

@@ -1,4 +1,11 @@
-"""Parity of an exported format against the PyTorch FP32 model, and the gate that refuses drift.
+"""Parity: how close a model file's outputs are to the FP32 reference, and the limits they must meet.
+
+The one home of parity in cxr-edge (numpy only). The export gate (``cxr-export``), ``cxr-export
+verify``, the app's self-test (:mod:`cxr_core.selftest`) and ``edge-bench`` all compute their
+figures with these functions and judge them with these limits, so they cannot disagree.
+
+**Export parity** (:func:`compare`, :func:`failures`, :func:`check_gate`): a format against PyTorch FP32
+on many images.
 
 For each format the export runs the same preprocessed images through the format and through
 PyTorch in FP32. By default these are the *evaluation* images: the labelled validation split
@@ -27,7 +34,13 @@ The gate (thresholds configurable on the CLI; ``None`` = reported, not gated). I
   while every decision and the AUC stay put (measured on the trained DGC, docs/export.md).
 
 FP32 formats must match to numerical noise (``max_abs_dp <= 1e-4``, feature map ``<= 1e-3``,
-CAM correlation ``>= 0.99``): anything larger is an export bug, not quantization. numpy only.
+CAM correlation ``>= 0.99``): anything larger is an export bug, not quantization.
+
+**Golden parity** (:func:`golden_check`): a device's run of the bundle's golden inputs against the
+FP32 outputs recorded at export, within the model entry's ``golden_tolerance``
+(:func:`golden_tolerance_for`; entries without one get the default of their precision). A
+non-finite output never passes. Decisions tied at an operating point (``|p_ref - t| <= TIE``) are
+not counted as flips, here and in export parity alike.
 """
 
 from __future__ import annotations
@@ -40,8 +53,18 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from cxr_core.bundle.schema import GoldenTolerance, ModelEntry
 from cxr_core.errors import CxrEdgeError
+from cxr_core.formats import Precision
 from cxr_core.metrics import mean_auc, per_class_auc
+
+
+class ParityInputError(CxrEdgeError, ValueError):
+    """Outputs and reference (or operating points) of different shapes: they cannot be compared."""
+
+
+class ParityThresholdError(CxrEdgeError, ValueError):
+    """A parity limit that is not a finite number in its range."""
 
 
 class ParityGateError(CxrEdgeError, RuntimeError):
@@ -69,12 +92,14 @@ class ParityThresholds:
         for name in limits:
             value = getattr(self, name)
             if value is not None and not (isinstance(value, int | float) and 0 <= value < math.inf):
-                raise ValueError(f"ParityThresholds.{name}={value!r}; expected a finite number >= 0 or None")
+                raise ParityThresholdError(
+                    f"ParityThresholds.{name}={value!r}; expected a finite number >= 0 or None"
+                )
         for name, low in (("min_call_agreement", 0.0), ("min_cam_correlation", -1.0)):
             value = getattr(self, name)
             if value is not None and not (isinstance(value, int | float) and low <= value <= 1.0):
                 expected = f"expected a value in [{low:g}, 1] or None"
-                raise ValueError(f"ParityThresholds.{name}={value!r}; {expected}")
+                raise ParityThresholdError(f"ParityThresholds.{name}={value!r}; {expected}")
 
     def to_dict(self) -> dict[str, float | None]:
         return asdict(self)
@@ -97,10 +122,29 @@ FP32_THRESHOLDS = ParityThresholds(
     min_cam_correlation=0.99,
 )
 INT8_THRESHOLDS = ParityThresholds()
-#: FP16 sits between: half-precision weights move probabilities by up to a few hundredths (FINDINGS.md).
+#: FP16 sits between: half-precision weights move probabilities by up to a few hundredths
+#: (measured on the trained models, docs/export.md).
 FP16_THRESHOLDS = ParityThresholds(
     max_abs_dp=0.05, mean_abs_dp=5e-3, min_call_agreement=0.99, max_feature_rel_error=0.05
 )
+#: The export thresholds of each precision (cxr_core.formats gives every format its precision).
+THRESHOLDS_BY_PRECISION: dict[str, ParityThresholds] = {
+    "fp32": FP32_THRESHOLDS,
+    "fp16": FP16_THRESHOLDS,
+    "int8": INT8_THRESHOLDS,
+}
+#: Golden tolerance of an entry that records none (bundles exported before tolerances were
+#: recorded): FP32 numerical noise; for reduced precision, the floor the export itself uses
+#: (:func:`golden_tolerance_from_drift`) for FP16 and the export's INT8 gate limits for INT8.
+DEFAULT_GOLDEN_TOLERANCE: dict[str, GoldenTolerance] = {
+    "fp32": GoldenTolerance(max_abs_dp=1e-4, feature_map_rel_error=1e-3),
+    "fp16": GoldenTolerance(max_abs_dp=0.05, feature_map_rel_error=0.10),
+    "int8": GoldenTolerance(max_abs_dp=0.10, feature_map_rel_error=0.25),
+}
+#: A device may drift this many times what the export measured on the golden images (other CPUs
+#: round integer kernels differently), never less than the floors below.
+DRIFT_FACTOR = 3.0
+DRIFT_FLOOR = GoldenTolerance(max_abs_dp=0.05, feature_map_rel_error=0.10)
 
 
 def cam_correlations(
@@ -128,6 +172,40 @@ def cam_correlations(
     return corr[keep]
 
 
+def call_agreement(
+    probs: NDArray[np.floating], reference: NDArray[np.floating], operating_points: Sequence[float] | None
+) -> float:
+    """Share of (image, finding) pairs whose call ``p >= t`` matches the reference's.
+
+    ``t`` is each finding's operating point (0.5 for every finding when there are none). A reference
+    probability within :data:`TIE` of its operating point (the points are Youden cuts on validation
+    scores, so validation images sit on them) flips with any rounding: it is not counted as a flip.
+    A non-finite probability never agrees.
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    reference = np.asarray(reference, dtype=np.float64)
+    if probs.shape != reference.shape:
+        raise ParityInputError(
+            f"probabilities {probs.shape} vs reference {reference.shape}; expected one shape"
+        )
+    points = (
+        np.full(probs.shape[1], 0.5) if operating_points is None else np.asarray(operating_points, np.float64)
+    )
+    same = (probs >= points) == (reference >= points)
+    tie = np.abs(reference - points) <= TIE
+    return float(np.mean((same | tie) & np.isfinite(probs)))
+
+
+def feature_map_rel_error(feature_map: NDArray[np.floating], reference: NDArray[np.floating]) -> float:
+    """``||F - F_ref|| / ||F_ref||`` (Frobenius, over the whole set); ``||F||`` when the reference is 0."""
+    f = np.asarray(feature_map, dtype=np.float64)
+    ref = np.asarray(reference, dtype=np.float64)
+    if f.shape != ref.shape:
+        raise ParityInputError(f"feature map {f.shape} vs reference {ref.shape}; expected one shape")
+    norm = float(np.linalg.norm(ref))
+    return float(np.linalg.norm(f - ref) / norm) if norm > 0 else float(np.linalg.norm(f))
+
+
 def compare(
     reference: Mapping[str, NDArray[np.float32]],
     candidate: Mapping[str, NDArray[np.float32]],
@@ -143,26 +221,29 @@ def compare(
     p_ref = np.asarray(reference["probabilities"], dtype=np.float64)
     p_new = np.asarray(candidate["probabilities"], dtype=np.float64)
     if p_ref.shape != p_new.shape:
-        raise ValueError(f"probabilities have shape {p_new.shape}; expected {p_ref.shape} like the reference")
+        raise ParityInputError(
+            f"probabilities have shape {p_new.shape}; expected {p_ref.shape} like the reference"
+        )
     points = np.asarray(operating_points, dtype=np.float64)
     if points.shape != (p_ref.shape[1],):
-        raise ValueError(f"{points.size} operating points for {p_ref.shape[1]} findings; expected one each")
+        raise ParityInputError(
+            f"{points.size} operating points for {p_ref.shape[1]} findings; expected one each"
+        )
     delta = np.abs(p_new - p_ref)
     f_ref = np.asarray(reference["feature_map"], dtype=np.float64)
     f_new = np.asarray(candidate["feature_map"], dtype=np.float64)
     if f_ref.shape != f_new.shape:
-        raise ValueError(f"feature_map has shape {f_new.shape}; expected {f_ref.shape} like the reference")
-    norm = float(np.linalg.norm(f_ref))
-    rel = float(np.linalg.norm(f_new - f_ref) / norm) if norm > 0 else float(np.linalg.norm(f_new))
+        raise ParityInputError(
+            f"feature_map has shape {f_new.shape}; expected {f_ref.shape} like the reference"
+        )
+    rel = feature_map_rel_error(f_new, f_ref)
     figures: dict[str, Any] = {
         "images": int(p_ref.shape[0]),
         "max_abs_dp": float(delta.max()),
         "mean_abs_dp": float(delta.mean()),
         # A reference probability exactly at its operating point (the points are Youden cuts on
         # validation scores, so validation images sit on them) flips with any rounding: not a flip.
-        "call_agreement": float(
-            np.mean(((p_new >= points) == (p_ref >= points)) | (np.abs(p_ref - points) <= TIE))
-        ),
+        "call_agreement": call_agreement(p_new, p_ref, points),
         "top1_agreement": float(np.mean(p_new.argmax(axis=1) == p_ref.argmax(axis=1))),
         "feature_map_rel_error": rel,
     }
@@ -248,3 +329,87 @@ def check_gate(report: Mapping[str, Mapping[str, Any]]) -> None:
             "format out",
             dict(report),
         )
+
+
+# ----------------------------------------------------------------------------- golden parity
+
+
+def golden_tolerance_for(entry: ModelEntry) -> GoldenTolerance:
+    """The entry's recorded golden tolerance, else the default of its precision."""
+    return entry.golden_tolerance or DEFAULT_GOLDEN_TOLERANCE[entry.precision]
+
+
+def golden_tolerance_from_drift(
+    precision: Precision, thresholds: ParityThresholds, measured: Mapping[str, float]
+) -> GoldenTolerance:
+    """The tolerance the export records for a file, from the drift it measured on the golden images.
+
+    FP32 files: the FP32 gate (numerical noise). Reduced-precision files: :data:`DRIFT_FACTOR` times
+    the measured max |dp| and feature-map error, at least :data:`DRIFT_FLOOR`.
+    """
+    if precision == "fp32":
+        default = DEFAULT_GOLDEN_TOLERANCE["fp32"]
+        return GoldenTolerance(
+            max_abs_dp=float(thresholds.max_abs_dp or default.max_abs_dp),
+            feature_map_rel_error=float(thresholds.max_feature_rel_error or default.feature_map_rel_error),
+        )
+    return GoldenTolerance(
+        max_abs_dp=round(max(DRIFT_FLOOR.max_abs_dp, DRIFT_FACTOR * float(measured["max_abs_dp"])), 4),
+        feature_map_rel_error=round(
+            max(DRIFT_FLOOR.feature_map_rel_error, DRIFT_FACTOR * float(measured["feature_map_rel_error"])), 4
+        ),
+    )
+
+
+def golden_check(
+    outputs: Mapping[str, NDArray[np.floating]],
+    golden: Mapping[str, NDArray[np.floating]],
+    tolerance: GoldenTolerance,
+    operating_points: Sequence[float] | None = None,
+) -> dict[str, Any]:
+    """Compare a model's outputs on the golden inputs with the recorded FP32 outputs.
+
+    Returns ``images``, ``max_abs_dp``, ``mean_abs_dp``, ``feature_map_rel_error``,
+    ``call_agreement`` (ties at an operating point are not flips), ``finite`` (every output and
+    every reference value finite),
+    the ``tolerance`` used and ``passed``: every output finite and both figures within tolerance.
+    """
+    probs = np.asarray(outputs["probabilities"], dtype=np.float64)
+    ref = np.asarray(golden["probabilities"], dtype=np.float64)
+    if probs.shape != ref.shape:
+        raise ParityInputError(f"golden probabilities {ref.shape} but the model returned {probs.shape}")
+    fmap = np.asarray(outputs["feature_map"], dtype=np.float64)
+    reference_map = np.asarray(golden["feature_map"], dtype=np.float64)
+    finite = all(bool(np.isfinite(a).all()) for a in (probs, fmap, ref, reference_map))
+    dp = np.abs(probs - ref)
+    fm_error = feature_map_rel_error(fmap, reference_map)
+    max_dp = float(np.nanmax(dp)) if finite else math.inf
+    fm_error = fm_error if finite else math.inf
+    passed = finite and max_dp <= tolerance.max_abs_dp and fm_error <= tolerance.feature_map_rel_error
+    return {
+        "images": int(ref.shape[0]),
+        "max_abs_dp": max_dp,
+        "mean_abs_dp": float(dp.mean()) if finite else math.inf,
+        "feature_map_rel_error": fm_error,
+        "call_agreement": call_agreement(probs, ref, operating_points),
+        "finite": finite,
+        "tolerance": tolerance.to_dict(),
+        "passed": bool(passed),
+    }
+
+
+def describe_golden(check: Mapping[str, Any]) -> str:
+    """One line saying whether a golden check passed and by how much, for screens and logs."""
+    tolerance = check["tolerance"]
+    if check["passed"]:
+        return (
+            f"{check['images']} golden images within tolerance (max |dp| {check['max_abs_dp']:.3g} <= "
+            f"{tolerance['max_abs_dp']:g})"
+        )
+    if not check.get("finite", True):
+        return "non-finite values (NaN or infinity) in the model's outputs or the golden reference"
+    return (
+        f"outputs differ from the reference: max |dp| {check['max_abs_dp']:.3g} "
+        f"(tolerance {tolerance['max_abs_dp']:g}), feature-map error {check['feature_map_rel_error']:.3g} "
+        f"(tolerance {tolerance['feature_map_rel_error']:g})"
+    )

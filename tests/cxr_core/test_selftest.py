@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from benchmarks.selftest import run_selftest
 from cxr_core.bundle import BundleIntegrityError
+from cxr_core.selftest import run_selftest
 from tests.benchmarks.conftest import rehash
 
 
@@ -23,10 +22,8 @@ def test_every_format_of_a_good_bundle_passes(session_bundle: Path) -> None:
     assert rows[0]["max_abs_dp"] < 1e-4 < rows[1]["max_abs_dp"]  # FP32 matches to noise, INT8 does not
 
 
-def test_a_broken_model_is_an_error_row_and_a_drifted_one_fails(
-    bundle_copy_factory: Callable[[str], Path],
-) -> None:
-    bundle = bundle_copy_factory("selftest")
+def test_a_broken_model_is_an_error_row_and_a_drifted_one_fails(bundle_copy: Path) -> None:
+    bundle = bundle_copy
     (bundle / "model-int8.onnx").write_bytes(b"\x00" * 64)
     rehash(bundle, "model-int8.onnx")
     with np.load(bundle / "golden.npz") as golden:
@@ -40,8 +37,8 @@ def test_a_broken_model_is_an_error_row_and_a_drifted_one_fails(
     assert "feature-map error" in rows["onnx"]["message"]
 
 
-def test_a_tampered_bundle_is_refused_as_a_whole(bundle_copy_factory: Callable[[str], Path]) -> None:
-    bundle = bundle_copy_factory("tampered")
+def test_a_tampered_bundle_is_refused_as_a_whole(bundle_copy: Path) -> None:
+    bundle = bundle_copy
     (bundle / "model.onnx").write_bytes(b"changed")
     with pytest.raises(BundleIntegrityError, match="model.onnx"):
         run_selftest(bundle)

@@ -1,0 +1,68 @@
+"""The model bundle: the contract between export (``quantize/``) and every device.
+
+* :mod:`cxr_core.bundle.schema`: the typed manifest (:class:`Manifest`, :class:`ModelEntry`,
+  :class:`TensorSpec`, ...), validated on read, the one place that knows the JSON;
+* :mod:`cxr_core.bundle.reader`: read, verify hashes, load the golden set and CAM weights;
+* :mod:`cxr_core.bundle.errors`: :class:`BundleError` and :class:`BundleIntegrityError`.
+
+>>> from cxr_core.bundle import load_bundle
+>>> bundle = load_bundle("bundles/chexnet")                  # doctest: +SKIP
+>>> [(m.name, m.precision, m.runtime) for m in bundle.models]  # doctest: +SKIP
+"""
+
+from cxr_core.bundle.errors import BundleError, BundleIntegrityError
+from cxr_core.bundle.reader import (
+    GOLDEN_KEYS,
+    Bundle,
+    check_spec_matches_model,
+    inside,
+    load_bundle,
+    load_cam_weights,
+    load_golden,
+    read_manifest,
+    sha256_file,
+    verify_files,
+)
+from cxr_core.bundle.schema import (
+    BUNDLE_FORMAT_VERSION,
+    CLASSIFIER_NAME,
+    GOLDEN_NAME,
+    MANIFEST_NAME,
+    READABLE_VERSIONS,
+    CamInfo,
+    FileRecord,
+    GoldenInfo,
+    GoldenTolerance,
+    Manifest,
+    ModelEntry,
+    Provenance,
+    TensorSpec,
+)
+
+__all__ = [
+    "BUNDLE_FORMAT_VERSION",
+    "CLASSIFIER_NAME",
+    "GOLDEN_KEYS",
+    "GOLDEN_NAME",
+    "MANIFEST_NAME",
+    "READABLE_VERSIONS",
+    "Bundle",
+    "BundleError",
+    "BundleIntegrityError",
+    "CamInfo",
+    "FileRecord",
+    "GoldenInfo",
+    "GoldenTolerance",
+    "Manifest",
+    "ModelEntry",
+    "Provenance",
+    "TensorSpec",
+    "check_spec_matches_model",
+    "inside",
+    "load_bundle",
+    "load_cam_weights",
+    "load_golden",
+    "read_manifest",
+    "sha256_file",
+    "verify_files",
+]

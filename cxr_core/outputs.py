@@ -1,0 +1,123 @@
+"""The typed ``predictions.json`` document that ``cxr-predict --json`` writes.
+
+The document is built from these dataclasses and serialised with their ``to_dict``; its JSON Schema
+(``docs/schemas/predictions.schema.json``) is generated from the same classes
+(:mod:`cxr_core.json_schema`), so the file and its schema cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from cxr_core.imaging import ImageProvenance
+from cxr_core.predictor import FindingResult, Prediction
+
+
+@dataclass(frozen=True)
+class HeatmapRef:
+    """The heat-map PNG written for an image, and the finding it shows."""
+
+    finding: str
+    file: str
+
+
+@dataclass(frozen=True)
+class PredictionRecord:
+    """One scored image: every finding in output order, warnings, timings and what the file was."""
+
+    source: str
+    bundle: str
+    model: str
+    runtime: str
+    findings: list[FindingResult]
+    warnings: list[str]
+    timings_ms: dict[str, float]
+    provenance: ImageProvenance
+    heatmap: HeatmapRef | None = None
+
+    @classmethod
+    def from_prediction(cls, prediction: Prediction, heatmap: HeatmapRef | None = None) -> PredictionRecord:
+        return cls(
+            source=prediction.source,
+            bundle=prediction.bundle_name,
+            model=prediction.model_name,
+            runtime=prediction.runtime,
+            findings=list(prediction.findings),
+            warnings=list(prediction.warnings),
+            timings_ms={k: round(v, 3) for k, v in prediction.timings_ms.items()},
+            provenance=prediction.image.provenance,
+            heatmap=heatmap,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        provenance = dataclasses.asdict(self.provenance)
+        provenance["notes"] = list(provenance["notes"])
+        return {
+            "source": self.source,
+            "bundle": self.bundle,
+            "model": self.model,
+            "runtime": self.runtime,
+            "findings": [f.to_dict() for f in self.findings],
+            "warnings": list(self.warnings),
+            "timings_ms": dict(self.timings_ms),
+            "provenance": provenance,
+            "heatmap": None if self.heatmap is None else dataclasses.asdict(self.heatmap),
+        }
+
+
+@dataclass(frozen=True)
+class FailureRecord:
+    """A file that was not scored: the error type and every reason."""
+
+    file: str
+    error: str
+    reasons: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"file": self.file, "error": self.error, "reasons": list(self.reasons)}
+
+
+@dataclass(frozen=True)
+class Summary:
+    """How many files were scored and how many were not."""
+
+    scored: int
+    failed: int
+
+
+@dataclass(frozen=True)
+class PredictionsDocument:
+    """What ``cxr-predict --json`` writes: the run, one record per scored image, one per failure."""
+
+    tool: str
+    version: str
+    disclaimer: str
+    bundle: str
+    architecture: str
+    model: str
+    runtime: str
+    threads: int | None
+    load_ms: float
+    labels: list[str]
+    results: list[PredictionRecord] = field(default_factory=list)
+    failures: list[FailureRecord] = field(default_factory=list)
+    summary: Summary = field(default_factory=lambda: Summary(0, 0))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "tool": self.tool,
+            "version": self.version,
+            "disclaimer": self.disclaimer,
+            "bundle": self.bundle,
+            "architecture": self.architecture,
+            "model": self.model,
+            "runtime": self.runtime,
+            "threads": self.threads,
+            "load_ms": self.load_ms,
+            "labels": list(self.labels),
+            "results": [r.to_dict() for r in self.results],
+            "failures": [f.to_dict() for f in self.failures],
+            "summary": dataclasses.asdict(self.summary),
+        }
