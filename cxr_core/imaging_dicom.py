@@ -31,7 +31,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from cxr_core.errors import MultiFrameImageError, UnsupportedImageError
-from cxr_core.imaging import (
+from cxr_core.imaging_common import (
     CorruptImageError,
     DecodedImage,
     DecodeLimits,
