@@ -28,12 +28,13 @@ import torch
 from numpy.typing import NDArray
 
 from cxr_core.bundle import CLASSIFIER_NAME, GOLDEN_NAME
-from cxr_core.errors import CxrEdgeError
+from cxr_core.optional import require
 from quantize import calibration as calib
 from quantize import evaluation_set as evalset
 from quantize.bundle_writer import staging, write_manifest, write_npz
 from quantize.formats import DEFAULT_FORMATS, BuildContext, ExportFormat, parse_formats
 from quantize.manifest_parts import base_manifest, provenance
+from quantize.onnx_export import ExportError
 from quantize.onnx_int8 import QuantConfig
 from quantize.parity import (
     FP16_THRESHOLDS,
@@ -49,10 +50,6 @@ from quantize.speed import recommend, time_format
 from training.checkpoint import Checkpoint, load_model
 
 logger = logging.getLogger(__name__)
-
-
-class ExportError(CxrEdgeError, RuntimeError):
-    """No format could be built, or the export request is invalid."""
 
 
 @dataclass(frozen=True)
@@ -285,6 +282,5 @@ def export_bundle(request: ExportRequest) -> ExportResult:
 def _progress(items: list[ExportFormat], enabled: bool) -> Any:
     if not enabled:
         return items
-    from tqdm import tqdm
-
+    tqdm = require("tqdm", extra="export", purpose="export progress bars").tqdm
     return tqdm(items, desc="formats", unit="format")

@@ -15,6 +15,13 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from cxr_core.errors import CxrEdgeError
+
+
+class NoRunnerError(CxrEdgeError, ValueError):
+    """An exported model of a format that has no runner here."""
+
+
 ONNX_FORMATS = ("onnx", "onnx-int8")
 TFLITE_FORMATS = ("tflite", "tflite-fp16", "tflite-int8")
 #: Images per call: bounds the interpreter's tensor arena (it grows with the batch).
@@ -48,6 +55,6 @@ def run_exported(
     fmt = str(description.get("format", ""))
     if fmt in ONNX_FORMATS or fmt in TFLITE_FORMATS:
         return _run_backend(path, description, inputs, threads)
-    raise ValueError(
+    raise NoRunnerError(
         f"{path}: no runner for format {fmt!r}; expected one of {[*ONNX_FORMATS, *TFLITE_FORMATS]}"
     )

@@ -31,6 +31,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from cxr_core.errors import CxrEdgeError, MissingDependencyError
+from cxr_core.optional import require
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +64,10 @@ class TfliteExportError(CxrEdgeError, RuntimeError):
     """The TFLite conversion failed (the message ends with the tail of the converter's log)."""
 
 
+class TfliteConfigError(CxrEdgeError, ValueError):
+    """A :class:`TfliteInt8Config` field has a value the INT8 converter does not accept."""
+
+
 class Context(Protocol):
     """What the builders need of :class:`quantize.formats.BuildContext`."""
 
@@ -91,9 +96,9 @@ class TfliteInt8Config:
 
     def __post_init__(self) -> None:
         if self.io not in IO_TYPES:
-            raise ValueError(f"TfliteInt8Config.io={self.io!r}; expected one of {list(IO_TYPES)}")
+            raise TfliteConfigError(f"TfliteInt8Config.io={self.io!r}; expected one of {list(IO_TYPES)}")
         if self.io == "int8" and self.keep_head_float:
-            raise ValueError(
+            raise TfliteConfigError(
                 "TfliteInt8Config: io='int8' needs keep_head_float=False (a float head has float I/O)"
             )
 
@@ -232,7 +237,7 @@ def convert_int8(context: Context, config: TfliteInt8Config) -> dict[str, Any]:
 
 
 def _onnx_info(context: Context) -> dict[str, Any]:
-    import onnx
+    onnx = require("onnx", extra="export", purpose="reading the ONNX graph for TFLite export")
 
     from quantize.onnx_export import graph_info
 
