@@ -127,7 +127,7 @@ OPTIONAL_MODULES: dict[str, str] = {
 
 @contextmanager
 def optional_dependencies(purpose: str, extra: str | None = None) -> Iterator[None]:
-    """Turn a :class:`ModuleNotFoundError` of an optional dependency into :class:`MissingDependencyError`.
+    """Turn an ImportError of an optional dependency into :class:`MissingDependencyError`.
 
     For the plain ``import torch`` at the top of a training module, reached from a command line:
     the error then names the extra to install (``extra``, or the one in :data:`OPTIONAL_MODULES`)
@@ -135,7 +135,9 @@ def optional_dependencies(purpose: str, extra: str | None = None) -> Iterator[No
     """
     try:
         yield
-    except ModuleNotFoundError as exc:
+    except MissingDependencyError:
+        raise
+    except ImportError as exc:  # ModuleNotFoundError, or a partly installed package ("cannot import name")
         root = (exc.name or "").split(".")[0]
         if root not in OPTIONAL_MODULES:
             raise
