@@ -24,6 +24,7 @@ from cxr_core.cli_common import (
     optional_dependencies,
 )
 from cxr_core.errors import CxrEdgeError
+from cxr_core.optional import install_hint
 
 logger = logging.getLogger("edge-bench")
 
@@ -78,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--reference-torch",
         type=Path,
         metavar="CHECKPOINT",
-        help="add a PyTorch eager FP32 reference row (needs torch: pip install 'cxr-edge[train]')",
+        help=f"add a PyTorch eager FP32 reference row (needs torch: {install_hint('train')})",
     )
     parser.add_argument(
         "--e2e-images",

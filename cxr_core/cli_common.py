@@ -11,7 +11,7 @@ The commands are ``cxr-synth``, ``cxr-train``, ``cxr-demo``, ``cxr-export``, ``c
   ====  ==========================================================================================
   0     everything asked for was done
   1     partly done: some inputs or formats failed or were refused, or a quality gate tripped
-  2     nothing done: a usage error (argparse), an input, configuration or bundle that is refused,
+  2     stopped: a usage error (argparse), an input, configuration or bundle that is refused,
         or a missing optional dependency (the message names the ``pip install`` extra)
   3     command-specific (``cxr-export``: the parity gate stopped the bundle from being published;
         ``edge-bench``: a format could not be measured)
@@ -38,16 +38,10 @@ from cxr_core.optional import install_hint
 
 DISTRIBUTION = "cxr-edge"
 
+#: Exit statuses shared by every command; each lists its own wording (and any 3) in ``--help``.
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
-
-#: The exit codes every command shares; commands add their own (3) in :func:`exit_codes_epilog`.
-COMMON_EXIT_CODES: dict[int, str] = {
-    EXIT_OK: "everything asked for was done",
-    EXIT_USAGE: "usage error, or a refused input / configuration, or a missing optional dependency "
-    "(the message names the pip install extra)",
-}
 
 
 @lru_cache(maxsize=1)
