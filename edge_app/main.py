@@ -48,10 +48,9 @@ def main(argv: list[str] | None = None) -> int:
             configure_kivy(options.kiosk, options.size)
             from edge_app.app import CxrEdgeApp
 
-            app = CxrEdgeApp(options=options, started_at=_T0)
-    except CxrEdgeError as exc:
+            CxrEdgeApp(options=options, started_at=_T0).run()
+    except CxrEdgeError as exc:  # the app shows refusals on screen; this is what escapes it
         return error_exit("cxr-app", exc)
-    app.run()
     return EXIT_OK
 
 

@@ -241,3 +241,12 @@ def test_cxr_synth_contact_sheet_runs_without_the_training_extras(tmp_path: Path
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert sheet.is_file()
+
+
+def test_a_refused_option_is_one_error_line_and_exit_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """cxr-synth used to catch ValueError itself; its refusals are CxrEdgeErrors now, same outcome."""
+    assert _call_main("training.data.synthetic_cli", [str(tmp_path / "d"), "--images", "0"], monkeypatch) == 2
+    err = capsys.readouterr().err
+    assert err == "cxr-synth: error: n_images=0; expected at least 1\n"
