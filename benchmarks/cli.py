@@ -14,9 +14,17 @@ import sys
 from pathlib import Path
 
 from benchmarks.config import BenchConfig, BenchConfigError, Gates, default_threads, parse_threads
-from benchmarks.gates import EXIT_USAGE
+from benchmarks.gates import EXIT_FORMAT_ERROR, EXIT_GATE_FAILED, EXIT_OK, EXIT_USAGE
 from benchmarks.latency import TimingPlan
+from cxr_core.cli_common import (
+    add_progress_flag,
+    add_version,
+    error_exit,
+    exit_codes_epilog,
+    optional_dependencies,
+)
 from cxr_core.errors import CxrEdgeError
+from cxr_core.optional import install_hint
 
 logger = logging.getLogger("edge-bench")
 
@@ -27,10 +35,17 @@ def build_parser() -> argparse.ArgumentParser:
         description="Measure each model format of a bundle on this machine: load time, batch-1 latency, "
         "throughput, peak memory, size, end-to-end split and accuracy parity. "
         "Use 'edge-bench compare A.json B.json ...' to merge results from several devices.",
-        epilog="exit codes: 0 every gate passed; 1 a gate tripped (figures printed); 2 bad flags, bundle "
-        "or --data; 3 a format could not be measured (error row) or nothing was measured. "
-        "See docs/benchmarks.md.",
+        epilog=exit_codes_epilog(
+            {
+                EXIT_OK: "every gate passed",
+                EXIT_GATE_FAILED: "a gate tripped (figures printed)",
+                EXIT_USAGE: "bad flags, bundle or --data, or a missing optional dependency",
+                EXIT_FORMAT_ERROR: "a format could not be measured (error row) or nothing was measured",
+            }
+        )
+        + " See docs/benchmarks.md.",
     )
+    add_version(parser)
     parser.add_argument("bundle", type=Path, help="model bundle folder written by cxr-export")
     parser.add_argument("--formats", help="comma-separated model names of the bundle (default: all)")
     parser.add_argument(
@@ -64,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--reference-torch",
         type=Path,
         metavar="CHECKPOINT",
-        help="add a PyTorch eager FP32 reference row (needs torch: pip install 'cxr-edge[train]')",
+        help=f"add a PyTorch eager FP32 reference row (needs torch: {install_hint('train')})",
     )
     parser.add_argument(
         "--e2e-images",
@@ -88,7 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--device-name", help="name of this device in results and comparisons (default: hostname)"
     )
-    parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    add_progress_flag(
+        parser,
+        default=True,
+        help="progress lines and INFO log lines on stderr",
+        hidden_aliases={"--quiet": False},
+    )
     gates = parser.add_argument_group("gates (non-zero exit when one trips)")
     gates.add_argument(
         "--fail-under", type=float, metavar="AUC", help="minimum mean AUC of every format (--data)"
@@ -106,8 +126,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def build_compare_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="edge-bench compare", description="Merge results.json files from several devices into one table."
+        prog="edge-bench compare",
+        description="Merge results.json files from several devices into one table.",
+        epilog=exit_codes_epilog(
+            {EXIT_OK: "the table was written", EXIT_USAGE: "bad flags or a results file that cannot be read"}
+        ),
     )
+    add_version(parser)
+    add_progress_flag(parser, default=False, help="accepted like every command's; compare draws no bars")
     parser.add_argument("results", nargs="+", type=Path, help="results.json files written by edge-bench")
     parser.add_argument("--out", type=Path, help="folder for compare.md and compare.json")
     return parser
@@ -148,8 +174,7 @@ def _compare_main(argv: list[str]) -> int:
     try:
         table, _ = compare(args.results, args.out)
     except CxrEdgeError as exc:
-        print(f"edge-bench compare: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return error_exit("edge-bench compare", exc)
     print(table)
     if args.out:
         print(f"\nwrote {args.out / 'compare.md'} and {args.out / 'compare.json'}")
@@ -162,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         return _compare_main(argv[1:])
     args = build_parser().parse_args(argv)
     logging.basicConfig(
-        level=logging.WARNING if args.quiet else logging.INFO,
+        level=logging.INFO if args.progress else logging.WARNING,
         format="%(asctime)s %(levelname)s %(message)s",
         datefmt="%H:%M:%S",
     )
@@ -172,11 +197,11 @@ def main(argv: list[str] | None = None) -> int:
     from benchmarks.results import run_benchmark
 
     try:
-        config = config_from_args(args)
-        results = run_benchmark(config, Reporter(enabled=not args.quiet))
+        with optional_dependencies("edge-bench"):
+            config = config_from_args(args)
+            results = run_benchmark(config, Reporter(enabled=args.progress))
     except CxrEdgeError as exc:
-        print(f"edge-bench: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return error_exit("edge-bench", exc)
     paths = write_outputs(results, config.out)
     print(terminal_report(results))
     print("files:")

@@ -15,6 +15,12 @@ from typing import Any
 
 import numpy as np
 
+from cxr_core.errors import CxrEdgeError
+
+
+class LatencyError(CxrEdgeError, ValueError):
+    """A timing plan with out-of-range settings, or a latency summary of no samples."""
+
 
 @dataclass(frozen=True)
 class TimingPlan:
@@ -27,11 +33,11 @@ class TimingPlan:
 
     def __post_init__(self) -> None:
         if not isinstance(self.runs, int) or self.runs < 1:
-            raise ValueError(f"runs={self.runs!r}; expected an integer >= 1")
+            raise LatencyError(f"runs={self.runs!r}; expected an integer >= 1")
         if not isinstance(self.warmup, int) or self.warmup < 0:
-            raise ValueError(f"warmup={self.warmup!r}; expected an integer >= 0")
+            raise LatencyError(f"warmup={self.warmup!r}; expected an integer >= 0")
         if not (isinstance(self.max_seconds, int | float) and self.max_seconds > 0):
-            raise ValueError(f"max_seconds={self.max_seconds!r}; expected a number > 0")
+            raise LatencyError(f"max_seconds={self.max_seconds!r}; expected a number > 0")
 
 
 def time_calls(call: Callable[[], Any], plan: TimingPlan) -> tuple[list[float], bool]:
@@ -62,7 +68,7 @@ def summarize(samples_ms: Sequence[float]) -> dict[str, Any]:
     """p50/p90/p99, mean, std, min, max and Tukey outliers of latency samples in milliseconds."""
     values = np.asarray(samples_ms, dtype=np.float64)
     if values.size == 0:
-        raise ValueError("summarize got no latency samples; expected at least one")
+        raise LatencyError("summarize got no latency samples; expected at least one")
     q1, p50, q3, p90, p99 = np.percentile(values, [25, 50, 75, 90, 99])
     iqr = q3 - q1
     low, high = q1 - 1.5 * iqr, q3 + 1.5 * iqr

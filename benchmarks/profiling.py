@@ -25,6 +25,7 @@ from numpy.typing import NDArray
 
 from benchmarks.latency import TimingPlan
 from cxr_core.bundle import Bundle, ModelEntry
+from cxr_core.optional import require
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +86,7 @@ def profile_onnxruntime(
     model_path: Path, input_name: str, one: NDArray[np.float32], threads: int, plan: TimingPlan, prefix: str
 ) -> dict[str, Any]:
     """Run a profiling ONNX Runtime session and summarise its trace (kept at the returned path)."""
-    import onnxruntime as ort
+    ort = require("onnxruntime", extra="runtime", purpose="profiling ONNX models (--profile)")
 
     options = ort.SessionOptions()
     options.enable_profiling = True

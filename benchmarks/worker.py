@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from benchmarks.config import BenchConfigError
 from benchmarks.fileio import write_json_atomic
 
 logger = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ def run_task(task: Mapping[str, Any]) -> dict[str, Any]:
 
             result = measure_format(task)
         else:
-            raise ValueError(f"unknown task kind {task['kind']!r}; expected 'format' or 'torch'")
+            raise BenchConfigError(f"unknown task kind {task['kind']!r}; expected 'format' or 'torch'")
         return {"status": "ok", "error": None, **result}
     except Exception as exc:  # every failure becomes a reported row (convention 3)
         logger.debug("task failed:\n%s", traceback.format_exc())

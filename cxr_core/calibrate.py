@@ -21,6 +21,8 @@ import logging
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from cxr_core.errors import ScoreInputError
+
 logger = logging.getLogger(__name__)
 
 #: Operating point used for a finding whose validation labels are all one value (Youden undefined).
@@ -38,11 +40,13 @@ def youden_operating_point(y_true: ArrayLike, y_score: ArrayLike) -> float | Non
     truth = np.asarray(y_true, dtype=np.float64).ravel()
     score = np.asarray(y_score, dtype=np.float64).ravel()
     if truth.shape != score.shape:
-        raise ValueError(f"y_true has {truth.size} values and y_score {score.size}; expected the same length")
+        raise ScoreInputError(
+            f"y_true has {truth.size} values and y_score {score.size}; expected the same length"
+        )
     if not np.isin(truth, (0.0, 1.0)).all():
-        raise ValueError(f"y_true must hold only 0 and 1; got values {np.unique(truth)[:10].tolist()}")
+        raise ScoreInputError(f"y_true must hold only 0 and 1; got values {np.unique(truth)[:10].tolist()}")
     if not np.isfinite(score).all():
-        raise ValueError("y_score holds NaN or infinite values; expected finite scores")
+        raise ScoreInputError("y_score holds NaN or infinite values; expected finite scores")
     n_pos = truth.sum()
     n_neg = truth.size - n_pos
     if n_pos == 0 or n_neg == 0:
@@ -72,12 +76,12 @@ def youden_operating_points(
     truth = np.asarray(y_true, dtype=np.float64)
     score = np.asarray(y_score, dtype=np.float64)
     if truth.ndim != 2 or truth.shape != score.shape:
-        raise ValueError(
+        raise ScoreInputError(
             f"y_true {truth.shape} and y_score {score.shape} must both be (N, L) of the same shape"
         )
     keep = np.ones(truth.shape, dtype=bool) if mask is None else np.asarray(mask) > 0
     if keep.shape != truth.shape:
-        raise ValueError(f"mask has shape {keep.shape}; expected {truth.shape}")
+        raise ScoreInputError(f"mask has shape {keep.shape}; expected {truth.shape}")
     points = np.full(truth.shape[1], float(default), dtype=np.float64)
     for column in range(truth.shape[1]):
         rows = keep[:, column]
@@ -104,13 +108,16 @@ def calibrate(probs: ArrayLike, operating_points: ArrayLike) -> NDArray[np.float
     p = np.asarray(probs, dtype=np.float64)
     t = np.asarray(operating_points, dtype=np.float64)
     if t.ndim != 1 or p.ndim < 1 or p.shape[-1] != t.shape[0]:
-        raise ValueError(
+        raise ScoreInputError(
             f"probs of shape {p.shape} do not match {t.shape} operating points; expected (..., L) and (L,)"
         )
     if not np.isfinite(t).all() or (t < 0).any() or (t > 1).any():
-        raise ValueError(f"operating points must be finite values in [0, 1]; got {t.tolist()}")
+        raise ScoreInputError(f"operating points must be finite values in [0, 1]; got {t.tolist()}")
     if not np.isfinite(p).all() or (p < 0).any() or (p > 1).any():
-        raise ValueError("probs must be finite values in [0, 1]")
+        bad = p[~(np.isfinite(p) & (p >= 0) & (p <= 1))]
+        raise ScoreInputError(
+            f"probs hold {bad.size} value(s) such as {bad[:5].tolist()}; expected finite values in [0, 1]"
+        )
     t = np.broadcast_to(t, p.shape)
     low = np.divide(p, t, out=np.ones_like(p), where=t > 0) * 0.5
     high = 0.5 + np.divide(p - t, 1.0 - t, out=np.zeros_like(p), where=t < 1) * 0.5

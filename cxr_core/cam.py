@@ -39,9 +39,19 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
+from cxr_core.errors import CxrEdgeError
 from cxr_core.preprocess import PreprocessGeometry
 
 logger = logging.getLogger(__name__)
+
+
+class CamInputError(CxrEdgeError, ValueError):
+    """A feature map, classifier weight, heat map or overlay setting has the wrong shape or value."""
+
+
+class CamIndexError(CamInputError, IndexError):
+    """A class index outside the classifier's rows."""
+
 
 #: Entries in the colour look-up table.
 COLOUR_MAP_SIZE = 256
@@ -73,7 +83,10 @@ def class_activation_map(
     """Raw CAM ``sum_k weight[index, k] * feature_map[k]`` of one class, ``(h, w)`` float32."""
     fmap = _check_feature_map(feature_map, weight)
     if not 0 <= index < weight.shape[0]:
-        raise IndexError(f"class index {index} is out of range; the classifier has {weight.shape[0]} classes")
+        raise CamIndexError(
+            f"class index {index} is out of range; expected 0 to {weight.shape[0] - 1} "
+            f"(the classifier has {weight.shape[0]} classes)"
+        )
     channels, height, width = fmap.shape
     row = np.asarray(weight[index], dtype=np.float32)
     return (row @ fmap.reshape(channels, height * width)).reshape(height, width)
@@ -84,9 +97,9 @@ def _check_feature_map(
 ) -> NDArray[np.float32]:
     fmap = np.asarray(feature_map, dtype=np.float32)
     if fmap.ndim != 3:
-        raise ValueError(f"feature map has shape {fmap.shape}; expected (C, h, w) for one image")
+        raise CamInputError(f"feature map has shape {fmap.shape}; expected (C, h, w) for one image")
     if np.ndim(weight) != 2 or weight.shape[1] != fmap.shape[0]:
-        raise ValueError(
+        raise CamInputError(
             f"classifier weight has shape {np.shape(weight)} and the feature map {fmap.shape[0]} channels; "
             "expected weight (L, C) with C equal to the feature map's channels"
         )
@@ -140,10 +153,10 @@ def upsample_to_image(
     """
     small = np.asarray(cam, dtype=np.float32)
     if small.ndim != 2:
-        raise ValueError(f"map has shape {small.shape}; expected (h, w)")
+        raise CamInputError(f"map has shape {small.shape}; expected (h, w)")
     height, width = geometry.original_size if size is None else (int(size[0]), int(size[1]))
     if height < 1 or width < 1:
-        raise ValueError(f"heat map size {height}x{width}; expected positive height and width")
+        raise CamInputError(f"heat map size {height}x{width}; expected positive height and width")
     new_h, new_w = geometry.resized_size
     top, left, crop_h, crop_w = geometry.crop_box
     rows, row0, row1 = _axis_weights(height, new_h, top, crop_h, small.shape[0])
@@ -272,11 +285,11 @@ def overlay(grey: NDArray[np.floating], heat: NDArray[np.floating], alpha: float
     1024 x 1024 image where the same arithmetic in numpy float32 took 56 ms.
     """
     if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"overlay alpha={alpha!r}; expected a value in [0, 1]")
+        raise CamInputError(f"overlay alpha={alpha!r}; expected a value in [0, 1]")
     base = np.asarray(grey, dtype=np.float32)
     hot = np.clip(np.asarray(heat, dtype=np.float32), 0.0, 1.0)
     if base.ndim != 2 or base.shape != hot.shape:
-        raise ValueError(
+        raise CamInputError(
             f"grey image {base.shape} and heat map {hot.shape} must both be (H, W) of the same shape"
         )
     index = np.rint(hot * np.float32(COLOUR_MAP_SIZE - 1)).astype(np.uint8)

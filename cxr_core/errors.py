@@ -45,6 +45,15 @@ class PreprocessSpecError(CxrEdgeError, ValueError):
     """A PreprocessSpec field has an invalid value."""
 
 
+class PreprocessInputError(CxrEdgeError, ValueError):
+    """An image handed to preprocessing is not a finite 2-D array, is empty, or does not fit the spec."""
+
+
+class ScoreInputError(CxrEdgeError, ValueError):
+    """Labels, scores or probabilities given to a metric, calibration or aggregation have the wrong
+    shape or invalid values (NaN, labels other than 0/1, probabilities outside [0, 1])."""
+
+
 class DatasetError(CxrEdgeError, ValueError):
     """A dataset on disk does not match its expected layout (missing columns, labels or files)."""
 

@@ -34,7 +34,9 @@ Decisions, and why:
   compositing); 0 for grey sources and for RGB files whose channels are equal. It costs one pass
   and lets a later input gate refuse colour photographs.
 * **DICOM** (pydicom, optional) is handled in :mod:`cxr_core.imaging_dicom`; see its docstring for
-  the modality LUT, VOI window/LUT, MONOCHROME1 and normalisation rules.
+  the modality LUT, VOI window/LUT, MONOCHROME1 and normalisation rules. The types and checks both
+  decoders share live in :mod:`cxr_core.imaging_common` (re-exported here), so the imports run one
+  way: this module imports ``imaging_dicom`` when a DICOM file arrives, never the other way round.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ import io
 import logging
 import struct
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -53,28 +55,32 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from cxr_core.errors import (
     ImageDecodeError,
-    ImageSizeError,
     ImageTooLargeError,
     MultiFrameImageError,
     UnsupportedImageError,
 )
+from cxr_core.imaging_common import (  # re-exported: this is the public module
+    DEFAULT_MAX_ASPECT_RATIO,
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_MIN_SIDE,
+    DICOM_SUFFIXES,
+    EXPECTED_FORMATS,
+    CorruptImageError,
+    DecodedImage,
+    DecodeLimits,
+    ImageFileError,
+    ImageProvenance,
+    check_dimensions,
+    colourfulness,
+    rgb_to_grey,
+)
 
 logger = logging.getLogger(__name__)
 
-#: Decompression-bomb guard: images with more pixels than this are refused.
-DEFAULT_MAX_PIXELS = 64_000_000
-#: Longer side over shorter side above this is not a radiograph (a strip, a banner).
-DEFAULT_MAX_ASPECT_RATIO = 10.0
-#: Fewer pixels than this on a side is not a radiograph.
-DEFAULT_MIN_SIDE = 8
-#: Names that allow a DICOM file without the 128-byte preamble.
-DICOM_SUFFIXES = (".dcm", ".dicom")
-EXPECTED_FORMATS = "a PNG, JPEG or DICOM radiograph"
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 JPEG_SOI = b"\xff\xd8\xff"
 _HEAD_BYTES = 132
-_LUMA_601 = (0.299, 0.587, 0.114)
 _EXIF_ORIENTATION = 0x0112
 # Other formats, named in the refusal so the user knows what they handed over.
 _OTHER_MAGIC: tuple[tuple[bytes, str], ...] = (
@@ -89,49 +95,6 @@ _OTHER_MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"PK\x03\x04", "ZIP archive"),
     (b"\x1f\x8b", "gzip archive"),
 )
-
-
-class ImageFileError(ImageDecodeError):
-    """The path does not name a readable regular file (missing, a directory, no permission)."""
-
-
-class CorruptImageError(ImageDecodeError):
-    """The file has the right magic bytes but is truncated or its data is damaged."""
-
-
-@dataclass(frozen=True)
-class ImageProvenance:
-    """What the file was, as read from it."""
-
-    path: str
-    format: str  # "png" | "jpeg" | "dicom"
-    width: int  # original width in pixels (after EXIF orientation)
-    height: int
-    bit_depth: int  # bits per sample as stored (8, 12, 16, ...)
-    source_mode: str  # Pillow mode or DICOM PhotometricInterpretation of the stored pixels
-    colourfulness: float = 0.0  # mean |chroma| in [0, 1] of the source; 0 for grey sources
-    modality: str | None = None
-    body_part_examined: str | None = None
-    view_position: str | None = None
-    notes: tuple[str, ...] = field(default_factory=tuple)
-    transfer_syntax: str | None = None  # DICOM transfer syntax name; None for PNG/JPEG
-
-
-@dataclass(frozen=True)
-class DecodedImage:
-    """A grey radiograph: ``pixels`` is float32 (H, W) in [0, 1], 1 = bright (bone, as displayed)."""
-
-    pixels: NDArray[np.float32]
-    provenance: ImageProvenance
-
-
-@dataclass(frozen=True)
-class DecodeLimits:
-    """The size checks applied to header dimensions before pixel data is decoded."""
-
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    max_aspect_ratio: float = DEFAULT_MAX_ASPECT_RATIO
-    min_side: int = DEFAULT_MIN_SIDE
 
 
 def decode_image(
@@ -211,51 +174,6 @@ def sniff_format(head: bytes, name: str) -> str:
         f"content is not an image cxr-edge reads (first bytes {head[:8]!r}): expected {EXPECTED_FORMATS} "
         "(PNG signature, JPEG SOI marker, or 'DICM' at byte 128)",
     )
-
-
-def check_dimensions(name: str, width: int, height: int, limits: DecodeLimits) -> None:
-    """Refuse zero, tiny, huge (decompression bomb) and extremely elongated image sizes."""
-    size = f"{width}x{height} pixels"
-    if width <= 0 or height <= 0:
-        raise ImageSizeError(name, f"image has zero size ({size}); expected a non-empty radiograph")
-    if width * height > limits.max_pixels:
-        raise ImageTooLargeError(
-            name,
-            f"image is {size} ({width * height} pixels), more than the limit of {limits.max_pixels} "
-            "pixels (decompression-bomb guard); expected a smaller image",
-        )
-    if min(width, height) < limits.min_side:
-        raise ImageSizeError(
-            name, f"image is only {size}; expected at least {limits.min_side} pixels on each side"
-        )
-    ratio = max(width, height) / min(width, height)
-    if ratio > limits.max_aspect_ratio:
-        raise ImageSizeError(
-            name,
-            f"aspect ratio {ratio:.1f}:1 ({size}) is not a radiograph; expected at most "
-            f"{limits.max_aspect_ratio:g}:1",
-        )
-
-
-def rgb_to_grey(rgb: NDArray, max_value: float) -> NDArray[np.float32]:
-    """ITU-R BT.601 luma of an ``(H, W, 3)`` array whose full scale is ``max_value``, in [0, 1]."""
-    scale = np.float32(1.0 / max_value)
-    grey = rgb[..., 0] * np.float32(_LUMA_601[0] * scale)
-    grey += rgb[..., 1] * np.float32(_LUMA_601[1] * scale)
-    grey += rgb[..., 2] * np.float32(_LUMA_601[2] * scale)
-    return np.clip(grey, 0.0, 1.0, out=grey).astype(np.float32, copy=False)
-
-
-def colourfulness(rgb: NDArray, max_value: float) -> float:
-    """Mean HSV chroma ``mean(max(R,G,B) - min(R,G,B)) / max_value`` of an ``(H, W, 3)`` array.
-
-    0 for grey content, up to 1 for saturated primaries; cheap (one pass, no colour-space maths).
-    """
-    red, green, blue = rgb[..., 0], rgb[..., 1], rgb[..., 2]
-    # Element-wise over the channel views: ~20x faster than max/min reductions over a size-3 axis.
-    chroma = np.maximum(np.maximum(red, green), blue)
-    chroma -= np.minimum(np.minimum(red, green), blue)
-    return float(min(1.0, max(0.0, float(chroma.mean(dtype=np.float64)) / max_value)))
 
 
 # ----------------------------------------------------------------------------- PNG / JPEG

@@ -1,4 +1,4 @@
-"""The DICOM part of :mod:`cxr_core.imaging` (pydicom is optional: ``pip install 'cxr-edge[dicom]'``).
+"""The DICOM part of :mod:`cxr_core.imaging` (pydicom is optional: the ``dicom`` extra).
 
 The greyscale pipeline follows DICOM PS3.3 C.11 (modality LUT -> VOI LUT -> presentation):
 
@@ -31,7 +31,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from cxr_core.errors import MultiFrameImageError, UnsupportedImageError
-from cxr_core.imaging import (
+from cxr_core.imaging_common import (
     CorruptImageError,
     DecodedImage,
     DecodeLimits,

@@ -146,6 +146,10 @@ class ImageRefusedError(CxrEdgeError, ValueError):
         super().__init__(f"{self.path}: refused, not scored: {'; '.join(self.reasons)}")
 
 
+class GateCheckError(CxrEdgeError, TypeError):
+    """An object handed to :class:`InputGate` as a check is not an :class:`ImageCheck`."""
+
+
 @dataclass(frozen=True)
 class GateIssue:
     """One thing a check found: ``refuse`` stops scoring, ``warn`` travels with the prediction."""
@@ -344,7 +348,7 @@ class InputGate:
         self.checks: tuple[ImageCheck, ...] = tuple(default_checks() if checks is None else checks)
         for check in self.checks:
             if not isinstance(check, ImageCheck):
-                raise TypeError(
+                raise GateCheckError(
                     f"gate check {check!r} has no 'name' or is not callable; expected an ImageCheck"
                 )
 

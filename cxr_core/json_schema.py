@@ -26,6 +26,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from cxr_core.errors import CxrEdgeError
+
+
+class SchemaGenerationError(CxrEdgeError, TypeError):
+    """A dataclass field whose annotation has no JSON Schema (a contract class needs a JSON type)."""
+
+
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 SCHEMA_ID_BASE = "https://cxr-edge.invalid/schemas/"  # an identifier, never fetched
 
@@ -72,7 +79,7 @@ def schema_of(tp: Any, defs: dict[str, Any]) -> dict[str, Any]:
             defs[name] = {}  # placeholder: breaks recursion
             defs[name] = _dataclass_schema(tp, defs)
         return {"$ref": f"#/$defs/{name}"}
-    raise TypeError(
+    raise SchemaGenerationError(
         f"no JSON Schema for the annotation {tp!r}; expected a JSON type, a dataclass or a Literal"
     )
 

@@ -4,6 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cxr_core.errors import CxrEdgeError
+
+
+class UnknownLabelError(CxrEdgeError, KeyError):
+    """A label, or a label set, that is not known; the message lists the known ones."""
+
+
 #: The 14 ChestX-ray14 findings in the official order (Wang et al. 2017; CheXNet's output order).
 #: Spelled as in ``Data_Entry_2017.csv`` (note ``Pleural_Thickening``).
 CHESTXRAY14_LABELS: tuple[str, ...] = (
@@ -69,7 +76,7 @@ class LabelSet:
         try:
             return self.labels.index(label)
         except ValueError:
-            raise KeyError(
+            raise UnknownLabelError(
                 f"unknown label {label!r} for label set {self.name!r}; expected one of {list(self.labels)}"
             ) from None
 
@@ -90,4 +97,4 @@ def get_label_set(name: str) -> LabelSet:
     try:
         return LABEL_SETS[name]
     except KeyError:
-        raise KeyError(f"unknown label set {name!r}; expected one of {sorted(LABEL_SETS)}") from None
+        raise UnknownLabelError(f"unknown label set {name!r}; expected one of {sorted(LABEL_SETS)}") from None

@@ -13,6 +13,8 @@ import math
 import numpy as np
 from numpy.typing import NDArray
 
+from cxr_core.errors import ScoreInputError
+
 
 def _average_ranks(values: NDArray[np.float64]) -> NDArray[np.float64]:
     """1-based ranks of ``values`` with tied values given their average rank."""
@@ -32,7 +34,9 @@ def roc_auc(truth: NDArray[np.floating], scores: NDArray[np.floating]) -> float:
     truth = np.asarray(truth, dtype=np.float64).ravel()
     scores = np.asarray(scores, dtype=np.float64).ravel()
     if truth.shape != scores.shape:
-        raise ValueError(f"truth has {truth.size} values and scores {scores.size}; expected the same count")
+        raise ScoreInputError(
+            f"truth has {truth.size} values and scores {scores.size}; expected the same count"
+        )
     positives = truth > 0.5
     n_pos = int(positives.sum())
     n_neg = truth.size - n_pos
@@ -50,7 +54,9 @@ def per_class_auc(
     truth = np.asarray(truth, dtype=np.float64)
     scores = np.asarray(scores, dtype=np.float64)
     if truth.shape != scores.shape or truth.ndim != 2:
-        raise ValueError(f"truth {truth.shape} and scores {scores.shape}; expected the same (N, L) shape")
+        raise ScoreInputError(
+            f"truth {truth.shape} and scores {scores.shape}; expected the same (N, L) shape"
+        )
     keep = np.ones_like(truth, dtype=bool) if mask is None else np.asarray(mask) > 0
     return np.array(
         [roc_auc(truth[keep[:, k], k], scores[keep[:, k], k]) for k in range(truth.shape[1])],

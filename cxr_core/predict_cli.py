@@ -11,7 +11,8 @@ to their PNG, JPEG and DICOM files. A file that cannot be read or that the input
 reported with the reason and skipped; the others are still scored.
 
 Exit status: 0 every image scored, 1 some image failed or was refused (or none was found),
-2 usage error or an unusable bundle / runtime. A thin layer over :class:`cxr_core.predictor.Predictor`.
+2 usage error, an unusable bundle / runtime or a missing optional dependency (``--help``).
+A thin layer over :class:`cxr_core.predictor.Predictor`.
 """
 
 from __future__ import annotations
@@ -33,6 +34,16 @@ import numpy as np
 from PIL import Image
 
 from cxr_core import __version__
+from cxr_core.cli_common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    add_progress_flag,
+    add_version,
+    error_exit,
+    exit_codes_epilog,
+    optional_dependencies,
+)
 from cxr_core.errors import CxrEdgeError, ImageDecodeError
 from cxr_core.imaging import DICOM_SUFFIXES, sniff_format
 from cxr_core.input_gate import ImageRefusedError
@@ -42,7 +53,7 @@ logger = logging.getLogger(__name__)
 
 #: Suffixes picked up when a folder is expanded (files without a suffix are taken if they are DICOM).
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".jpe", ".jfif", *DICOM_SUFFIXES)
-EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_SOME_FAILED = EXIT_FAILED
 
 
 @dataclass
@@ -89,7 +100,17 @@ def build_parser() -> argparse.ArgumentParser:
         prog="cxr-predict",
         description="Score chest radiographs (PNG, JPEG, DICOM) with a cxr-edge model bundle, offline and "
         "without torch. Decision support, not a diagnosis.",
+        epilog=exit_codes_epilog(
+            {
+                EXIT_OK: "every image was scored",
+                EXIT_SOME_FAILED: "some image could not be read or was refused by the input gate (the others "
+                "were scored), or no image was found",
+                EXIT_USAGE: "usage error, an unusable bundle or runtime, an output that cannot be written, "
+                "or a missing optional dependency (the runtime extra; dicom for DICOM files)",
+            }
+        ),
     )
+    add_version(parser)
     parser.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="image files or folders")
     parser.add_argument("--bundle", type=Path, required=True, help="model bundle folder (cxr-export)")
     parser.add_argument(
@@ -119,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--alpha", type=_alpha, default=0.45, help="heat-map opacity at its hottest (0.45)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what is done (INFO)")
+    add_progress_flag(parser, default=False, help="a 'k/N images' line on stderr as each image finishes")
     return parser
 
 
@@ -322,26 +344,39 @@ def main(argv: list[str] | None = None) -> int:
     )
     json_to_stdout = args.json_out == "-"
     try:
-        predictor = Predictor.load(args.bundle, model=args.model, runtime=args.runtime, threads=args.threads)
+        with optional_dependencies("cxr-predict"):
+            predictor = Predictor.load(
+                args.bundle, model=args.model, runtime=args.runtime, threads=args.threads
+            )
     except CxrEdgeError as exc:
-        print(f"cxr-predict: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return error_exit("cxr-predict", exc)
     with predictor:
         problem = _check_finding(args.finding, predictor.labels)
         if problem is not None:
-            print(f"cxr-predict: error: {problem}", file=sys.stderr)
-            return EXIT_USAGE
+            return error_exit("cxr-predict", problem)
         exclude = [args.heatmap_dir] if args.heatmap_dir is not None else []
         files, failures = expand_inputs(args.images, exclude)
         for failure in failures:
             _report(failure)
+        done = 0
+
+        def progress() -> None:
+            nonlocal done
+            done += 1
+            if args.progress:
+                print(f"cxr-predict: {done}/{len(files)} images", file=sys.stderr, flush=True)
 
         def show(pred: Prediction, heatmap: tuple[str, str] | None) -> None:
             if not json_to_stdout:
                 print(format_table(pred, heatmap) + "\n", flush=True)
+            progress()
 
-        try:
-            result = run_batch(predictor, files, args.heatmap_dir, args.finding, args.alpha, show, _report)
+        def skipped(failure: Failure) -> None:
+            _report(failure)
+            progress()
+
+        try:  # a DICOM file without pydicom is one skipped file (MissingDependencyError), not an exit
+            result = run_batch(predictor, files, args.heatmap_dir, args.finding, args.alpha, show, skipped)
         except OSError as exc:
             print(f"cxr-predict: error: cannot write a heat map ({exc})", file=sys.stderr)
             return EXIT_USAGE

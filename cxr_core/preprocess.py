@@ -21,7 +21,7 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-from cxr_core.errors import PreprocessSpecError
+from cxr_core.errors import PreprocessInputError, PreprocessSpecError
 
 #: Bump when the meaning of a field or the arithmetic of preprocess() changes.
 PREPROCESS_SPEC_VERSION = 1
@@ -192,7 +192,9 @@ class PreprocessGeometry:
 def compute_geometry(height: int, width: int, spec: PreprocessSpec) -> PreprocessGeometry:
     """The resize and crop that :func:`preprocess` applies to an image of ``height`` x ``width``."""
     if height <= 0 or width <= 0:
-        raise ValueError(f"image size {height}x{width} is empty; expected positive height and width")
+        raise PreprocessInputError(
+            f"image size {height}x{width} is empty; expected positive height and width"
+        )
     if spec.resize == "shorter_side":
         # Same arithmetic as torchvision's Resize(int): the longer side is truncated, not rounded.
         if height <= width:
@@ -206,7 +208,7 @@ def compute_geometry(height: int, width: int, spec: PreprocessSpec) -> Preproces
     if spec.crop == "center":
         crop = spec.input_size
         if new_h < crop or new_w < crop:
-            raise ValueError(
+            raise PreprocessInputError(
                 f"image of {height}x{width} resizes to {new_h}x{new_w}, smaller than the {crop}x{crop} crop"
             )
         top = int(round((new_h - crop) / 2.0))
@@ -214,7 +216,7 @@ def compute_geometry(height: int, width: int, spec: PreprocessSpec) -> Preproces
         box = (top, left, crop, crop)
     else:
         if (new_h, new_w) != (spec.input_size, spec.input_size):
-            raise ValueError(
+            raise PreprocessInputError(
                 f"image of {height}x{width} becomes {new_h}x{new_w} without a crop; the spec expects "
                 f"{spec.input_size}x{spec.input_size}. Use resize='square' or crop='center'."
             )
@@ -229,13 +231,13 @@ def preprocess(image: NDArray[np.floating], spec: PreprocessSpec) -> NDArray[np.
     """
     if not isinstance(image, np.ndarray) or image.ndim != 2:
         shape = getattr(image, "shape", None)
-        raise ValueError(
+        raise PreprocessInputError(
             "preprocess expects a grey image as a 2-D array (H, W); "
             f"got {type(image).__name__} with shape {shape}"
         )
     grey = np.ascontiguousarray(image, dtype=np.float32)
     if not np.isfinite(grey).all():
-        raise ValueError(
+        raise PreprocessInputError(
             "preprocess got an image with NaN or infinite values; expected finite values in [0, 1]"
         )
     geometry = compute_geometry(grey.shape[0], grey.shape[1], spec)
@@ -264,7 +266,7 @@ def preprocess(image: NDArray[np.floating], spec: PreprocessSpec) -> NDArray[np.
 def preprocess_batch(images: Sequence[NDArray[np.floating]], spec: PreprocessSpec) -> NDArray[np.float32]:
     """Preprocess several images and stack them along a new batch axis (N first)."""
     if len(images) == 0:
-        raise ValueError("preprocess_batch got no images; expected at least one")
+        raise PreprocessInputError("preprocess_batch got no images; expected at least one")
     return np.stack([preprocess(img, spec) for img in images], axis=0)
 
 

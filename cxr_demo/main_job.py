@@ -22,6 +22,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from cxr_core.cli_common import EXIT_OK, error_exit, optional_dependencies
 from cxr_core.errors import CxrEdgeError
 
 #: Test-split images run through cxr-predict (one heat map each).
@@ -87,7 +88,7 @@ def run_chain(args: argparse.Namespace) -> dict[str, Path]:
     print(f"\n== export {checkpoint} -> {bundle} (parity gate on)", flush=True)
     export_args = [str(checkpoint), "--out", str(bundle)]
     export_args += ["--formats", args.formats] if args.formats else []
-    export_args += [] if args.no_progress else ["--progress"]
+    export_args += ["--progress"] if args.progress else []
     export_args += ["--no-parity-gate"] if args.no_parity_gate else []
     _step("cxr-export", export_main(export_args), ok=(0, 1))  # 1: a format failed, the others published
     images = _test_images(Path(files["data"]), PREDICT_IMAGES)
@@ -113,13 +114,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     prefer_passive_omp_wait()
     args = build_parser().parse_args(argv)
     try:
-        files = run_chain(args)
+        with optional_dependencies("cxr-demo", extra="export"):
+            files = run_chain(args)
     except CxrEdgeError as exc:
-        print(f"cxr-demo: error: {exc}", file=sys.stderr)
-        return 2
+        return error_exit("cxr-demo", exc)
     print_files("artefacts:", files, width=20)
     print("Decision support only, not a diagnosis; phantom figures say nothing about clinical skill.")
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

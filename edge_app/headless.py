@@ -25,6 +25,17 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from cxr_core.errors import CxrEdgeError
+
+
+class HeadlessError(CxrEdgeError, RuntimeError):
+    """The offscreen Kivy session was used in the wrong order."""
+
+
+class HeadlessTimeoutError(HeadlessError, TimeoutError):
+    """An awaited app state was not reached in time."""
+
+
 OFFSCREEN_ENV = {
     "SDL_VIDEODRIVER": "offscreen",
     "KIVY_WINDOW": "sdl2",
@@ -38,7 +49,10 @@ OFFSCREEN_ENV = {
 def prepare_environment(kivy_home: str | Path | None = None) -> None:
     """Set the variables that make Kivy render offscreen; call before Kivy is imported."""
     if "kivy" in __import__("sys").modules and os.environ.get("SDL_VIDEODRIVER") != "offscreen":
-        raise RuntimeError("prepare_environment() must run before kivy is imported")
+        raise HeadlessError(
+            "prepare_environment() called after kivy was imported without SDL_VIDEODRIVER=offscreen; "
+            "expected it to run before the first kivy import"
+        )
     os.environ.update(OFFSCREEN_ENV)
     os.environ["KIVY_HOME"] = str(kivy_home or tempfile.mkdtemp(prefix="kivy-home-"))
 
@@ -104,7 +118,7 @@ class HeadlessSession:
         deadline = time.monotonic() + timeout
         while not predicate():
             if time.monotonic() > deadline:
-                raise TimeoutError(
+                raise HeadlessTimeoutError(
                     f"{what} not reached after {timeout:.0f} s "
                     f"(screen {self.app.screens.current!r}, busy={self.app.busy})"
                 )

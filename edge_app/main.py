@@ -13,6 +13,10 @@ import os
 import sys
 import time
 
+from cxr_core.cli_common import EXIT_OK, error_exit, optional_dependencies
+from cxr_core.errors import CxrEdgeError
+from cxr_core.optional import require
+
 _T0 = time.perf_counter()
 
 
@@ -20,7 +24,7 @@ def configure_kivy(kiosk: bool, size: tuple[int, int] | None) -> None:
     """Window settings that must be in place before the window exists."""
     os.environ.setdefault("KIVY_NO_ARGS", "1")
     os.environ.setdefault("KIVY_LOG_MODE", "PYTHON")  # one logging set-up: ours (no duplicate lines)
-    from kivy.config import Config
+    Config = require("kivy.config", extra="app", purpose="cxr-app (the Kivy user interface)").Config
 
     if kiosk:
         Config.set("graphics", "fullscreen", "auto")
@@ -36,13 +40,18 @@ def main(argv: list[str] | None = None) -> int:
     from edge_app.options import parse_args
 
     options = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    level = logging.INFO if options.progress else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("PIL").setLevel(logging.WARNING)
-    configure_kivy(options.kiosk, options.size)
-    from edge_app.app import CxrEdgeApp
+    try:
+        with optional_dependencies("cxr-app", extra="app"):
+            configure_kivy(options.kiosk, options.size)
+            from edge_app.app import CxrEdgeApp
 
-    CxrEdgeApp(options=options, started_at=_T0).run()
-    return 0
+            CxrEdgeApp(options=options, started_at=_T0).run()
+    except CxrEdgeError as exc:  # the app shows refusals on screen; this is what escapes it
+        return error_exit("cxr-app", exc)
+    return EXIT_OK
 
 
 if __name__ == "__main__":

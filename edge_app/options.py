@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from cxr_core.cli_common import EXIT_OK, EXIT_USAGE, add_progress_flag, add_version, exit_codes_epilog
 from edge_app.watch import DEFAULT_SETTLE_S
 
 #: Environment variable naming the model bundle folder (overridden by ``--bundle``).
@@ -40,6 +41,7 @@ class AppOptions:
     threads: int | None = None
     size: tuple[int, int] | None = None
     exit_after_result: bool = False
+    progress: bool = True  # INFO log lines on the console (loading, each result)
 
     @property
     def idle_reset(self) -> float | None:
@@ -74,7 +76,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cxr-app",
         description="Chest X-ray triage app (decision support only, not a diagnosis).",
+        epilog=exit_codes_epilog(
+            {
+                EXIT_OK: "the app was closed (or --exit-after-result printed its result)",
+                EXIT_USAGE: "usage error, or a missing optional dependency (Kivy: the app extra)",
+            }
+        ),
     )
+    add_version(parser)
     parser.add_argument("image", nargs="?", type=Path, help="an image to open at start (PNG, JPEG or DICOM)")
     parser.add_argument(
         "--bundle",
@@ -131,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="quit after the first result and print its timings as JSON (cold-start measurement)",
     )
+    add_progress_flag(parser, default=True, help="INFO log lines on the console (loading, each result)")
     return parser
 
 
@@ -161,4 +171,5 @@ def parse_args(argv: list[str] | None = None, environ: dict[str, str] | None = N
         threads=args.threads,
         size=args.size,
         exit_after_result=args.exit_after_result,
+        progress=args.progress,
     )

@@ -19,6 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from cxr_core.errors import CxrEdgeError
+from cxr_core.optional import require
 from cxr_core.preprocess import PreprocessSpec, preprocess_file
 
 logger = logging.getLogger(__name__)
@@ -131,8 +132,7 @@ def load_tensors(
     """Preprocess every image of ``images`` with ``spec``; ``(N, *spec.output_shape)`` float32."""
     files: Any = images.files
     if progress:
-        from tqdm import tqdm
-
+        tqdm = require("tqdm", extra="export", purpose="calibration progress bars").tqdm
         files = tqdm(files, desc=desc, unit="img")
     arrays = []
     for path in files:

@@ -17,7 +17,20 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from cxr_core.cli_common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    add_progress_flag,
+    add_version,
+    error_exit,
+    exit_codes_epilog,
+    optional_dependencies,
+)
 from cxr_core.errors import CxrEdgeError
+
+#: The parity gate stopped the bundle from being published (no bundle written).
+EXIT_GATE = 3
 
 
 def _limit(text: str) -> float | None:
@@ -36,7 +49,17 @@ def _export_parser() -> argparse.ArgumentParser:
         description="Export a cxr-train checkpoint into a model bundle (FP32/INT8 ONNX, FP32/FP16/INT8 "
         "TFLite) with a parity gate. "
         "Use 'cxr-export verify BUNDLE' to check a bundle.",
+        epilog=exit_codes_epilog(
+            {
+                EXIT_OK: "every format was built and published",
+                EXIT_FAILED: "some format failed to build; the others were published",
+                EXIT_USAGE: "usage error, a refused checkpoint / option / bundle, or a missing optional "
+                "dependency (the export extra)",
+                EXIT_GATE: "the parity gate stopped publication (a format drifted; nothing written)",
+            }
+        ),
     )
+    add_version(parser)
     parser.add_argument("checkpoint", type=Path, help="checkpoint .pt written by cxr-train")
     parser.add_argument(
         "--out", type=Path, required=True, help="bundle folder to write (replaced atomically)"
@@ -89,7 +112,7 @@ def _export_parser() -> argparse.ArgumentParser:
     )
     gate.add_argument("--no-parity-gate", action="store_true", help="publish even when a format drifts")
     parser.add_argument("--no-timing", action="store_true", help="skip timing formats for the recommendation")
-    parser.add_argument("--progress", action="store_true", help="show progress bars")
+    add_progress_flag(parser, default=False, help="progress bars on stderr")
     parser.add_argument("--json", action="store_true", help="print the export report as JSON")
     return parser
 
@@ -98,7 +121,16 @@ def _verify_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cxr-export verify",
         description="Verify a bundle: hashes, format version, golden outputs (no torch).",
+        epilog=exit_codes_epilog(
+            {
+                EXIT_OK: "the bundle verified",
+                EXIT_USAGE: "usage error, a bundle that fails verification, or a missing runtime "
+                "(the runtime extra)",
+            }
+        ),
     )
+    add_version(parser)
+    add_progress_flag(parser, default=False, help="accepted like every command's; verify draws no bars")
     parser.add_argument("bundle", type=Path, help="bundle folder")
     parser.add_argument("--skip-golden", action="store_true", help="check hashes only")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -172,7 +204,7 @@ def run_export(args: argparse.Namespace) -> int:
     except ParityGateError as exc:
         _print_rows(list(exc.report.values()))
         print(f"cxr-export: {exc}", file=sys.stderr)
-        return 3
+        return EXIT_GATE
     if args.json:
         print(json.dumps({"bundle": str(result.path), "formats": result.rows}, indent=2))
     else:
@@ -213,10 +245,12 @@ def main(argv: list[str] | None = None) -> int:
     verify = bool(argv) and argv[0] == "verify"
     args = _verify_parser().parse_args(argv[1:]) if verify else _export_parser().parse_args(argv)
     try:
-        return run_verify(args) if verify else run_export(args)
-    except (CxrEdgeError, ValueError, OSError) as exc:
-        print(f"cxr-export: error: {exc}", file=sys.stderr)
-        return 2
+        with optional_dependencies(
+            "cxr-export verify" if verify else "cxr-export", None if verify else "export"
+        ):
+            return run_verify(args) if verify else run_export(args)
+    except (CxrEdgeError, ValueError, OSError) as exc:  # ValueError: quantize.formats' unknown format
+        return error_exit("cxr-export", str(exc))
 
 
 if __name__ == "__main__":

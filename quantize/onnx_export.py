@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from cxr_core.errors import CxrEdgeError
 from cxr_core.preprocess import PreprocessSpec
 from training.models import probabilities
 
@@ -38,8 +39,10 @@ DEFAULT_OPSET = 17
 BATCH_AXIS = "batch"
 
 
-class ExportError(RuntimeError):
-    """The exporter failed or produced a graph that does not match the model."""
+class ExportError(CxrEdgeError, RuntimeError):
+    """An export failed: the exporter, a graph that does not match the model, no format could be built
+    (:func:`quantize.pipeline.export_bundle`), or the export request is invalid. One class for both
+    modules, so ``except ExportError`` catches every export failure."""
 
 
 class ProbabilityModel(nn.Module):

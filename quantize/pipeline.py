@@ -28,7 +28,7 @@ import torch
 from numpy.typing import NDArray
 
 from cxr_core.bundle import CLASSIFIER_NAME, GOLDEN_NAME, GoldenInfo, Manifest, ModelEntry
-from cxr_core.errors import CxrEdgeError
+from cxr_core.optional import require
 from cxr_core.parity import (
     FP16_THRESHOLDS,
     FP32_THRESHOLDS,
@@ -44,16 +44,13 @@ from quantize import evaluation_set as evalset
 from quantize.bundle_writer import staging, write_manifest, write_npz
 from quantize.formats import DEFAULT_FORMATS, BuildContext, ExportFormat, parse_formats
 from quantize.manifest_parts import base_manifest, provenance
+from quantize.onnx_export import ExportError
 from quantize.onnx_int8 import QuantConfig
 from quantize.run_exported import run_exported
 from quantize.speed import recommend, time_format
 from training.checkpoint import Checkpoint, load_model
 
 logger = logging.getLogger(__name__)
-
-
-class ExportError(CxrEdgeError, RuntimeError):
-    """No format could be built, or the export request is invalid."""
 
 
 @dataclass(frozen=True)
@@ -280,6 +277,5 @@ def export_bundle(request: ExportRequest) -> ExportResult:
 def _progress(items: list[ExportFormat], enabled: bool) -> Any:
     if not enabled:
         return items
-    from tqdm import tqdm
-
+    tqdm = require("tqdm", extra="export", purpose="export progress bars").tqdm
     return tqdm(items, desc="formats", unit="format")

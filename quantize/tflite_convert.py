@@ -32,7 +32,18 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from cxr_core.errors import CxrEdgeError
+from cxr_core.optional import require
 from quantize.tflite_offline import ATTEMPTS, block_network
+
+
+class TfliteConvertError(CxrEdgeError, RuntimeError):
+    """A TFLite conversion step did not produce what it should have."""
+
+
+class TfliteJobError(TfliteConvertError, ValueError):
+    """The conversion job file asks for something this converter does not do."""
+
 
 EXIT_OK, EXIT_FAILED, EXIT_NETWORK = 0, 1, 3
 
@@ -67,7 +78,9 @@ def convert_float(job: dict[str, Any]) -> dict[str, Any]:
     }
     missing = [str(p) for p in files.values() if not p.is_file()]
     if missing:
-        raise RuntimeError(f"onnx2tf finished without writing {missing}")
+        raise TfliteConvertError(
+            f"onnx2tf finished without writing {missing}; expected {sorted(map(str, files.values()))}"
+        )
     return {"saved_model": str(out_dir), "files": {k: str(v) for k, v in files.items()}}
 
 
@@ -81,7 +94,7 @@ def _representative(path: str) -> Iterator[list[Any]]:
 
 def convert_int8(job: dict[str, Any]) -> dict[str, Any]:
     """SavedModel -> full-integer INT8 .tflite (the ``int8`` step); see the module docstring."""
-    import tensorflow as tf
+    tf = require("tensorflow", extra="export", purpose="TFLite INT8 conversion")
 
     converter = tf.lite.TFLiteConverter.from_saved_model(job["saved_model"])
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -91,7 +104,10 @@ def convert_int8(job: dict[str, Any]) -> dict[str, Any]:
     float_nodes: Sequence[str] = job.get("float_nodes") or []
     if job["io"] == "int8":
         if float_nodes:
-            raise ValueError("int8 input/output needs a fully quantized model; float_nodes must be empty")
+            raise TfliteJobError(
+                f"float_nodes={list(float_nodes)} with io='int8'; expected none "
+                "(int8 input/output needs a fully quantized model)"
+            )
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
         model = converter.convert()
@@ -130,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     try:
         if job.get("step") not in steps:
-            raise ValueError(f"job step {job.get('step')!r}; expected one of {sorted(steps)}")
+            raise TfliteJobError(f"job step {job.get('step')!r}; expected one of {sorted(steps)}")
         result = steps[job["step"]](job)
     except (Exception, SystemExit):  # onnx2tf exits the process on errors; report whatever happened
         traceback.print_exc()

@@ -31,6 +31,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from cxr_core.errors import CxrEdgeError, MissingDependencyError
+from cxr_core.optional import install_hint, require
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ TOOLCHAIN = (
     "h5py",
     "ai_edge_litert",
 )
-INSTALL_HINT = "pip install 'cxr-edge[export]' && pip install --no-deps onnx2tf==1.29.24"
+INSTALL_HINT = f"{install_hint('export')}, then pip install --no-deps onnx2tf==1.29.24"
 #: The file onnx2tf downloads from GitHub unless it is in its working directory.
 ONNX2TF_SAMPLE = "calibration_image_sample_data_20x128x128x3_float32.npy"
 SAMPLE_SHAPE = (20, 128, 128, 3)
@@ -61,6 +62,10 @@ PATH_KEYS = ("onnx", "out_dir", "saved_model", "calibration", "out")
 
 class TfliteExportError(CxrEdgeError, RuntimeError):
     """The TFLite conversion failed (the message ends with the tail of the converter's log)."""
+
+
+class TfliteConfigError(CxrEdgeError, ValueError):
+    """A :class:`TfliteInt8Config` field has a value the INT8 converter does not accept."""
 
 
 class Context(Protocol):
@@ -91,9 +96,9 @@ class TfliteInt8Config:
 
     def __post_init__(self) -> None:
         if self.io not in IO_TYPES:
-            raise ValueError(f"TfliteInt8Config.io={self.io!r}; expected one of {list(IO_TYPES)}")
+            raise TfliteConfigError(f"TfliteInt8Config.io={self.io!r}; expected one of {list(IO_TYPES)}")
         if self.io == "int8" and self.keep_head_float:
-            raise ValueError(
+            raise TfliteConfigError(
                 "TfliteInt8Config: io='int8' needs keep_head_float=False (a float head has float I/O)"
             )
 
@@ -232,7 +237,7 @@ def convert_int8(context: Context, config: TfliteInt8Config) -> dict[str, Any]:
 
 
 def _onnx_info(context: Context) -> dict[str, Any]:
-    import onnx
+    onnx = require("onnx", extra="export", purpose="reading the ONNX graph for TFLite export")
 
     from quantize.onnx_export import graph_info
 

@@ -17,6 +17,7 @@ import torch
 
 from cxr_core.optional import require
 from cxr_core.preprocess import PreprocessSpec
+from training.config import ConfigError
 
 
 class Augmentation:
@@ -24,9 +25,11 @@ class Augmentation:
 
     def __init__(self, name: str, spec: PreprocessSpec, degrees: float = 5.0) -> None:
         if name not in ("hflip", "hflip-rotate"):
-            raise ValueError(f"unknown augmentation {name!r}; expected 'hflip' or 'hflip-rotate' (or none)")
+            raise ConfigError(f"unknown augmentation {name!r}; expected 'hflip' or 'hflip-rotate' (or none)")
         if spec.layout != "NCHW":
-            raise ValueError(f"augmentation works on NCHW inputs; the spec's layout is {spec.layout!r}")
+            raise ConfigError(
+                f"augmentation works on NCHW inputs; the spec's layout is {spec.layout!r}, expected 'NCHW'"
+            )
         self.name, self.degrees = name, float(degrees)
         if spec.normalization == "mean_std":
             self.fill = [-m / s for m, s in zip(spec.mean, spec.std, strict=True)]

@@ -24,15 +24,31 @@ import typing
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from cxr_core.cli_common import (
+    EXIT_OK,
+    EXIT_USAGE,
+    add_progress_flag,
+    add_version,
+    error_exit,
+    exit_codes_epilog,
+    optional_dependencies,
+)
 from cxr_core.errors import CxrEdgeError
+from cxr_core.optional import require
 from training.config import FIELD_CHOICES, PRESETS, TrainConfig, resolve_config
 
 SUBCOMMANDS = ("train", "evaluate")
+EPILOG = exit_codes_epilog(
+    {
+        EXIT_OK: "the run finished (or the checkpoint was evaluated)",
+        EXIT_USAGE: "usage error, a refused configuration, dataset or checkpoint, or a missing "
+        "optional dependency (torch and friends: the train extra)",
+    }
+)
 
 
 def _parse_option(text: str) -> tuple[str, Any]:
-    import yaml
-
+    yaml = require("yaml", extra="train", purpose="--dataset-option values")
     if "=" not in text:
         raise argparse.ArgumentTypeError(
             f"--dataset-option {text!r}; expected KEY=VALUE, e.g. official_split=false"
@@ -68,10 +84,11 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cxr-train", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="cxr-train", description=__doc__.split("\n\n")[0], epilog=EPILOG)
+    add_version(parser)
     parser.add_argument("-v", "--verbose", action="store_true", help="log INFO messages to the console")
     sub = parser.add_subparsers(dest="command", metavar="{train,evaluate}")
-    train = sub.add_parser("train", help="train a model (the default command)")
+    train = sub.add_parser("train", help="train a model (the default command)", epilog=EPILOG)
     train.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS)
     train.add_argument("--preset", choices=sorted(PRESETS), help="paper settings to start from")
     train.add_argument("--config", help="YAML or JSON file of config keys")
@@ -81,7 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue from a checkpoint or a run folder's last.pt (its stored config)",
     )
     add_config_flags(train)
-    evaluate = sub.add_parser("evaluate", help="score a checkpoint on a split and write the reports")
+    evaluate = sub.add_parser(
+        "evaluate", help="score a checkpoint on a split and write the reports", epilog=EPILOG
+    )
     evaluate.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS)
     evaluate.add_argument("--checkpoint", required=True, help="a .pt written by cxr-train (best.pt, last.pt)")
     evaluate.add_argument("--split", default="test", choices=("train", "val", "test"))
@@ -97,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-batches", type=int, default=0, help="score only the first N batches (0 = all)"
     )
     evaluate.add_argument("--skip-preflight", action="store_true", help="do not decode every image up front")
-    evaluate.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_progress_flag(evaluate, default=True, help="progress bars on stderr")
     return parser
 
 
@@ -131,11 +150,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     }
     if args.resume:
         if args.preset or args.config:
-            print(
-                "cxr-train: error: --resume uses the run's stored config; drop --preset/--config",
-                file=sys.stderr,
-            )
-            return 2
+            return error_exit("cxr-train", "--resume uses the run's stored config; drop --preset/--config")
         config = config_for_resume(args.resume, overrides)
     else:
         config = resolve_config(args.preset, args.config, overrides)
@@ -148,7 +163,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
         print(f"best mean val AUC {best}{' (stopped early)' if result.stopped_early else ''}")
         print_files(f"run files in {result.out_dir}:", result.files)
-    return 0
+    return EXIT_OK
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -165,7 +180,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         threads=args.threads,
         max_batches=args.max_batches,
         skip_preflight=args.skip_preflight,
-        progress=not args.no_progress,
+        progress=args.progress,
     )
     if _is_main_process():
         report = result.output.report
@@ -174,7 +189,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             f"mean AP {report.mean_ap:.4f} over {report.n_samples} images"
         )
         print_files(f"reports in {result.out_dir}:", result.files)
-    return 0
+    return EXIT_OK
 
 
 def configure_console_logging(verbose: bool) -> None:
@@ -202,19 +217,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     prefer_passive_omp_wait()
     argv = list(sys.argv[1:] if argv is None else argv)
     leading = argv[1:] if argv[:1] in (["-v"], ["--verbose"]) else argv
-    if leading and leading[0].startswith("-") and leading[0] not in ("-h", "--help"):
+    if leading and leading[0].startswith("-") and leading[0] not in ("-h", "--help", "--version"):
         argv.insert(len(argv) - len(leading), "train")  # train is the default command
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
-        return 2
+        return EXIT_USAGE
     configure_console_logging(args.verbose)
     try:
-        return cmd_train(args) if args.command == "train" else cmd_evaluate(args)
+        with optional_dependencies(f"cxr-train {args.command}", extra="train"):
+            return cmd_train(args) if args.command == "train" else cmd_evaluate(args)
     except CxrEdgeError as exc:
-        print(f"cxr-train: error: {exc}", file=sys.stderr)
-        return 2
+        return error_exit("cxr-train", exc)
 
 
 if __name__ == "__main__":

@@ -16,11 +16,29 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from cxr_core.cli_common import (
+    EXIT_OK,
+    EXIT_USAGE,
+    add_progress_flag,
+    add_version,
+    error_exit,
+    exit_codes_epilog,
+    optional_dependencies,
+)
 from cxr_core.errors import CxrEdgeError
+
+EXIT_CODES = {
+    EXIT_OK: "every step finished",
+    EXIT_USAGE: "usage error, a step that failed (its messages are printed above), or a missing "
+    "optional dependency (the demo needs the train and export extras)",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cxr-demo", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="cxr-demo", description=__doc__.split("\n\n")[0], epilog=exit_codes_epilog(EXIT_CODES)
+    )
+    add_version(parser)
     parser.add_argument("--out", default="./cxr-edge-demo", help="output folder (default: ./cxr-edge-demo)")
     parser.add_argument("--images", type=int, default=600, help="phantom images to generate (default: 600)")
     parser.add_argument(
@@ -41,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default 0: automatic)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_progress_flag(parser, default=True, help="progress bars on stderr")
     return parser
 
 
@@ -65,7 +83,7 @@ def run_demo(args: argparse.Namespace) -> dict[str, Path]:
     from training.trainer import run_training
 
     out = Path(args.out).expanduser()
-    data = ensure_phantoms(out / "data", args.images, args.size, args.seed, progress=not args.no_progress)
+    data = ensure_phantoms(out / "data", args.images, args.size, args.seed, progress=args.progress)
     resize_to = max(args.input_size, round(args.input_size * 256 / 224))
     config = TrainConfig(
         dataset="synthetic",
@@ -83,14 +101,14 @@ def run_demo(args: argparse.Namespace) -> dict[str, Path]:
         seed=args.seed,
         device=args.device,
         threads=args.threads,
-        progress=not args.no_progress,
+        progress=args.progress,
         log_every=0,
     )
     resume = out / "run" if (out / "run" / "last.pt").is_file() else None
     if resume is not None:
         print(f"resuming the run in {resume} (its stored settings; --epochs may extend it)")
         config = config_for_resume(
-            resume, {"epochs": args.epochs, "num_workers": args.num_workers, "progress": not args.no_progress}
+            resume, {"epochs": args.epochs, "num_workers": args.num_workers, "progress": args.progress}
         )
     tag = f"{config.architecture}-{config.encoder}"
     print(f"training {tag} at {config.input_size} px for {config.epochs} epoch(s)")
@@ -102,7 +120,7 @@ def run_demo(args: argparse.Namespace) -> dict[str, Path]:
         out / "run" / "eval-test",
         device=args.device,
         threads=args.threads,
-        progress=not args.no_progress,
+        progress=args.progress,
     )
     report = evaluation.output.report
     print(f"test mean AUC {report.mean_auc:.4f} over {report.n_samples} images")
@@ -116,12 +134,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     prefer_passive_omp_wait()
     args = build_parser().parse_args(argv)
     try:
-        files = run_demo(args)
+        with optional_dependencies("cxr-demo", extra="train"):
+            files = run_demo(args)
     except CxrEdgeError as exc:
-        print(f"cxr-demo: error: {exc}", file=sys.stderr)
-        return 2
+        return error_exit("cxr-demo", exc)
     print_files("artefacts:", files, width=20)
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

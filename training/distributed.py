@@ -24,7 +24,14 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import Sampler
 
+from cxr_core.errors import CxrEdgeError, DatasetError
+from training.config import ConfigError
+
 logger = logging.getLogger(__name__)
+
+
+class DistributedError(CxrEdgeError, RuntimeError):
+    """The processes of a distributed run disagree (e.g. gathered predictions miss or repeat images)."""
 
 
 @dataclass(frozen=True)
@@ -52,7 +59,7 @@ def _env_int(name: str, default: int) -> int:
     try:
         return int(value)
     except ValueError:
-        raise ValueError(
+        raise ConfigError(
             f"environment variable {name}={value!r}; expected an integer (set by torchrun)"
         ) from None
 
@@ -159,7 +166,7 @@ class EpochShuffleSampler(Sampler[int]):
 
     def __init__(self, length: int, seed: int, rank: int = 0, world_size: int = 1) -> None:
         if length < 1:
-            raise ValueError(
+            raise DatasetError(
                 f"cannot sample from an empty split (length={length}); expected at least one image"
             )
         self.length, self.seed, self.rank, self.world_size = length, seed, rank, world_size
@@ -213,7 +220,7 @@ def gather_predictions(
     order = torch.argsort(indices.cpu())
     scores, indices = scores.cpu()[order], indices.cpu()[order]
     if indices.numel() != total or not torch.equal(indices, torch.arange(total)):
-        raise RuntimeError(
+        raise DistributedError(
             f"gathered predictions cover {indices.unique().numel()} distinct of {total} images with "
             f"{indices.numel()} rows; expected each image exactly once"
         )

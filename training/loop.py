@@ -20,10 +20,15 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from cxr_core.errors import CxrEdgeError, DatasetError
 from cxr_core.optional import require
 from training.models import probabilities
 
 logger = logging.getLogger(__name__)
+
+
+class TrainingDivergedError(CxrEdgeError, FloatingPointError):
+    """The training loss became NaN or infinite."""
 
 
 @dataclass(frozen=True)
@@ -109,7 +114,7 @@ def train_one_epoch(
             logits = model(images)
         loss = loss_fn(logits.float(), target, mask)
         if not torch.isfinite(loss):
-            raise FloatingPointError(
+            raise TrainingDivergedError(
                 f"training loss became {loss.item()} at step {steps} of this epoch; lower the learning rate "
                 "or check the inputs"
             )
@@ -176,7 +181,7 @@ def predict(
     bar.close()
     if not all_probs:
         if num_labels is None:
-            raise ValueError(f"{desc}: the loader yielded no batch; expected at least one image")
+            raise DatasetError(f"{desc}: the loader yielded no batch; expected at least one image")
         all_probs, all_indices = [torch.zeros((0, num_labels))], [torch.zeros(0, dtype=torch.int64)]
     return PredictOutput(
         torch.cat(all_probs), torch.cat(all_indices), loss_sum, batches, time.perf_counter() - start

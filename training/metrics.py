@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from cxr_core.errors import ScoreInputError
 from cxr_core.optional import require
 
 logger = logging.getLogger(__name__)
@@ -84,7 +85,9 @@ def _nanmean(values: Sequence[float]) -> float:
 def _as_2d(name: str, values: ArrayLike, n_labels: int) -> NDArray[np.float64]:
     array = np.asarray(values, dtype=np.float64)
     if array.ndim != 2 or array.shape[1] != n_labels:
-        raise ValueError(f"{name} has shape {array.shape}; expected (N, {n_labels}) for {n_labels} labels")
+        raise ScoreInputError(
+            f"{name} has shape {array.shape}; expected (N, {n_labels}) for {n_labels} labels"
+        )
     return array
 
 
@@ -104,12 +107,20 @@ def compute_metrics(
     truth = _as_2d("y_true", y_true, n_labels)
     score = _as_2d("y_score", y_score, n_labels)
     if truth.shape != score.shape:
-        raise ValueError(f"y_true {truth.shape} and y_score {score.shape} differ; expected the same shape")
+        raise ScoreInputError(
+            f"y_true {truth.shape} and y_score {score.shape} differ; expected the same shape"
+        )
     if not np.isfinite(score).all():
-        raise ValueError("y_score holds NaN or infinite values; the model diverged or the scores are broken")
+        raise ScoreInputError(
+            f"y_score holds {int((~np.isfinite(score)).sum())} NaN or infinite value(s); expected finite "
+            "scores (the model diverged or the scores are broken)"
+        )
     keep = np.ones(truth.shape, dtype=bool) if mask is None else _as_2d("mask", mask, n_labels) > 0
     if not np.isin(truth[keep], (0.0, 1.0)).all():
-        raise ValueError("y_true must hold only 0 and 1 where the mask is set (binary targets)")
+        raise ScoreInputError(
+            f"y_true holds {np.unique(truth[keep])[:10].tolist()} where the mask is set; "
+            "expected only 0 and 1 (binary targets)"
+        )
 
     classes: list[ClassMetrics] = []
     for j, label in enumerate(labels):
@@ -165,7 +176,7 @@ def curve_points(
     if kind == "pr":
         precision, recall, _ = sk_metrics.precision_recall_curve(truth, score)
         return recall, precision
-    raise ValueError(f"unknown curve kind {kind!r}; expected 'roc' or 'pr'")
+    raise ScoreInputError(f"unknown curve kind {kind!r}; expected 'roc' or 'pr'")
 
 
 def operating_point_stats(
@@ -180,7 +191,7 @@ def operating_point_stats(
     score = np.asarray(y_score, dtype=np.float64)
     keep = np.ones(truth.shape, dtype=bool) if mask is None else np.asarray(mask) > 0
     if len(thresholds) != truth.shape[1]:
-        raise ValueError(
+        raise ScoreInputError(
             f"{len(thresholds)} thresholds for {truth.shape[1]} findings; expected one per finding"
         )
     sensitivity, specificity = [], []

@@ -22,9 +22,14 @@ from numpy.typing import NDArray
 
 from cxr_core.bundle.schema import TensorSpec
 from cxr_core.errors import MissingDependencyError
-from cxr_core.optional import require
+from cxr_core.optional import install_hint, require
 from cxr_core.runtime.backend import Backend, Stopwatch
-from cxr_core.runtime.errors import ModelFileError, ModelSignatureError, RuntimeUnavailableError
+from cxr_core.runtime.errors import (
+    ModelFileError,
+    ModelSignatureError,
+    RuntimeUnavailableError,
+    UnknownRuntimeError,
+)
 from cxr_core.runtime.signature import ModelSignature, check_tensor
 
 logger = logging.getLogger(__name__)
@@ -70,7 +75,7 @@ def open_interpreter(runtime: str, path: Path, threads: int) -> Any:
     except (AttributeError, RuntimeError) as exc:  # e.g. tflite_runtime 2.14 under numpy 2: _ARRAY_API
         raise RuntimeUnavailableError(
             f"{module_name} is installed but does not load ({exc}); install ai-edge-litert instead: "
-            "pip install 'cxr-edge[runtime]'"
+            f"{install_hint('runtime')}"
         ) from exc
     if drawback is not None:
         logger.warning(
@@ -131,7 +136,9 @@ class LiteRTBackend(Backend):
         clock = Stopwatch()
         super().__init__(path, signature, threads)
         if runtime not in INTERPRETERS:
-            raise ValueError(f"LiteRTBackend runtime must be one of {list(INTERPRETERS)}; got {runtime!r}")
+            raise UnknownRuntimeError(
+                f"LiteRTBackend runtime must be one of {list(INTERPRETERS)}; got {runtime!r}"
+            )
         self.runtime = runtime
         try:
             self._interpreter = open_interpreter(runtime, self.path, threads)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from cxr_core.bundle import Bundle, ModelEntry
 from cxr_core.formats import RUNTIME_FAMILIES
+from cxr_core.optional import install_hint
 from cxr_core.runtime.backend import Backend
 from cxr_core.runtime.errors import RuntimeUnavailableError, UnknownRuntimeError
 from cxr_core.runtime.signature import ModelSignature, signature_of
@@ -43,9 +44,7 @@ _ALIASES = {
     "tflite-runtime": "tflite_runtime",
     "tf": "tensorflow",
 }
-INSTALL_HINT = (
-    "pip install -e '.[runtime]' (from a cxr-edge checkout) or pip install 'cxr_edge-*.whl[runtime]'"
-)
+INSTALL_HINT = install_hint("runtime")
 
 
 def available_runtimes() -> list[str]:

@@ -28,7 +28,15 @@ from cxr_core.errors import DatasetError
 from cxr_core.labels import CHEXPERT, CHEXPERT_LABELS
 from training.data.checks import ProblemReport, check_patient_overlap, find_missing_files
 from training.data.csvtable import CsvTable, cell, parse_age, parse_sex, read_csv_table
-from training.data.records import NEGATIVE, NOT_MENTIONED, POSITIVE, UNCERTAIN, DatasetSplits, ImageRecord
+from training.data.records import (
+    NEGATIVE,
+    NOT_MENTIONED,
+    POSITIVE,
+    UNCERTAIN,
+    DatasetOptionError,
+    DatasetSplits,
+    ImageRecord,
+)
 from training.data.splitting import check_fraction, split_by_patient
 
 logger = logging.getLogger(__name__)
@@ -205,7 +213,7 @@ def load_chexpert(
             f"CheXpert data root {root} is not a folder; expected {' or '.join(DATASET_DIR_NAMES)}"
         )
     if val_source not in VAL_SOURCES:
-        raise ValueError(f"val_source={val_source!r}; expected one of {list(VAL_SOURCES)}")
+        raise DatasetOptionError(f"val_source={val_source!r}; expected one of {list(VAL_SOURCES)}")
     val_fraction = check_fraction("val_fraction", val_fraction)
     dataset_dir = find_chexpert_dir(root)
     report = ProblemReport(f"CheXpert at {dataset_dir}")

@@ -14,7 +14,7 @@ from typing import Any
 
 from training.data.chestxray14 import load_chestxray14
 from training.data.chexpert import load_chexpert
-from training.data.records import DatasetSplits
+from training.data.records import DatasetOptionError, DatasetSplits
 
 
 def load_synthetic(root: str | Path, **options: Any) -> DatasetSplits:
@@ -51,7 +51,7 @@ def load_dataset(kind: str, root: str | Path, **options: Any) -> DatasetSplits:
     :class:`~cxr_core.errors.DatasetError` for a dataset that does not match its layout.
     """
     if kind not in LOADERS:
-        raise ValueError(
+        raise DatasetOptionError(
             f"unknown dataset {kind!r}; expected one of {list(DATASET_KINDS)}"
             f"{_did_you_mean(kind, DATASET_KINDS)}"
         )
@@ -59,7 +59,7 @@ def load_dataset(kind: str, root: str | Path, **options: Any) -> DatasetSplits:
     unknown = [name for name in options if name not in accepted]
     if unknown:
         detail = ", ".join(repr(name) + _did_you_mean(name, accepted) for name in unknown)
-        raise ValueError(
+        raise DatasetOptionError(
             f"unknown option(s) {detail} for dataset {kind!r}; expected some of {list(accepted)}"
         )
     return LOADERS[kind](root, **options)

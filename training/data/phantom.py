@@ -33,6 +33,7 @@ from training.data.phantom_canvas import (
     blur,
     smoothstep,
 )
+from training.data.synthetic_labels import SyntheticOptionError
 
 VIEWS: tuple[str, ...] = ("PA", "AP", "LATERAL")
 #: Every finding :func:`render_phantom` can draw: the 14 ChestX-ray14 findings, then the extra
@@ -321,7 +322,7 @@ def check_findings(findings: Iterable[str]) -> tuple[str, ...]:
     wanted = set(findings)
     unknown = sorted(wanted - set(DRAWABLE_FINDINGS))
     if unknown:
-        raise ValueError(
+        raise SyntheticOptionError(
             f"unknown phantom finding(s) {unknown}; expected names from {list(DRAWABLE_FINDINGS)}"
         )
     return tuple(f for f in DRAWABLE_FINDINGS if f in wanted)
@@ -342,9 +343,9 @@ def draw_scene(
     marking layer, the boxes of the signs).
     """
     if view not in VIEWS:
-        raise ValueError(f"view={view!r}; expected one of {list(VIEWS)}")
+        raise SyntheticOptionError(f"view={view!r}; expected one of {list(VIEWS)}")
     if size < 32:
-        raise ValueError(f"size={size}; expected at least 32 pixels")
+        raise SyntheticOptionError(f"size={size}; expected at least 32 pixels")
     ordered = check_findings(findings)
     ss = _seed_sequence(seed)
     sign_rngs = {name: _rng(ss, 3 + DRAWABLE_FINDINGS.index(name)) for name in ordered}

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from cxr_core.errors import CxrEdgeError
 from cxr_core.labels import LabelSet
 from training.data.checks import ProblemReport, check_label_width
 from training.data.records import (
@@ -44,6 +45,11 @@ from training.data.records import (
 )
 
 logger = logging.getLogger(__name__)
+
+
+class LabelPolicyError(CxrEdgeError, ValueError):
+    """An unknown uncertainty policy, or targets / masks / policies that do not fit together."""
+
 
 U_IGNORE = "u-ignore"
 U_ZEROS = "u-zeros"
@@ -93,12 +99,13 @@ class EncodedTargets:
 
     def __post_init__(self) -> None:
         if self.targets.ndim != 2 or self.targets.shape != self.mask.shape:
-            raise ValueError(
+            raise LabelPolicyError(
                 f"EncodedTargets: targets {self.targets.shape} and mask {self.mask.shape} must both be (N, L)"
             )
         if len(self.policies) != self.targets.shape[1]:
-            raise ValueError(
-                f"EncodedTargets: {len(self.policies)} policies for {self.targets.shape[1]} labels"
+            raise LabelPolicyError(
+                f"EncodedTargets: {len(self.policies)} policies for {self.targets.shape[1]} labels; "
+                "expected one policy per label"
             )
 
     @property
@@ -118,13 +125,15 @@ class EncodedTargets:
 def normalise_policy_name(name: str) -> str:
     """Canonical policy name (``U_Ones`` -> ``u-ones``); refuses unknown names with a suggestion."""
     if not isinstance(name, str):
-        raise ValueError(f"uncertainty policy {name!r} is not a name; expected one of {list(POLICY_CHOICES)}")
+        raise LabelPolicyError(
+            f"uncertainty policy {name!r} is not a name; expected one of {list(POLICY_CHOICES)}"
+        )
     key = name.strip().lower().replace("_", "-").replace(" ", "-")
     if key in POLICY_CHOICES:
         return key
     hint = difflib.get_close_matches(key, POLICY_CHOICES, n=1)
     did_you_mean = f" (did you mean {hint[0]!r}?)" if hint else ""
-    raise ValueError(
+    raise LabelPolicyError(
         f"unknown uncertainty policy {name!r}; expected one of {list(POLICY_CHOICES)}{did_you_mean}"
     )
 
@@ -134,7 +143,7 @@ def _mapping_policies(mapping: Mapping[str, str], label_set: LabelSet, preset: b
     for label, value in mapping.items():
         policy = normalise_policy_name(value)
         if policy in POLICY_PRESETS:
-            raise ValueError(
+            raise LabelPolicyError(
                 f"policy for {label!r} is the preset {policy!r}; expected one of {list(UNCERTAINTY_POLICIES)}"
             )
         if label != DEFAULT_KEY and label not in label_set.labels:
@@ -142,7 +151,7 @@ def _mapping_policies(mapping: Mapping[str, str], label_set: LabelSet, preset: b
                 continue
             hint = difflib.get_close_matches(label, label_set.labels, n=1)
             did_you_mean = f" (did you mean {hint[0]!r}?)" if hint else ""
-            raise ValueError(
+            raise LabelPolicyError(
                 f"uncertainty policy names label {label!r}, which is not in label set {label_set.name!r}"
                 f"{did_you_mean}; expected one of {list(label_set.labels)} or {DEFAULT_KEY!r} for the default"
             )
@@ -166,11 +175,11 @@ def resolve_policy(policy: str | Mapping[str, str], label_set: LabelSet) -> tupl
     elif isinstance(policy, Mapping):
         policies = _mapping_policies(policy, label_set, preset=False)
     else:
-        raise ValueError(
+        raise LabelPolicyError(
             f"uncertainty policy must be a name or a mapping label -> name; got {type(policy).__name__}"
         )
     if U_MULTICLASS in policies and set(policies) != {U_MULTICLASS}:
-        raise ValueError(
+        raise LabelPolicyError(
             f"{U_MULTICLASS!r} must apply to every label or to none; got "
             f"{dict(zip(label_set.labels, policies, strict=True))}"
         )
@@ -187,7 +196,7 @@ def encode_label_matrix(
     """
     raw = np.asarray(raw, dtype=np.float64)
     if raw.ndim != 2 or raw.shape[1] != len(policies):
-        raise ValueError(
+        raise LabelPolicyError(
             f"raw labels of shape {raw.shape} do not match {len(policies)} policies; expected (N, L)"
         )
     blank = np.isnan(raw)

@@ -10,7 +10,17 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from cxr_core.errors import CxrEdgeError
 from cxr_core.labels import LabelSet
+
+
+class DatasetOptionError(CxrEdgeError, ValueError):
+    """An unknown dataset kind, loader option, split name or split fraction, or a bad sample size."""
+
+
+class UnknownSplitError(DatasetOptionError, KeyError):
+    """A split name other than train, val and test."""
+
 
 #: Raw label values in an :class:`ImageRecord`.
 POSITIVE = 1.0
@@ -58,5 +68,5 @@ class DatasetSplits:
     def split(self, name: str) -> tuple[ImageRecord, ...]:
         """Records of split ``name`` (train, val or test)."""
         if name not in ("train", "val", "test"):
-            raise KeyError(f"unknown split {name!r}; expected one of ['train', 'val', 'test']")
+            raise UnknownSplitError(f"unknown split {name!r}; expected one of ['train', 'val', 'test']")
         return getattr(self, name)

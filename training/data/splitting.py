@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from training.data.records import ImageRecord
+from training.data.records import DatasetOptionError, ImageRecord
 
 logger = logging.getLogger(__name__)
 
@@ -22,9 +22,9 @@ def check_fraction(name: str, value: float) -> float:
     try:
         fraction = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{name}={value!r} is not a number; expected a fraction in [0, 1)") from None
+        raise DatasetOptionError(f"{name}={value!r} is not a number; expected a fraction in [0, 1)") from None
     if not 0.0 <= fraction < 1.0:
-        raise ValueError(
+        raise DatasetOptionError(
             f"{name}={value!r}; expected a fraction in [0, 1) (e.g. 0.125 for one patient in eight)"
         )
     return fraction

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import NDArray
 
+from cxr_core.errors import ScoreInputError
+
 
 def aggregate_by_study(
     scores: NDArray[np.generic], study_ids: Sequence[str]
@@ -25,9 +27,9 @@ def aggregate_by_study(
     """
     scores = np.asarray(scores)
     if scores.ndim != 2:
-        raise ValueError(f"aggregate_by_study expects scores of shape (N, L); got shape {scores.shape}")
+        raise ScoreInputError(f"aggregate_by_study expects scores of shape (N, L); got shape {scores.shape}")
     if len(study_ids) != scores.shape[0]:
-        raise ValueError(
+        raise ScoreInputError(
             f"aggregate_by_study got {scores.shape[0]} score rows but {len(study_ids)} study ids; "
             "expected one study id per row"
         )
@@ -41,7 +43,9 @@ def aggregate_by_study(
     elif scores.dtype == np.bool_:
         fill = False
     else:
-        raise ValueError(f"aggregate_by_study expects numeric or boolean scores; got dtype {scores.dtype}")
+        raise ScoreInputError(
+            f"aggregate_by_study expects numeric or boolean scores; got dtype {scores.dtype}"
+        )
     out = np.full((len(position), scores.shape[1]), fill, dtype=scores.dtype)
     np.maximum.at(out, inverse, scores)
     return out, tuple(position)

@@ -41,6 +41,7 @@ from training.data import synthetic_chexpert as chx
 from training.data.phantom import DRAWABLE_FINDINGS, render_phantom
 from training.data.synthetic_labels import (
     PlannedImage,
+    SyntheticOptionError,
     check_prevalence,
     choose_test_patients,
     plan_chestxray14,
@@ -229,13 +230,13 @@ def _write_marker(root: Path, settings: dict, complete: bool, counts: dict[str, 
 # -- drawing ------------------------------------------------------------------------------------
 def _check_args(n_images: int, image_size: int, workers: int | None, prevalence: str) -> int:
     if n_images < 1:
-        raise ValueError(f"n_images={n_images}; expected at least 1")
+        raise SyntheticOptionError(f"n_images={n_images}; expected at least 1")
     if not 32 <= image_size <= 4096:
-        raise ValueError(f"image_size={image_size}; expected 32 to 4096 pixels")
+        raise SyntheticOptionError(f"image_size={image_size}; expected 32 to 4096 pixels")
     check_prevalence(prevalence)
     workers = (os.cpu_count() or 1) if workers is None else workers
     if workers < 1:
-        raise ValueError(f"workers={workers}; expected at least 1")
+        raise SyntheticOptionError(f"workers={workers}; expected at least 1")
     return min(workers, n_images)
 
 
@@ -291,7 +292,7 @@ def generate_chestxray14(
     start = time.perf_counter()
     workers = _check_args(n_images, image_size, workers, prevalence)
     if images_per_folder < 1:
-        raise ValueError(f"images_per_folder={images_per_folder}; expected at least 1")
+        raise SyntheticOptionError(f"images_per_folder={images_per_folder}; expected at least 1")
     root, settings = _begin_set(root, "chestxray14", n_images, image_size, seed, prevalence, overwrite)
     plan = plan_chestxray14(n_images, seed=seed, prevalence=prevalence)
     jobs = [

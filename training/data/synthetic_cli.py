@@ -14,6 +14,15 @@ import argparse
 import logging
 import sys
 
+from cxr_core.cli_common import (
+    EXIT_OK,
+    EXIT_USAGE,
+    add_progress_flag,
+    add_version,
+    error_exit,
+    exit_codes_epilog,
+    optional_dependencies,
+)
 from cxr_core.errors import CxrEdgeError
 from training.data.synthetic import (
     LAYOUTS,
@@ -30,7 +39,15 @@ def build_parser() -> argparse.ArgumentParser:
         prog="cxr-synth",
         description="Write a synthetic chest X-ray data set of drawn phantoms (no patient data) in the "
         "ChestX-ray14 or CheXpert on-disk layout. The same seed gives byte-identical files.",
+        epilog=exit_codes_epilog(
+            {
+                EXIT_OK: "the data set (or contact sheet) was written",
+                EXIT_USAGE: "usage error, a refused option value or output folder, or a missing "
+                "optional dependency",
+            }
+        ),
     )
+    add_version(parser)
     parser.add_argument("out_dir", nargs="?", help="output directory (new, empty, or a previous phantom set)")
     parser.add_argument(
         "--layout", choices=LAYOUTS, default="chestxray14", help="on-disk layout (default: %(default)s)"
@@ -58,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="write into a non-empty directory that is not a previous phantom set",
     )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_progress_flag(parser, default=True, help="a progress bar on stderr")
     parser.add_argument(
         "--contact-sheet",
         metavar="PNG",
@@ -91,29 +108,30 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if args.contact_sheet:
-        print(f"Wrote {write_contact_sheet(args.contact_sheet, seed=7 if args.seed is None else args.seed)}")
-        return 0
-    if not args.out_dir:
+    if not args.out_dir and not args.contact_sheet:
         parser.error("OUT_DIR is required unless --contact-sheet is given")
-    generate = generate_chestxray14 if args.layout == "chestxray14" else generate_chexpert
-    size = {} if args.size is None else {"image_size": args.size}
     try:
-        summary = generate(
-            args.out_dir,
-            n_images=args.images,
-            seed=0 if args.seed is None else args.seed,
-            prevalence=args.prevalence,
-            workers=args.workers,
-            progress=not args.no_progress,
-            overwrite=args.overwrite,
-            **size,
-        )
-    except (CxrEdgeError, ValueError) as exc:
-        print(f"cxr-synth: error: {exc}", file=sys.stderr)
-        return 2
+        with optional_dependencies("cxr-synth"):
+            if args.contact_sheet:
+                seed = 7 if args.seed is None else args.seed
+                print(f"Wrote {write_contact_sheet(args.contact_sheet, seed=seed)}")
+                return EXIT_OK
+            generate = generate_chestxray14 if args.layout == "chestxray14" else generate_chexpert
+            size = {} if args.size is None else {"image_size": args.size}
+            summary = generate(
+                args.out_dir,
+                n_images=args.images,
+                seed=0 if args.seed is None else args.seed,
+                prevalence=args.prevalence,
+                workers=args.workers,
+                progress=args.progress,
+                overwrite=args.overwrite,
+                **size,
+            )
+    except CxrEdgeError as exc:
+        return error_exit("cxr-synth", exc)
     _report(summary)
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -30,7 +30,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cxr_core.errors import CxrEdgeError
 from cxr_core.labels import CHESTXRAY14_LABELS
+
+
+class SyntheticOptionError(CxrEdgeError, ValueError):
+    """An option of the synthetic phantom set (count, size, workers, prevalence, view) is out of range."""
+
 
 #: Probability that a follow-up image repeats the previous image's findings.
 PERSISTENCE = 0.5
@@ -109,7 +115,9 @@ def check_prevalence(prevalence: str) -> str:
     if prevalence not in PREVALENCE_PRESETS:
         hint = difflib.get_close_matches(str(prevalence), list(PREVALENCE_PRESETS), n=1)
         extra = f" (did you mean {hint[0]!r}?)" if hint else ""
-        raise ValueError(f"prevalence={prevalence!r}; expected one of {list(PREVALENCE_PRESETS)}{extra}")
+        raise SyntheticOptionError(
+            f"prevalence={prevalence!r}; expected one of {list(PREVALENCE_PRESETS)}{extra}"
+        )
     return prevalence
 
 
@@ -141,7 +149,10 @@ def label_model(prevalence: str = "balanced") -> LabelModel:
     base = 1.0 - (1.0 - target) / none_from_syndromes
     if (base < 0).any():  # a design error in the tables above, not user input
         bad = [k for k, b in zip(CHESTXRAY14_LABELS, base, strict=True) if b < 0]
-        raise ValueError(f"syndromes alone exceed the {prevalence} prevalence of {bad}")
+        raise SyntheticOptionError(
+            f"syndromes alone exceed the {prevalence} prevalence of {bad}; expected every base rate >= 0 "
+            "(the SYNDROMES table does not fit this preset)"
+        )
     return LabelModel(target, base, rates, members)
 
 

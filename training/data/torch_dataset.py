@@ -23,7 +23,7 @@ from cxr_core.optional import require
 from cxr_core.preprocess import PreprocessSpec, preprocess
 from training.data.checks import ProblemReport
 from training.data.policies import EncodedTargets
-from training.data.records import ImageRecord
+from training.data.records import DatasetOptionError, ImageRecord
 
 torch = require("torch", extra="train", purpose="the training dataset")
 
@@ -57,7 +57,7 @@ class CxrImageDataset(torch.utils.data.Dataset):
         augment: Augment | None = None,
     ) -> None:
         if len(records) != len(targets):
-            raise ValueError(
+            raise DatasetError(
                 f"CxrImageDataset got {len(records)} records but {len(targets)} target rows; "
                 "expected one row per record"
             )
@@ -115,7 +115,9 @@ def validate_images(
     chosen: Sequence[ImageRecord] = records
     if sample is not None:
         if sample < 1:
-            raise ValueError(f"sample={sample!r}; expected a positive number of images or None for all")
+            raise DatasetOptionError(
+                f"sample={sample!r}; expected a positive number of images or None for all"
+            )
         if sample < len(records):
             picks = np.sort(np.random.default_rng(seed).choice(len(records), size=sample, replace=False))
             chosen = [records[i] for i in picks]
