@@ -47,7 +47,7 @@ from cxr_core.cli_common import (
 from cxr_core.errors import CxrEdgeError, ImageDecodeError
 from cxr_core.imaging import DICOM_SUFFIXES, sniff_format
 from cxr_core.input_gate import ImageRefusedError
-from cxr_core.predictor import DISCLAIMER, Prediction, Predictor
+from cxr_core.predictor import DISCLAIMER, SCORE_DEFINITION, Prediction, Predictor
 
 logger = logging.getLogger(__name__)
 
@@ -226,20 +226,43 @@ def heatmap_name(source: str, finding: str, used: set[str]) -> str:
     return name
 
 
+def heatmap_png(pred: Prediction, label: str, alpha: float) -> np.ndarray:
+    """The annotated heat-map figure of ``label`` (:mod:`cxr_core.heatmap_figure`) at display size."""
+    from cxr_core.heatmap_figure import FigureText, heatmap_figure
+
+    finding = pred.finding(label)
+    text = FigureText(
+        finding=label,
+        score=finding.score,
+        above_operating_point=finding.above_operating_point,
+        threshold_note=finding.threshold_note,
+        disclaimer=DISCLAIMER,
+        notices=pred.notices,
+        source=Path(pred.source).name,
+    )
+    return heatmap_figure(pred.overlay(label, alpha), text)
+
+
 def format_table(pred: Prediction, heatmap: tuple[str, str] | None) -> str:
     """The human-readable block for one image."""
     prov = pred.image.provenance
     details = [f"{prov.width}x{prov.height} {prov.format.upper()}"]
     details += [v for v in (prov.modality, prov.view_position) if v]
     total = sum(v for k, v in pred.timings_ms.items() if k != "cam")
-    lines = [
+    lines = [f"  *** {notice.upper()} ***" for notice in pred.notices]
+    lines += [
         f"{pred.source}  ({', '.join(details)}; {pred.model_name} on {pred.runtime}, {total:.0f} ms)",
-        f"  {'finding':<28} {'raw p':>7} {'calibrated':>10} {'op. point':>9}  call",
+        f"  {'finding':<28} {'score':>5} {'output':>7} {'op. point':>9}  call",
     ]
     for f in pred.ranked():
-        call = "ABOVE operating point" if f.positive else "-"
-        numbers = f"{f.probability:7.3f} {f.calibrated:10.3f} {f.operating_point:9.3f}"
+        call = "ABOVE operating point" if f.above_operating_point else "-"
+        if f.threshold_note:
+            call += f"  [{f.threshold_note}]"
+        numbers = f"{f.score:5.1f} {f.model_output:7.3f} {f.operating_point:9.3f}"
         lines.append(f"  {f.label:<28} {numbers}  {call}")
+    lines.append(
+        "  score: 0-100, 50 = the finding's operating point; not a probability (output: the model's)"
+    )
     lines += [f"  warning: {w}" for w in pred.warnings]
     if heatmap is not None:
         lines.append(f"  heat map ({heatmap[0]}): {heatmap[1]}")
@@ -259,6 +282,9 @@ def build_document(predictor: Predictor, result: BatchResult) -> dict[str, Any]:
         tool="cxr-predict",
         version=__version__,
         disclaimer=DISCLAIMER,
+        score_definition=SCORE_DEFINITION,
+        synthetic_training_data=predictor.bundle.synthetic,
+        notices=list(predictor.notices),
         bundle=str(predictor.bundle.root),
         architecture=predictor.bundle.architecture,
         model=predictor.model_name,
@@ -266,6 +292,7 @@ def build_document(predictor: Predictor, result: BatchResult) -> dict[str, Any]:
         threads=getattr(predictor.backend, "threads", None),
         load_ms=round(predictor.load_ms, 3),
         labels=list(predictor.labels),
+        clinical=predictor.bundle.clinical.to_dict(),
         results=records,
         failures=[FailureRecord(f.file, f.error, list(f.reasons)) for f in result.failures],
         summary=Summary(scored=len(result.predictions), failed=len(result.failures)),
@@ -312,7 +339,7 @@ def run_batch(
         if heatmap_dir is not None:
             label = finding or pred.ranked()[0].label
             out = heatmap_dir / heatmap_name(pred.source, label, used)
-            write_png(out, pred.overlay(label, alpha))
+            write_png(out, heatmap_png(pred, label, alpha))
             result.heatmaps[pred.source] = (label, str(out))
         if on_result is not None:
             on_result(pred, result.heatmaps.get(pred.source))
@@ -385,6 +412,8 @@ def main(argv: list[str] | None = None) -> int:
     if json_to_stdout:
         print(json.dumps(document, indent=2))
     else:
+        for notice in predictor.notices:
+            print(f"*** {notice.upper()} ***")
         print(DISCLAIMER)
         print(f"{len(result.predictions)} image(s) scored, {len(result.failures)} skipped.")
         if args.json_out is not None:

@@ -58,6 +58,9 @@ class CxrEdgeApp(KioskMixin, SelfTestMixin, App):
 
     title = "cxr-edge"
     bundle_title = StringProperty("no model bundle")
+    #: The loaded bundle's notices (the synthetic-data mark), shown in a band under the header. It is
+    #: set from the bundle only: no setting or option can clear it while that bundle is loaded.
+    bundle_notice = StringProperty("")
     bundle_path = StringProperty("")
     bundles_dir = StringProperty("")
     reports_dir = StringProperty("")
@@ -221,6 +224,7 @@ class CxrEdgeApp(KioskMixin, SelfTestMixin, App):
                 self.clear_selftest()
             self.bundle_path = str(outcome.bundle)
             self.bundle_title = f"{info.title} | {outcome.model_name} on {outcome.runtime}"
+            self.bundle_notice = "  |  ".join(n.upper() for n in outcome.notices)
             self.model_ready = True
             self.status_text = ""
             self.show("start")
@@ -233,6 +237,7 @@ class CxrEdgeApp(KioskMixin, SelfTestMixin, App):
     def _no_bundle(self, reason: str) -> None:
         self.model_ready = False
         self.bundle_title = "no model bundle"
+        self.bundle_notice = ""
         self.bundle_path = ""
         self.clear_selftest()
         self.first_run_text = reason

@@ -43,6 +43,7 @@ class Loaded:
     model_name: str
     runtime: str
     load_ms: float
+    notices: tuple[str, ...] = ()  # e.g. the synthetic-data mark: shown in the header, never hidden
 
 
 @dataclass(frozen=True)
@@ -235,7 +236,8 @@ class PredictionService:
             loader = Predictor.load
         predictor = loader(bundle, **kwargs)
         self.predictor = predictor
-        return Loaded(bundle, predictor.model_name, predictor.runtime, float(predictor.load_ms))
+        notices = tuple(getattr(predictor, "notices", ()))
+        return Loaded(bundle, predictor.model_name, predictor.runtime, float(predictor.load_ms), notices)
 
     def _predict(self, path: Path) -> Scored:
         predictor = self.predictor

@@ -10,6 +10,14 @@
 >>> [(m.name, m.precision, m.runtime) for m in bundle.models]  # doctest: +SKIP
 """
 
+from cxr_core.bundle.clinical import (
+    MIN_RELIABLE_POSITIVES,
+    SYNTHETIC_MARK,
+    ClinicalInfo,
+    FindingPerformance,
+    TrainingData,
+    Validation,
+)
 from cxr_core.bundle.errors import BundleError, BundleIntegrityError
 from cxr_core.bundle.reader import (
     GOLDEN_KEYS,
@@ -40,6 +48,12 @@ from cxr_core.bundle.schema import (
 )
 
 __all__ = [
+    "MIN_RELIABLE_POSITIVES",
+    "SYNTHETIC_MARK",
+    "ClinicalInfo",
+    "FindingPerformance",
+    "TrainingData",
+    "Validation",
     "BUNDLE_FORMAT_VERSION",
     "CLASSIFIER_NAME",
     "GOLDEN_KEYS",

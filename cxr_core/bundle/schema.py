@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from cxr_core.bundle.clinical import ClinicalInfo
 from cxr_core.bundle.errors import BundleError
 from cxr_core.errors import PreprocessSpecError
 from cxr_core.formats import FORMATS, PRECISIONS, RUNTIME_FAMILIES, SUFFIX_RUNTIME, Precision
@@ -488,6 +489,7 @@ class Manifest:
     golden: GoldenInfo = field(default_factory=GoldenInfo)
     cam: CamInfo = field(default_factory=CamInfo)
     provenance: Provenance = field(default_factory=Provenance)
+    clinical: ClinicalInfo | None = None
     model_config: dict[str, Any] | None = None
     outputs: dict[str, Any] | None = None
     parity: dict[str, Any] | None = None
@@ -582,6 +584,9 @@ class Manifest:
             golden=GoldenInfo.from_dict(data.get("golden") or {}, f"{where}.golden"),
             cam=CamInfo.from_dict(data.get("cam") or {}, f"{where}.cam"),
             provenance=Provenance.from_dict(data.get("provenance") or {}, f"{where}.provenance"),
+            clinical=None
+            if data.get("clinical") is None
+            else ClinicalInfo.from_dict(data["clinical"], f"{where}.clinical"),
             model_config=_optional_mapping(data, "model_config", where),
             outputs=_optional_mapping(data, "outputs", where),
             parity=_optional_mapping(data, "parity", where),
@@ -610,6 +615,7 @@ class Manifest:
             "golden": self.golden.to_dict(),
             "cam": self.cam.to_dict(),
             "provenance": self.provenance.to_dict(),
+            "clinical": None if self.clinical is None else self.clinical.to_dict(),
             "model_config": self.model_config,
             "outputs": self.outputs,
             "parity": self.parity,

@@ -76,13 +76,13 @@ def test_png_findings_sorted_with_bars(running, image_files) -> None:  # type: i
     rows = screen.findings.findings_list.rows()
     assert len(rows) == 14 == len(prediction.findings)
     assert [r.label for r in rows] == [f.label for f in prediction.ranked()]
-    values = [r.calibrated for r in rows]
+    values = [r.score for r in rows]
     assert values == sorted(values, reverse=True)
     assert {r.label for r in rows} == set(prediction.labels)
     assert rows[0].selected and not any(r.selected for r in rows[1:])
     for row, finding in zip(rows, prediction.ranked(), strict=True):
-        assert row.calibrated == pytest.approx(finding.calibrated)
-        assert row.positive == finding.positive
+        assert row.score == pytest.approx(finding.score)
+        assert row.positive == finding.above_operating_point
     assert app.selected_label == rows[0].label
     assert rows[0].label.replace("_", " ") in screen.radiograph.ids.caption.text
 
