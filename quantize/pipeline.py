@@ -41,7 +41,7 @@ from cxr_core.parity import (
 )
 from quantize import calibration as calib
 from quantize import evaluation_set as evalset
-from quantize.bundle_writer import staging, write_manifest, write_npz
+from cxr_core.bundle.writer import staging, write_manifest, write_npz
 from quantize.formats import DEFAULT_FORMATS, BuildContext, ExportFormat, parse_formats
 from quantize.manifest_parts import base_manifest, clinical_info, provenance
 from quantize.onnx_export import ExportError

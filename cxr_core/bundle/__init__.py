@@ -44,6 +44,7 @@ from cxr_core.bundle.schema import (
     Manifest,
     ModelEntry,
     Provenance,
+    RevisionInfo,
     TensorSpec,
 )
 
@@ -70,6 +71,7 @@ __all__ = [
     "Manifest",
     "ModelEntry",
     "Provenance",
+    "RevisionInfo",
     "TensorSpec",
     "check_spec_matches_model",
     "inside",
