@@ -28,6 +28,7 @@ import torch
 from numpy.typing import NDArray
 
 from cxr_core.bundle import CLASSIFIER_NAME, GOLDEN_NAME, GoldenInfo, Manifest, ModelEntry
+from cxr_core.bundle.writer import staging, write_manifest, write_npz
 from cxr_core.optional import require
 from cxr_core.parity import (
     FP16_THRESHOLDS,
@@ -41,7 +42,6 @@ from cxr_core.parity import (
 )
 from quantize import calibration as calib
 from quantize import evaluation_set as evalset
-from cxr_core.bundle.writer import staging, write_manifest, write_npz
 from quantize.formats import DEFAULT_FORMATS, BuildContext, ExportFormat, parse_formats
 from quantize.manifest_parts import base_manifest, clinical_info, provenance
 from quantize.onnx_export import ExportError
