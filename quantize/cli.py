@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from cxr_core.errors import CxrEdgeError
+from cxr_core.metrics import AUC_DROP_LABEL, CLASS_AUC_DROP_LABEL
 
 
 def _limit(text: str) -> float | None:
@@ -107,7 +108,8 @@ def _verify_parser() -> argparse.ArgumentParser:
 
 _COLUMNS = (
     ("mean AUC", "mean_auc", ".4f"),
-    ("dAUC", "auc_drop", "+.4f"),
+    (AUC_DROP_LABEL, "auc_drop", "+.4f"),
+    (CLASS_AUC_DROP_LABEL, "max_class_auc_drop", "+.4f"),
     ("max|dp|", "max_abs_dp", ".2e"),
     ("mean|dp|", "mean_abs_dp", ".2e"),
     ("agree", "call_agreement", ".4f"),
@@ -117,7 +119,8 @@ _COLUMNS = (
 
 
 def _print_rows(rows: list[dict[str, Any]]) -> None:
-    header = " ".join(f"{title:>9}" for title, _, _ in _COLUMNS)
+    widths = [max(9, len(title)) for title, _, _ in _COLUMNS]
+    header = " ".join(f"{title:>{w}}" for (title, _, _), w in zip(_COLUMNS, widths, strict=True))
     print(f"{'format':<12} {'status':<7} {header} {'ms':>7}  note")
     for row in rows:
         parity = row.get("parity") or {}
@@ -128,7 +131,9 @@ def _print_rows(rows: list[dict[str, Any]]) -> None:
         latency = (row.get("latency") or {}).get("median_ms")
         ms = f"{latency:.1f}" if latency is not None else "-"
         note = row.get("error") or "; ".join(row.get("failures") or [])
-        print(f"{row['name']:<12} {row['status']:<7} {' '.join(f'{c:>9}' for c in cells)} {ms:>7}  {note}")
+        line = " ".join(f"{c:>{w}}" for c, w in zip(cells, widths, strict=True))
+        print(f"{row['name']:<12} {row['status']:<7} {line} {ms:>7}  {note}")
+    print(f"{AUC_DROP_LABEL}: reference (PyTorch FP32) mean AUC minus the format's; positive = worse")
 
 
 def run_export(args: argparse.Namespace) -> int:

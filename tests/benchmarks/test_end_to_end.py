@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from benchmarks.report import markdown_report, terminal_report
 from benchmarks.schema import validate_results
 from cxr_core.labels import CHESTXRAY14_LABELS
 from tests.benchmarks.conftest import EVAL_IMAGES, Run
@@ -133,3 +134,23 @@ def test_plots_are_real_pngs(loose_run: Run) -> None:
             # Something was drawn: more than the white background and a few grey lines.
             assert len(image.convert("RGB").getcolors(maxcolors=1 << 16) or range(1 << 16)) > 8
     assert set(loose_run.results["plots"]) == {"latency.png", "auc.png", "e2e.png"}
+
+
+def test_report_header_names_the_model_and_the_machine_once(loose_run: Run) -> None:
+    results = loose_run.results
+    architecture = results["bundle"]["architecture"]
+    head = terminal_report(results).splitlines()[0]
+    assert head.count(architecture) == 1 and results["bundle"]["path"] in head
+    # A bundle folder named after its architecture: the architecture is not repeated beside it.
+    named = {
+        **results,
+        "bundle": {**results["bundle"], "path": f"bundles/{architecture}", "name": architecture},
+    }
+    assert terminal_report(named).splitlines()[0] == f"edge-bench: bundles/{architecture}"
+    assert markdown_report(named).splitlines()[0] == f"# edge-bench: {architecture}"
+    # A device named after its CPU model: the model is printed once.
+    cpu = results["machine"]["cpu"]["model"]
+    same = {**results, "device_name": cpu}
+    machine_line = terminal_report(same).splitlines()[1]
+    assert machine_line.count(cpu) == 1, machine_line
+    assert terminal_report(results).splitlines()[1].startswith(f"laptop: {cpu} (")
