@@ -55,6 +55,13 @@ def _export_parser() -> argparse.ArgumentParser:
         help="folder of images for calibration (default: the checkpoint's validation split)",
     )
     parser.add_argument(
+        "--data-root",
+        type=Path,
+        default=None,
+        help="dataset folder to read the validation split from, instead of the data_root recorded in "
+        "the checkpoint (a relative recorded one is looked up beside the checkpoint, then here)",
+    )
+    parser.add_argument(
         "--evaluation-images",
         type=int,
         default=512,
@@ -151,6 +158,7 @@ def run_export(args: argparse.Namespace) -> int:
         ),
         calibration_images=args.calibration_images,
         calibration_dir=args.calibration_dir,
+        data_root=args.data_root,
         evaluation_images=args.evaluation_images,
         golden_images=args.golden_images,
         quant=QuantConfig(
