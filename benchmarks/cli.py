@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--reference-torch",
         type=Path,
         metavar="CHECKPOINT",
-        help="add a PyTorch eager FP32 reference row (needs torch: pip install 'cxr-edge[train]')",
+        help="add a PyTorch eager FP32 reference row (needs torch: pip install -e '.[train]')",
     )
     parser.add_argument(
         "--e2e-images",

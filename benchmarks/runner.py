@@ -28,6 +28,7 @@ from benchmarks.fileio import write_json_atomic
 from benchmarks.latency import summarize
 from benchmarks.torch_ref import REFERENCE_NAME, torch_installed
 from cxr_core.bundle import Bundle
+from cxr_core.optional import install_hint
 
 logger = logging.getLogger(__name__)
 
@@ -138,7 +139,7 @@ def run_variants(
                             "status": "unavailable",
                             "error": (
                                 "PyTorch is not installed, so there is no reference row: "
-                                "pip install 'cxr-edge[train]'"
+                                f"{install_hint('train')}"
                             ),
                         }
                     )

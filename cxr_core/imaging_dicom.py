@@ -1,4 +1,4 @@
-"""The DICOM part of :mod:`cxr_core.imaging` (pydicom is optional: ``pip install 'cxr-edge[dicom]'``).
+"""The DICOM part of :mod:`cxr_core.imaging` (pydicom is optional: the ``dicom`` extra).
 
 The greyscale pipeline follows DICOM PS3.3 C.11 (modality LUT -> VOI LUT -> presentation):
 

@@ -1,6 +1,7 @@
 """Import optional dependencies where they are used, with an install hint when missing.
 
-Nothing is ever installed at run time (ARCHITECTURE.md, convention 7).
+Nothing is ever installed at run time (docs/architecture.md, "Conventions"). cxr-edge is not
+published on a package index, so the hint installs the extra from a checkout or a built wheel.
 """
 
 from __future__ import annotations
@@ -9,6 +10,14 @@ import importlib
 from types import ModuleType
 
 from cxr_core.errors import MissingDependencyError
+
+
+def install_hint(extra: str) -> str:
+    """The command that installs ``extra``: from a cxr-edge checkout, or from a wheel built from one."""
+    return (
+        f"pip install -e '.[{extra}]' in a cxr-edge checkout "
+        f"(or pip install 'dist/cxr_edge-<version>-py3-none-any.whl[{extra}]' after python -m build)"
+    )
 
 
 def require(module: str, extra: str, purpose: str) -> ModuleType:
@@ -21,5 +30,5 @@ def require(module: str, extra: str, purpose: str) -> ModuleType:
     except ImportError as exc:
         raise MissingDependencyError(
             f"{purpose} needs the Python package '{module.split('.')[0]}', which is not installed "
-            f"({exc}). Install it with: pip install 'cxr-edge[{extra}]'"
+            f"({exc}). Install it with: {install_hint(extra)}"
         ) from exc

@@ -22,7 +22,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from cxr_core.errors import CxrEdgeError
+from cxr_core.errors import CxrEdgeError, MissingDependencyError
+from cxr_core.optional import require
 
 #: Test-split images run through cxr-predict (one heat map each).
 PREDICT_IMAGES = 4
@@ -107,7 +108,28 @@ def run_chain(args: argparse.Namespace) -> dict[str, Path]:
     return artefacts
 
 
+#: What every step of the chain imports, checked before minutes of training are spent:
+#: (module, extra that provides it, the step that needs it). TFLite (onnx2tf, tensorflow) is not
+#: here: without it those formats become failed rows and the chain goes on with ONNX.
+NEEDS = (
+    ("torch", "train", "cxr-demo's training step"),
+    ("onnx", "export", "cxr-demo's export step (cxr-export)"),
+    ("onnxruntime", "export", "cxr-demo's export, predict and benchmark steps"),
+)
+
+
+def check_dependencies() -> None:
+    """Raise :class:`MissingDependencyError` naming the extra when a step's package is missing."""
+    for module, extra, purpose in NEEDS:
+        require(module, extra, purpose)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        check_dependencies()
+    except MissingDependencyError as exc:
+        print(f"cxr-demo: error: {exc}", file=sys.stderr)
+        return 2
     from training.cli import prefer_passive_omp_wait, print_files
 
     prefer_passive_omp_wait()

@@ -31,6 +31,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from cxr_core.errors import CxrEdgeError, MissingDependencyError
+from cxr_core.optional import install_hint
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ TOOLCHAIN = (
     "h5py",
     "ai_edge_litert",
 )
-INSTALL_HINT = "pip install 'cxr-edge[export]' && pip install --no-deps onnx2tf==1.29.24"
+INSTALL_HINT = f"{install_hint('export')}, then pip install --no-deps onnx2tf==1.29.24"
 #: The file onnx2tf downloads from GitHub unless it is in its working directory.
 ONNX2TF_SAMPLE = "calibration_image_sample_data_20x128x128x3_float32.npy"
 SAMPLE_SHAPE = (20, 128, 128, 3)
