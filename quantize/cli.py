@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -134,7 +135,8 @@ def _print_rows(rows: list[dict[str, Any]]) -> None:
         cells = []
         for _, key, spec in _COLUMNS:
             value = parity.get(key)
-            cells.append(format(value, spec) if isinstance(value, int | float) else "-")
+            number = isinstance(value, int | float) and not math.isnan(value)
+            cells.append(format(value, spec) if number else "-")
         latency = (row.get("latency") or {}).get("median_ms")
         ms = f"{latency:.1f}" if latency is not None else "-"
         note = row.get("error") or "; ".join(row.get("failures") or [])
