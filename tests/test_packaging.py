@@ -126,7 +126,8 @@ def test_the_wheel_installs_in_a_fresh_venv_and_predicts(
     assert helped.returncode == 0 and "--bundle" in helped.stdout, helped.stderr
     if "--version" in helped.stdout:
         versioned = run("--version")
-        assert versioned.returncode == 0 and PYPROJECT["project"]["version"] in versioned.stdout + versioned.stderr
+        assert versioned.returncode == 0
+        assert PYPROJECT["project"]["version"] in versioned.stdout + versioned.stderr
     # The wheel's own code, not the checkout's, answers.
     where = subprocess.run(
         [str(venv / "bin" / "python"), "-c", "import cxr_core; print(cxr_core.__file__)"],
