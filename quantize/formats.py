@@ -1,4 +1,4 @@
-"""The one table of export formats (ARCHITECTURE convention 3).
+"""The one table of export formats (docs/architecture.md, "One home per contract").
 
 Each row names a format, its file suffix, the pip extra that provides its toolchain, whether it is
 INT8, and the builder that writes it. Adding a format is one more row and one
