@@ -125,6 +125,7 @@ def check_dependencies() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         check_dependencies()
     except MissingDependencyError as exc:
@@ -133,7 +134,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     from training.cli import prefer_passive_omp_wait, print_files
 
     prefer_passive_omp_wait()
-    args = build_parser().parse_args(argv)
     try:
         files = run_chain(args)
     except CxrEdgeError as exc:
