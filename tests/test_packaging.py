@@ -92,6 +92,11 @@ def test_sdist_and_wheel_carry_the_licence_readme_and_docs(dist: Path) -> None:
         assert f"{script} =" in entry_points
 
 
+def _clean_env() -> dict[str, str]:
+    """The environment without the test run's PYTHONPATH: the fresh venv must see only itself."""
+    return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
+
+
 def _pip(venv: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(venv / "bin" / "python"), "-m", "pip", "--disable-pip-version-check", *args],
@@ -99,6 +104,8 @@ def _pip(venv: Path, *args: str) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=900,
         check=False,
+        env=_clean_env(),
+        cwd=venv,
     )
 
 
@@ -114,7 +121,8 @@ def test_the_wheel_installs_in_a_fresh_venv_and_predicts(
     if installed.returncode != 0 and "No matching distribution" in installed.stdout + installed.stderr:
         pytest.skip(f"numpy/Pillow not reachable from this machine: {installed.stderr[-500:]}")
     assert installed.returncode == 0, installed.stdout[-2000:] + installed.stderr[-2000:]
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    assert (venv / "bin" / "cxr-predict").is_file(), installed.stdout[-2000:]
+    env = _clean_env()
     predict = venv / "bin" / "cxr-predict"
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
