@@ -21,7 +21,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from cxr_core.errors import MissingDependencyError
-from cxr_core.optional import require
+from cxr_core.optional import install_hint, require
 from cxr_core.runtime.base import (
     Backend,
     ModelFileError,
@@ -76,7 +76,7 @@ def open_interpreter(runtime: str, path: Path, threads: int) -> Any:
     except (AttributeError, RuntimeError) as exc:  # e.g. tflite_runtime 2.14 under numpy 2: _ARRAY_API
         raise RuntimeUnavailableError(
             f"{module_name} is installed but does not load ({exc}); install ai-edge-litert instead: "
-            "pip install 'cxr-edge[runtime]'"
+            f"{install_hint('runtime')}"
         ) from exc
     if drawback is not None:
         logger.warning(

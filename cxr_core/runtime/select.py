@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from cxr_core.bundle import Bundle, ModelEntry
+from cxr_core.optional import install_hint
 from cxr_core.runtime.base import (
     Backend,
     ModelSignatureError,
@@ -57,7 +58,7 @@ _ALIASES = {
     "tflite-runtime": "tflite_runtime",
     "tf": "tensorflow",
 }
-INSTALL_HINT = "pip install 'cxr-edge[runtime]'"
+INSTALL_HINT = install_hint("runtime")
 
 
 def available_runtimes() -> list[str]:

@@ -108,6 +108,6 @@ def test_a_missing_runtime_gives_the_pip_hint_and_verify_skips(session_bundle: P
     assert run.returncode == 0, run.stderr
     result = json.loads(run.stdout.strip().splitlines()[-1])
     assert result["available"] == []
-    assert "pip install 'cxr-edge[runtime]'" in result["error"] and result["is_import_error"]
+    assert "pip install -e '.[runtime]'" in result["error"] and result["is_import_error"]
     assert [row["status"] for row in result["golden"]] == ["skipped", "skipped"]
-    assert all("pip install 'cxr-edge[runtime]'" in row["reason"] for row in result["golden"])
+    assert all("pip install -e '.[runtime]'" in row["reason"] for row in result["golden"])
