@@ -18,6 +18,9 @@ from edge_app.watch import DEFAULT_SETTLE_S
 BUNDLE_ENV = "CXR_EDGE_BUNDLE"
 #: Environment variable overriding the app's data folder (reports, settings, bundles/).
 DATA_DIR_ENV = "CXR_EDGE_DATA_DIR"
+#: Environment variable naming the watch folder (overridden by ``--watch``). The Pi kiosk's unit
+#: passes the folder this way so that a name with spaces stays one path.
+WATCH_ENV = "CXR_EDGE_WATCH"
 #: Seconds without a touch after which a kiosk goes back to its start screen.
 DEFAULT_IDLE_RESET_S = 120.0
 #: Seconds between two looks at the watch folder.
@@ -106,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--watch",
         type=Path,
         metavar="DIR",
-        help="process image files that appear in DIR (e.g. a USB drive mount)",
+        help=f"process image files that appear in DIR (e.g. a USB drive mount); default ${WATCH_ENV}",
     )
     parser.add_argument(
         "--watch-interval",
@@ -148,6 +151,8 @@ def parse_args(argv: list[str] | None = None, environ: dict[str, str] | None = N
     """Parse ``argv`` (default ``sys.argv[1:]``) and the environment into :class:`AppOptions`."""
     env = os.environ if environ is None else environ
     args = build_parser().parse_args(argv)
+    if args.watch is None and env.get(WATCH_ENV):
+        args.watch = Path(env[WATCH_ENV])
     if args.watch is not None and args.watch.exists() and not args.watch.is_dir():
         build_parser().error(
             f"--watch {args.watch}: is a file; expected the folder to watch for images "

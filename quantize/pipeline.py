@@ -62,6 +62,8 @@ class ExportRequest:
     formats: tuple[str, ...] = DEFAULT_FORMATS
     calibration_images: int = calib.DEFAULT_CALIBRATION_IMAGES
     calibration_dir: Path | None = None
+    #: Dataset folder overriding the checkpoint's recorded ``data_root`` (``--data-root``).
+    data_root: Path | None = None
     evaluation_images: int = evalset.DEFAULT_EVALUATION_IMAGES
     golden_images: int = 4
     quant: QuantConfig = field(default_factory=QuantConfig)
@@ -113,7 +115,7 @@ def _image_sets(
     """Calibration images, the held-out evaluation set and the splits (when the checkpoint records them)."""
     if request.calibration_dir is not None:
         return calib.from_directory(request.calibration_dir, request.calibration_images), None, None
-    splits, root = calib.validation_split(checkpoint.run_config, checkpoint.path)
+    splits, root = calib.validation_split(checkpoint.run_config, checkpoint.path, request.data_root)
     calibration = calib.from_splits(splits, root, request.calibration_images)
     return calibration, evalset.from_splits(splits, root, calibration, request.evaluation_images), splits
 

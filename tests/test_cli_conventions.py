@@ -147,7 +147,7 @@ def test_old_quiet_spelling_still_turns_edge_bench_progress_off(capsys: pytest.C
 
 def test_install_hint_is_one_wording_for_checkouts_and_wheels() -> None:
     hint = install_hint("train")
-    assert "pip install -e '.[train]'" in hint and "pip install 'cxr-edge[train]'" in hint
+    assert "pip install -e '.[train]'" in hint and "cxr_edge-<version>-py3-none-any.whl[train]'" in hint
     with pytest.raises(MissingDependencyError, match=r"pip install -e '\.\[dicom\]'"):
         require("cxr_edge_no_such_module", extra="dicom", purpose="a test")
 
