@@ -129,7 +129,8 @@ def table(study: dict[str, Any]) -> str:
     ]
     for row in study["rows"]:
         lines.append(
-            f"{row['finding']:<20} {row['held_out_positives']:>4} {row['old_point']:7.3f} {row['new_point']:7.3f}"
+            f"{row['finding']:<20} {row['held_out_positives']:>4} "
+            f"{row['old_point']:7.3f} {row['new_point']:7.3f}"
             f"  {_cell(row['sensitivity_before'])} / {_cell(row['specificity_before'])}"
             f"      {_cell(row['sensitivity_after'])} / {_cell(row['specificity_after'])}"
             f"     {_cell(row['target_sensitivity'])} / {_cell(row['target_specificity'])}"
