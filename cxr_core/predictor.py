@@ -183,6 +183,7 @@ class Prediction:
     cam_weight: NDArray[np.float32] = field(repr=False)  # (L, C)
     geometry: PreprocessGeometry = field(repr=False)
     notices: tuple[str, ...] = ()  # e.g. the synthetic-data mark; shown with the result, never hidden
+    model_information: tuple[str, ...] = ()  # the bundle's ClinicalInfo.summary(), for reports
     _heatmaps: dict[tuple[str, tuple[int, int] | None], NDArray[np.float32]] = field(
         default_factory=dict, repr=False, compare=False
     )
@@ -327,6 +328,8 @@ class Predictor:
         self.threshold_notes: tuple[str | None, ...] = tuple(notes)
         #: Shown with every result and cannot be hidden: the synthetic-data mark, when it applies.
         self.notices: tuple[str, ...] = (SYNTHETIC_MARK,) if clinical.synthetic else ()
+        #: What the bundle says of itself (training data, validation AUC, thresholds), for reports.
+        self.model_information: tuple[str, ...] = tuple(clinical.summary())
         size = getattr(backend, "input_size", None)
         if size is not None and size != self._spec.input_size:
             raise BundleError(
@@ -426,6 +429,7 @@ class Predictor:
             findings=findings,
             warnings=self._bundle_warnings + tuple(warnings),
             notices=self.notices,
+            model_information=self.model_information,
             timings_ms=timings,
             model_name=self.model_name,
             runtime=self.runtime,

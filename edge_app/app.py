@@ -61,6 +61,8 @@ class CxrEdgeApp(KioskMixin, SelfTestMixin, App):
     #: The loaded bundle's notices (the synthetic-data mark), shown in a band under the header. It is
     #: set from the bundle only: no setting or option can clear it while that bundle is loaded.
     bundle_notice = StringProperty("")
+    #: Training data, validation AUC and threshold reliability of the loaded bundle (settings, reports).
+    bundle_provenance = StringProperty("")
     bundle_path = StringProperty("")
     bundles_dir = StringProperty("")
     reports_dir = StringProperty("")
@@ -225,6 +227,7 @@ class CxrEdgeApp(KioskMixin, SelfTestMixin, App):
             self.bundle_path = str(outcome.bundle)
             self.bundle_title = f"{info.title} | {outcome.model_name} on {outcome.runtime}"
             self.bundle_notice = "  |  ".join(n.upper() for n in outcome.notices)
+            self.bundle_provenance = "\n".join(outcome.provenance)
             self.model_ready = True
             self.status_text = ""
             self.show("start")
@@ -238,6 +241,7 @@ class CxrEdgeApp(KioskMixin, SelfTestMixin, App):
         self.model_ready = False
         self.bundle_title = "no model bundle"
         self.bundle_notice = ""
+        self.bundle_provenance = ""
         self.bundle_path = ""
         self.clear_selftest()
         self.first_run_text = reason

@@ -68,6 +68,7 @@ def report_payload(prediction: Prediction, label: str, opacity: float, bundle_ti
         "disclaimer": DISCLAIMER,
         "score_definition": SCORE_DEFINITION,
         "notices": list(prediction.notices),
+        "model_information": list(prediction.model_information),
     }
     return payload
 
@@ -82,7 +83,7 @@ def render_report(prediction: Prediction, label: str, opacity: float, bundle_tit
     header_h = 110 + band_h
     table_h = _ROW * (len(ranked) + 1) + 60
     width = _PAD * 3 + picture.width * 2 + _PAD + _TABLE_WIDTH
-    height = header_h + max(picture.height + 40, table_h) + 50
+    height = header_h + max(picture.height + 40, table_h) + 74
     canvas = Image.new("RGB", (width, height), _BG)
     draw = ImageDraw.Draw(canvas)
     if band_h:  # the synthetic-data mark: part of every report of such a bundle, not a setting
@@ -109,6 +110,9 @@ def render_report(prediction: Prediction, label: str, opacity: float, bundle_tit
     caption = f"Heat map: {label}, score {selected.score:.0f} (colour strength = score / 100)"
     draw.text((_PAD * 2 + plain.width, top + picture.height + 8), caption, fill=_MUTED, font=_font(16))
     _draw_table(draw, ranked, label, (_PAD * 4 + plain.width + picture.width, top))
+    info = [line for line in prediction.model_information if line not in prediction.notices]
+    if info:
+        draw.text((_PAD, height - 60), " | ".join(info), fill=_MUTED, font=_font(14))
     draw.text((_PAD, height - 36), DISCLAIMER, fill=_BAR_POSITIVE, font=_font(18))
     return canvas
 

@@ -44,6 +44,7 @@ class Loaded:
     runtime: str
     load_ms: float
     notices: tuple[str, ...] = ()  # e.g. the synthetic-data mark: shown in the header, never hidden
+    provenance: tuple[str, ...] = ()  # what the bundle says of itself (ClinicalInfo.summary)
 
 
 @dataclass(frozen=True)
@@ -237,7 +238,10 @@ class PredictionService:
         predictor = loader(bundle, **kwargs)
         self.predictor = predictor
         notices = tuple(getattr(predictor, "notices", ()))
-        return Loaded(bundle, predictor.model_name, predictor.runtime, float(predictor.load_ms), notices)
+        provenance = tuple(predictor.bundle.clinical.summary()) if hasattr(predictor, "bundle") else ()
+        return Loaded(
+            bundle, predictor.model_name, predictor.runtime, float(predictor.load_ms), notices, provenance
+        )
 
     def _predict(self, path: Path) -> Scored:
         predictor = self.predictor

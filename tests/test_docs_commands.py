@@ -57,6 +57,7 @@ NOT_RUNNABLE: dict[str, str] = {
 HELP_ONLY_REASONS: dict[str, str] = {
     "cxr-demo": "trains and exports a model (the one-minute smoke run is RUN_SLOW)",
     "cxr-train": "trains a model",
+    "cxr-calibrate": "needs a site's labelled images; tests/cxr_core/test_recalibrate.py runs it in full",
     "torchrun": "launches distributed training on several GPUs",
     "cxr-synth": "writes thousands of phantoms",
     "cxr-app": "opens a window",

@@ -260,6 +260,27 @@ class ClinicalInfo:
         """The mark every result of this bundle carries, or None."""
         return SYNTHETIC_MARK if self.synthetic else None
 
+    def summary(self) -> list[str]:
+        """Plain-language lines for a screen or a report: training data, validation, thresholds."""
+        data = self.training_data
+        images = sum(data.images.values())
+        patients = sum(data.patients.values())
+        counts = f"{images} images, {patients} patients" if images else "image counts not recorded"
+        lines = [f"Trained on: {data.dataset} ({counts}); labels: {data.label_source}"]
+        if self.synthetic:
+            lines.insert(0, SYNTHETIC_MARK)
+        validation = self.validation
+        if validation is None or validation.mean_auc is None:
+            lines.append("Validation: no figures in this bundle")
+            return lines
+        ci = validation.mean_auc_ci
+        interval = f" (95% CI {ci[0]:.2f}-{ci[1]:.2f})" if ci else ""
+        lines.append(f"Validation mean AUC {validation.mean_auc:.2f}{interval} on {validation.images} images")
+        unreliable = [f.label for f in validation.findings if not f.threshold_reliable]
+        if unreliable:
+            lines.append(f"Threshold unreliable for {len(unreliable)} of {len(validation.findings)} findings")
+        return lines
+
     def finding(self, label: str) -> FindingPerformance | None:
         if self.validation is None:
             return None
