@@ -80,7 +80,7 @@ def _finished(db: Path) -> tuple[int, int]:
 
 
 def run(bundle: Path, root: Path, files: int = 200, kills: int = 50, seed: int = 0,
-        burst_s: float = 2.0, max_kill_delay_s: float = 3.0) -> KillFigures:  # fmt: skip
+        burst_s: float = 2.0, max_kill_delay_s: float = 1.2) -> KillFigures:  # fmt: skip
     rng = random.Random(seed)
     images = make_images(root / "source", files)
     watch, data = root / "watch", root / "data"
