@@ -175,4 +175,4 @@ class KioskMixin:
     def _update_health(self) -> None:
         if self.study_log is None:
             return
-        self.kiosk_health_text = "   ".join(self.study_log.health().lines())
+        self.kiosk_health_text = self.study_log.health().short()

@@ -315,7 +315,7 @@ def run_headless(
     settings = AppSettings.load(data_dir)
     queue.apply_retention(settings.retention_days, settings.retention_count)
     finished = 0
-    title = identity.revision
+    title = identity.revision.split(" | ")[0]  # the report adds the model and runtime itself
     try:
         while True:
             queue.scan()

@@ -182,6 +182,15 @@ class Health:
             out.append(f"Failing file: {self.failing.path} - {self.failing.error or 'failed'}")
         return out
 
+    def short(self) -> str:
+        """One line for the app's status strip: queue, last study, failing file."""
+        parts = [f"Queue: {self.queued} waiting"]
+        if self.last is not None:
+            parts.append(f"Last: {self.last.name} ({self.last.state})")
+        if self.failing is not None:
+            parts.append(f"Failing file: {self.failing.name} ({self.failing.error or 'failed'})")
+        return "  |  ".join(parts)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "queued": self.queued,

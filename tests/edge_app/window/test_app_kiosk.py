@@ -81,7 +81,7 @@ def test_watch_folder_waits_for_a_complete_file(running, watch_dir: Path, image_
     assert study.name == target.name and study.state == "scored" and study.sha256
     assert Path(study.report_png).is_file() and Path(study.report_json).is_file()  # written automatically
     assert app.report_text.startswith("Report saved")
-    assert "Last processed: from_scanner.png: scored" in app.kiosk_health_text
+    assert "Last: from_scanner.png (scored)" in app.kiosk_health_text
 
 
 def test_inactivity_resets_to_the_start_screen(running, watch_dir: Path, image_files) -> None:  # type: ignore[no-untyped-def]
