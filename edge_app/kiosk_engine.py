@@ -34,6 +34,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cxr_core.cli_common import (
+    EXIT_OK,
+    EXIT_USAGE,
+    add_progress_flag,
+    add_version,
+    error_exit,
+    exit_codes_epilog,
+)
+from cxr_core.errors import CxrEdgeError
 from edge_app.report import report_stem
 from edge_app.storage import remove_stale_temp_files
 from edge_app.studylog import FAILED, MAX_ATTEMPTS, REFUSED, SCORED, Study, StudyLog
@@ -45,6 +54,10 @@ logger = logging.getLogger(__name__)
 #: Findings kept in the log's summary of a scored study (best first).
 SUMMARY_FINDINGS = 5
 REPORTS_DIRNAME = "reports"
+
+
+class KioskError(CxrEdgeError):
+    """The headless kiosk cannot start (its bundle cannot be loaded)."""
 
 
 @dataclass(frozen=True)
@@ -310,7 +323,7 @@ def run_headless(
     if not isinstance(loaded, Loaded):
         log.close()
         message = getattr(loaded, "message", str(loaded))
-        raise SystemExit(f"kiosk: the bundle {bundle} cannot be used: {message}")
+        raise KioskError(f"the bundle {bundle} cannot be used: {message}")
     identity = BundleIdentity.of(bundle, loaded.model_name, loaded.runtime)
     settings = AppSettings.load(data_dir)
     queue.apply_retention(settings.retention_days, settings.retention_count)
@@ -337,7 +350,14 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m edge_app.kiosk_engine",
         description="Process a watch folder into the study log and reports, without a window.",
+        epilog=exit_codes_epilog(
+            {
+                EXIT_OK: "stopped (--exit-when-idle: nothing left to do)",
+                EXIT_USAGE: "usage error, unusable bundle",
+            }
+        ),
     )
+    add_version(parser)
     parser.add_argument("--data-dir", type=Path, required=True, help="the app's data folder (log, reports)")
     parser.add_argument("--watch", type=Path, required=True, help="the folder to watch")
     parser.add_argument("--bundle", type=Path, required=True, help="model bundle folder")
@@ -347,22 +367,27 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--interval", type=float, default=0.2, help="seconds between looks at the folder")
     parser.add_argument("--exit-when-idle", action="store_true", help="stop when nothing is left to do")
     parser.add_argument("--threads", type=int, default=None)
+    add_progress_flag(parser, default=True, help="INFO log lines (each study)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    run_headless(
-        args.data_dir,
-        args.watch,
-        args.bundle,
-        settle_s=args.settle,
-        interval_s=args.interval,
-        exit_when_idle=args.exit_when_idle,
-        threads=args.threads,
-    )
-    return 0
+    level = logging.INFO if args.progress else logging.WARNING
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        run_headless(
+            args.data_dir,
+            args.watch,
+            args.bundle,
+            settle_s=args.settle,
+            interval_s=args.interval,
+            exit_when_idle=args.exit_when_idle,
+            threads=args.threads,
+        )
+    except CxrEdgeError as exc:
+        return error_exit("kiosk_engine", exc)
+    return EXIT_OK
 
 
 if __name__ == "__main__":
