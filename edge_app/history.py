@@ -32,6 +32,8 @@ RETENTION_CHOICES: dict[str, tuple[float | None, int | None]] = {
     "Keep the last 1000 reports": (None, 1000),
 }
 ANY_FINDING = "Any finding"
+#: Rows the history list shows at most (newest first); the CSV export has them all.
+HISTORY_ROWS = 300
 STATE_FILTERS = {
     "All": None,
     "Scored": "scored",
@@ -119,9 +121,12 @@ class HistoryMixin:
             screen.show_studies([], [ANY_FINDING])
             return
         finding = None if self.history_finding == ANY_FINDING else self.history_finding
-        studies = self.study_log.studies(state=STATE_FILTERS.get(self.history_state), finding=finding)
+        state = STATE_FILTERS.get(self.history_state)
+        studies = self.study_log.studies(state=state, finding=finding, limit=HISTORY_ROWS + 1)
         findings = [ANY_FINDING] + self.study_log.findings_seen()
-        screen.show_studies(studies, findings)
+        screen.show_studies(studies[:HISTORY_ROWS], findings)
+        if len(studies) > HISTORY_ROWS:
+            screen.message = f"Showing the newest {HISTORY_ROWS} studies; Export log (CSV) has them all."
 
     def open_study(self, study_id: int) -> None:
         """Show a logged study again: its report image (heat map, findings) and the log's record."""
