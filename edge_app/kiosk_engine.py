@@ -54,6 +54,8 @@ logger = logging.getLogger(__name__)
 #: Findings kept in the log's summary of a scored study (best first).
 SUMMARY_FINDINGS = 5
 REPORTS_DIRNAME = "reports"
+#: Seconds one look at the watch folder may spend hashing new files (the rest waits for the next).
+SCAN_BUDGET_S = 0.25
 
 
 class KioskError(CxrEdgeError):
@@ -144,6 +146,8 @@ class StudyQueue:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.log = log
+        self._clock = clock
+        self._backlog: list[Path] = []
         self.data_dir = Path(data_dir)
         self.reports_dir = self.data_dir / REPORTS_DIRNAME
         self.watcher = (
@@ -161,18 +165,27 @@ class StudyQueue:
 
     @property
     def settling(self) -> int:
-        """Files seen in the watch folder that are not stable yet."""
-        return 0 if self.watcher is None else len(self.watcher.pending)
+        """Files seen in the watch folder that are not stable yet or not recorded yet."""
+        return 0 if self.watcher is None else len(self.watcher.pending) + len(self._backlog)
 
-    def scan(self) -> list[int]:
-        """Look at the watch folder once; record the files that became ready. Returns new study ids."""
+    def scan(self, budget_s: float = SCAN_BUDGET_S) -> list[int]:
+        """Look at the watch folder once; record the files that became ready. Returns new study ids.
+
+        Hashing stops after ``budget_s`` (the app calls this on its UI thread: a stick with
+        hundreds of large DICOMs must not freeze the screen); the rest is recorded at the next call,
+        in the same order.
+        """
         if self.watcher is None:
             return []
+        self._backlog.extend(self.watcher.poll())
         added = []
-        for path in self.watcher.poll():
-            study_id = self.record(path)
+        start = self._clock()
+        while self._backlog:  # at least one per look, so the backlog always moves
+            study_id = self.record(self._backlog.pop(0))
             if study_id is not None:
                 added.append(study_id)
+            if self._clock() - start >= budget_s:
+                break
         return added
 
     def record(self, path: Path) -> int | None:

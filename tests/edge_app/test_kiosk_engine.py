@@ -102,6 +102,21 @@ def test_kiosk_status_reads_the_log_without_a_window(
     assert missing.returncode != 0 and "no study log" in missing.stderr
 
 
+def test_a_look_at_the_folder_hashes_within_its_budget(tmp_path: Path) -> None:
+    from edge_app.kiosk_engine import StudyQueue
+
+    watch = tmp_path / "usb"
+    watch.mkdir()
+    for i in range(3):
+        (watch / f"{i}.png").write_bytes(bytes([i]) * 100)
+    queue = StudyQueue(open_log(tmp_path / "data"), tmp_path / "data", watch, settle_s=0.0)
+    assert len(queue.scan(budget_s=0.0)) == 1 and queue.settling == 2  # one per look, the rest waits
+    assert len(queue.scan(budget_s=0.0)) == 1
+    assert len(queue.scan(budget_s=10.0)) == 1 and queue.settling == 0
+    assert [s.name for s in queue.log.studies(newest_first=False)] == ["0.png", "1.png", "2.png"]
+    assert queue.scan() == []  # nothing new: nothing recorded twice
+
+
 def _check(figures: kill_harness.KillFigures) -> None:
     assert figures.lost == 0 and figures.duplicated == 0, figures
     assert figures.rows == figures.distinct_paths == figures.files, figures
