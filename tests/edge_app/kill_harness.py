@@ -55,7 +55,21 @@ def make_images(folder: Path, count: int) -> list[Path]:
     return [write_png(folder / f"study_{i:04d}.png", radiograph(seed=1000 + i)) for i in range(count)]
 
 
-def _command(data: Path, watch: Path, bundle: Path, exit_when_idle: bool) -> list[str]:
+def _app_command(data: Path, watch: Path, bundle: Path) -> list[str]:
+    """The real app: kiosk mode, an offscreen window (``app_env``), the watch folder."""
+    cmd = [sys.executable, "-m", "edge_app.main", "--kiosk", "--bundle", str(bundle), "--data-dir", str(data)]
+    return cmd + ["--watch", str(watch), "--watch-interval", "0.1", "--watch-settle", "0", "--threads", "1"]
+
+
+def app_env(root: Path) -> dict[str, str]:
+    from edge_app.headless import OFFSCREEN_ENV
+
+    return {**OFFSCREEN_ENV, "KIVY_HOME": str(root / "kivy-home")}
+
+
+def _command(data: Path, watch: Path, bundle: Path, exit_when_idle: bool, app: bool = False) -> list[str]:
+    if app:
+        return _app_command(data, watch, bundle)
     cmd = [sys.executable, "-m", "edge_app.kiosk_engine", "--data-dir", str(data), "--watch", str(watch)]
     cmd += ["--bundle", str(bundle), "--settle", "0", "--interval", "0.05", "--threads", "1"]
     return cmd + (["--exit-when-idle"] if exit_when_idle else [])
@@ -80,13 +94,20 @@ def _finished(db: Path) -> tuple[int, int]:
 
 
 def run(bundle: Path, root: Path, files: int = 200, kills: int = 50, seed: int = 0,
-        burst_s: float = 2.0, max_kill_delay_s: float = 1.2) -> KillFigures:  # fmt: skip
+        burst_s: float = 2.0, max_kill_delay_s: float = 1.2, app: bool = False) -> KillFigures:  # fmt: skip
+    """``kills`` SIGKILLs during a burst of ``files`` files, then one run to the end; the figures.
+
+    ``app``: kill the real app (kiosk mode, offscreen window) instead of the headless kiosk; its
+    restarts take longer (Kivy and the window), so give it a longer ``max_kill_delay_s``.
+    """
     rng = random.Random(seed)
     images = make_images(root / "source", files)
     watch, data = root / "watch", root / "data"
     watch.mkdir(parents=True, exist_ok=True)
     db = data / "studies.sqlite"
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    if app:
+        env.update(app_env(root))
     figures = KillFigures(files=files, kills=kills)
     logs = (root / "kiosk.log").open("ab")
 
@@ -122,8 +143,18 @@ def run(bundle: Path, root: Path, files: int = 200, kills: int = 50, seed: int =
     copier.join()
     final_start = time.monotonic()
     done_before, _ = _finished(db)
-    subprocess.run(_command(data, watch, bundle, True), cwd=REPO, env=env, stdout=logs, stderr=logs,
-                   check=True, timeout=600)  # fmt: skip
+    if app:  # the app does not stop by itself: wait until every file has its outcome, then close it
+        child = subprocess.Popen(
+            _command(data, watch, bundle, False, app), cwd=REPO, env=env, stdout=logs, stderr=logs
+        )
+        deadline = time.monotonic() + 600
+        while _finished(db)[0] < files and time.monotonic() < deadline and child.poll() is None:
+            time.sleep(0.05)
+        child.terminate()
+        child.wait(30)
+    else:
+        subprocess.run(_command(data, watch, bundle, True), cwd=REPO, env=env, stdout=logs, stderr=logs,
+                       check=True, timeout=600)  # fmt: skip
     final_s = time.monotonic() - final_start
     figures.total_s = round(time.monotonic() - start, 2)
     logs.close()

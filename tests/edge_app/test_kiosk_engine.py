@@ -142,3 +142,13 @@ def test_fifty_kills_during_a_200_file_burst(session_bundle: Path, tmp_path: Pat
     throughput = kill_harness.burst_throughput(session_bundle, tmp_path / "burst", files=200)
     print("burst throughput:", throughput)
     assert throughput["files_per_s"] > 0
+
+
+@pytest.mark.slow
+def test_kills_of_the_real_app_in_kiosk_mode(session_bundle: Path, tmp_path: Path) -> None:
+    """The same with the real app (offscreen window, kiosk mode, watch folder) as the victim."""
+    figures = kill_harness.run(
+        session_bundle, tmp_path, files=60, kills=8, seed=5, max_kill_delay_s=4.0, app=True
+    )
+    _check(figures)
+    print("kill harness (app):", figures)
