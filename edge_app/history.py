@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_app.storage import write_atomic
-from edge_app.studylog import PENDING, Study
+from edge_app.studylog import PENDING, SCORED, Study
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +91,16 @@ def detail_text(study: Study) -> str:
     return "\n".join(lines)
 
 
+def _unchanged(study: Study) -> bool:
+    """Whether the study's source file is still there with the same content (sha256)."""
+    from edge_app.kiosk_engine import file_sha256
+
+    try:
+        return file_sha256(Path(study.path))[0] == study.sha256
+    except OSError:
+        return False
+
+
 class HistoryMixin:
     """The history and study screens (a mixin of ``CxrEdgeApp``); uses ``study_log``, ``screens``."""
 
@@ -136,7 +146,18 @@ class HistoryMixin:
         screen = self.screens.get_screen("study")
         report = study.report_png if study.report_png and Path(study.report_png).is_file() else ""
         screen.show_study(study.id, study.name, detail_text(study), report)
+        screen.source = study.path if study.state == SCORED and _unchanged(study) else ""
         self.show("study")
+
+    def reopen_source(self) -> None:
+        """Open the study's image again in the result screen (every finding's heat map, zoom).
+
+        Only offered while the source file still holds the study's content; it is scored again for
+        display, as any opened image, and not logged as a new study.
+        """
+        source = self.screens.get_screen("study").source
+        if source:
+            self.open_path(Path(source))
 
     def export_history_csv(self) -> Path | None:
         """Write the whole log as CSV into ``<data dir>/exports``; the path is shown on the screen."""

@@ -103,6 +103,7 @@ class StudyScreen(Screen):
     title = StringProperty("")
     details = StringProperty("")
     report = StringProperty("")  # the report PNG, "" when there is none (refused, deleted)
+    source = StringProperty("")  # the image, while it still holds the study's content ("" otherwise)
 
     def show_study(self, study_id: int, title: str, details: str, report: str) -> None:
         self.study_id, self.title, self.details, self.report = study_id, title, details, report

@@ -165,11 +165,21 @@ def test_history_screen_lists_filters_reopens_and_exports(history_app, tmp_path:
     assert "Input gate: accepted" in study_screen.details and "%" in study_screen.details
     frame = session.screenshot()
     assert frame.std() > 10  # something is drawn
+    # The source is still there, unchanged: it can be opened again with every finding's heat map.
+    assert study_screen.source.endswith("a_chest.png")
+    logged = len(app.study_log.studies())
+    session.tap(study_screen.ids.reopen_button)
+    session.wait_until(lambda: app.screens.current == "result", 30, "study reopened")
+    assert len(app.screens.get_screen("result").findings.findings_list.rows()) == 14
+    assert len(app.study_log.studies()) == logged  # looking again is not a new study
+    session.wait_idle()
+    app.open_study(row.study_id)
     session.tap(study_screen.ids.back_to_history)
     assert app.screens.current == "history"
     # A refused study reopens with its reasons, no image.
     session.tap(next(r for r in screen.rows() if "d_head.dcm" in r.text))
     assert study_screen.report == "" and "Reason:" in study_screen.details
+    assert study_screen.source == "" and study_screen.ids.reopen_button.disabled
     session.tap(study_screen.ids.back_to_history)
 
     session.tap(screen.ids.export_csv_button)
