@@ -45,6 +45,8 @@ class AppOptions:
     size: tuple[int, int] | None = None
     exit_after_result: bool = False
     progress: bool = True  # INFO log lines on the console (loading, each result)
+    kiosk_status: bool = False  # print the study log's health and exit (no window)
+    status_json: bool = False
 
     @property
     def idle_reset(self) -> float | None:
@@ -143,6 +145,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="quit after the first result and print its timings as JSON (cold-start measurement)",
     )
+    parser.add_argument(
+        "--kiosk-status",
+        action="store_true",
+        help="print the kiosk's queue, last study and failing file from the study log, and exit "
+        "(no window; safe while the app runs)",
+    )
+    parser.add_argument("--json", action="store_true", help="with --kiosk-status: print JSON")
     add_progress_flag(parser, default=True, help="INFO log lines on the console (loading, each result)")
     return parser
 
@@ -177,4 +186,6 @@ def parse_args(argv: list[str] | None = None, environ: dict[str, str] | None = N
         size=args.size,
         exit_after_result=args.exit_after_result,
         progress=args.progress,
+        kiosk_status=args.kiosk_status,
+        status_json=args.json,
     )

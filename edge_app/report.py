@@ -155,10 +155,15 @@ def export_report(
     opacity: float,
     bundle_title: str,
     when: datetime | None = None,
+    stem: str | None = None,
 ) -> ExportedReport:
-    """Write ``<stem>.png`` and ``<stem>.json`` into ``folder`` atomically; return their paths."""
+    """Write ``<stem>.png`` and ``<stem>.json`` into ``folder`` atomically; return their paths.
+
+    ``stem`` defaults to :func:`report_stem` of the image and ``when``; the kiosk passes the
+    study's own stem so a study processed twice (after a kill) overwrites its own report.
+    """
     folder = Path(folder)
-    stem = report_stem(prediction.source, when or datetime.now(UTC))
+    stem = stem or report_stem(prediction.source, when or datetime.now(UTC))
     buffer = io.BytesIO()
     render_report(prediction, label, opacity, bundle_title).save(buffer, format="PNG")
     payload = report_payload(prediction, label, opacity, bundle_title)

@@ -18,7 +18,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -55,6 +55,7 @@ class Scored:
     prediction: Prediction
     display: DisplayImages
     elapsed_ms: float
+    report: ExportedReport | None = None  # written by ``process_study`` (kiosk studies)
 
 
 @dataclass(frozen=True)
@@ -148,6 +149,23 @@ class PredictionService:
     def predict(self, path: Path, on_done: Callable[[Outcome], None]) -> None:
         """Score the image file ``path`` with the current predictor."""
         self._submit(lambda: self._predict(Path(path)), on_done, str(path))
+
+    def process_study(
+        self, path: Path, folder: Path, stem: str, bundle_title: str, on_done: Callable[[Outcome], None]
+    ) -> None:
+        """Score ``path`` and write its report ``folder/<stem>.png`` + ``.json`` (kiosk studies).
+
+        The report shows the top finding's heat map at the default opacity; the outcome is
+        :class:`Scored` with ``report`` set (or :class:`Refused` / :class:`Failed`, no report).
+        """
+
+        def run() -> Scored:
+            scored = self._predict(Path(path))
+            label = scored.display.label
+            report = export_report(scored.prediction, folder, label, 0.6, bundle_title, stem=stem)
+            return replace(scored, report=report)
+
+        self._submit(run, on_done, str(path))
 
     def render(self, prediction: Prediction, label: str, on_done: Callable[[Outcome], None]) -> None:
         """Compute the display overlay of ``label`` for an already scored ``prediction``."""
