@@ -267,6 +267,6 @@ def test_predict_runs_with_torch_and_friends_unimportable(
     assert "blocked by test" not in result.stderr
     doc = json.loads(out_json.read_text())
     assert len(doc["results"]) == 2 and doc["runtime"] == "onnxruntime"
-    probabilities = np.array([f["probability"] for f in doc["results"][0]["findings"]])
+    probabilities = np.array([f["model_output"] for f in doc["results"][0]["findings"]])
     assert probabilities.shape == (14,) and np.isfinite(probabilities).all()
     assert len(list((tmp_path / "h").glob("*.png"))) == 2

@@ -162,7 +162,8 @@ def test_history_screen_lists_filters_reopens_and_exports(history_app, tmp_path:
     study_screen = app.screens.get_screen("study")
     assert study_screen.report.endswith(".png") and study_screen.ids.report_image.texture is not None
     assert study_screen.ids.report_image.texture.size[0] > 1000
-    assert "Input gate: accepted" in study_screen.details and "%" in study_screen.details
+    assert "Input gate: accepted" in study_screen.details and "score" in study_screen.details
+    assert "%" not in study_screen.details  # scores, never percentages
     frame = session.screenshot()
     assert frame.std() > 10  # something is drawn
     # The source is still there, unchanged: it can be opened again with every finding's heat map.
