@@ -33,9 +33,9 @@ class FeatureGateError(CxrEdgeError, ValueError):
     """The gate cannot be fitted or applied (too few images, a feature map of another shape)."""
 
 
-def pooled_features(feature_map: NDArray[np.floating], pooling: str) -> NDArray[np.float64]:
+def pooled_features(feature_map: NDArray[np.floating], pooling: str) -> NDArray[np.float32]:
     """``(N, C)`` from ``(N, C, h, w)`` (or ``(C, h, w)`` for one image), pooled like the model's head."""
-    fmap = np.asarray(feature_map, dtype=np.float64)
+    fmap = np.asarray(feature_map, dtype=np.float32)
     if fmap.ndim == 3:
         fmap = fmap[None]
     if fmap.ndim != 4:
@@ -74,8 +74,8 @@ def ledoit_wolf(features: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDA
 class FeatureGate:
     """Mean and precision (inverse shrunk covariance) of the training features, and how they pool."""
 
-    mean: NDArray[np.float64]
-    precision: NDArray[np.float64]
+    mean: NDArray[np.float32]
+    precision: NDArray[np.float32]
     pooling: str
     shrinkage: float
 
@@ -83,24 +83,26 @@ class FeatureGate:
     def fit(cls, train_features: NDArray[np.floating], pooling: str) -> FeatureGate:
         mean, covariance, shrinkage = ledoit_wolf(np.asarray(train_features, dtype=np.float64))
         precision = np.linalg.pinv(covariance, hermitian=True)
-        return cls(mean, precision, pooling, shrinkage)
+        return cls(mean.astype(np.float32), precision.astype(np.float32), pooling, shrinkage)
 
     def distances(self, features: NDArray[np.floating]) -> NDArray[np.float64]:
         """Mahalanobis distance of each row of ``features`` (N, C) to the training mean."""
-        x = np.asarray(features, dtype=np.float64)
+        x = np.asarray(features, dtype=np.float32)
         if x.ndim != 2 or x.shape[1] != self.mean.shape[0]:
             raise FeatureGateError(
                 f"features of shape {x.shape}; expected (N, {self.mean.shape[0]}) like the training features"
             )
         centred = x - self.mean
-        squared = np.einsum("nc,cd,nd->n", centred, self.precision, centred)
+        # float32 BLAS: a 1024-channel distance costs under 1 ms on a phone-class core (float64 and
+        # einsum were 5-10x slower); the stored mean and precision are float32 too.
+        squared = ((centred @ self.precision) * centred).sum(axis=1, dtype=np.float64)
         return np.sqrt(np.maximum(squared, 0.0))
 
     def score(self, feature_map: NDArray[np.floating]) -> float:
         """The distance of one image from its feature map ``(C, h, w)``."""
         return float(self.distances(pooled_features(feature_map, self.pooling))[0])
 
-    def arrays(self) -> dict[str, NDArray[np.float64]]:
+    def arrays(self) -> dict[str, NDArray[np.float32]]:
         """What the bundle's gate file stores."""
         return {"mean": self.mean, "precision": self.precision}
 
@@ -108,8 +110,8 @@ class FeatureGate:
     def from_arrays(
         cls, arrays: dict[str, NDArray[np.floating]], pooling: str, shrinkage: float
     ) -> FeatureGate:
-        mean = np.asarray(arrays["mean"], dtype=np.float64)
-        precision = np.asarray(arrays["precision"], dtype=np.float64)
+        mean = np.asarray(arrays["mean"], dtype=np.float32)
+        precision = np.asarray(arrays["precision"], dtype=np.float32)
         if mean.ndim != 1 or precision.shape != (mean.size, mean.size):
             raise FeatureGateError(
                 f"gate arrays mean {mean.shape} and precision {precision.shape}; expected (C,) and (C, C)"
