@@ -24,6 +24,16 @@ class HeatmapRef:
 
 
 @dataclass(frozen=True)
+class LearnedGateDecision:
+    """The learned out-of-distribution gate's score for an accepted image (refused ones are failures)."""
+
+    signal: str
+    score: float
+    threshold: float
+    accepted: bool
+
+
+@dataclass(frozen=True)
 class PredictionRecord:
     """One scored image: every finding in output order, warnings, timings and what the file was."""
 
@@ -36,6 +46,7 @@ class PredictionRecord:
     timings_ms: dict[str, float]
     provenance: ImageProvenance
     notices: list[str] = field(default_factory=list)
+    learned_gate: LearnedGateDecision | None = None
     heatmap: HeatmapRef | None = None
 
     @classmethod
@@ -50,6 +61,9 @@ class PredictionRecord:
             timings_ms={k: round(v, 3) for k, v in prediction.timings_ms.items()},
             provenance=prediction.image.provenance,
             notices=list(prediction.notices),
+            learned_gate=None
+            if prediction.learned_gate is None
+            else LearnedGateDecision(**prediction.learned_gate),
             heatmap=heatmap,
         )
 
@@ -66,6 +80,7 @@ class PredictionRecord:
             "timings_ms": dict(self.timings_ms),
             "provenance": provenance,
             "notices": list(self.notices),
+            "learned_gate": None if self.learned_gate is None else dataclasses.asdict(self.learned_gate),
             "heatmap": None if self.heatmap is None else dataclasses.asdict(self.heatmap),
         }
 

@@ -45,11 +45,19 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from cxr_core import cam
-from cxr_core.bundle import MANIFEST_NAME, SYNTHETIC_MARK, Bundle, BundleError, load_bundle, load_cam_weights
+from cxr_core.bundle import (
+    MANIFEST_NAME,
+    SYNTHETIC_MARK,
+    Bundle,
+    BundleError,
+    load_bundle,
+    load_cam_weights,
+    load_feature_gate,
+)
 from cxr_core.calibrate import DEFAULT_OPERATING_POINT, calibrate
 from cxr_core.errors import CxrEdgeError
 from cxr_core.imaging import DecodedImage, decode_image
-from cxr_core.input_gate import InputGate
+from cxr_core.input_gate import ImageRefusedError, InputGate
 from cxr_core.preprocess import PreprocessGeometry, compute_geometry, preprocess
 
 logger = logging.getLogger(__name__)
@@ -184,6 +192,7 @@ class Prediction:
     geometry: PreprocessGeometry = field(repr=False)
     notices: tuple[str, ...] = ()  # e.g. the synthetic-data mark; shown with the result, never hidden
     model_information: tuple[str, ...] = ()  # the bundle's ClinicalInfo.summary(), for reports
+    learned_gate: dict[str, Any] | None = None  # signal, score, threshold, accepted (None: no learned gate)
     _heatmaps: dict[tuple[str, tuple[int, int] | None], NDArray[np.float32]] = field(
         default_factory=dict, repr=False, compare=False
     )
@@ -281,6 +290,7 @@ class Prediction:
             "provenance": provenance,
             "notices": list(self.notices),
             "score_definition": SCORE_DEFINITION,
+            "learned_gate": None if self.learned_gate is None else dict(self.learned_gate),
         }
 
 
@@ -328,6 +338,23 @@ class Predictor:
         self.threshold_notes: tuple[str | None, ...] = tuple(notes)
         #: Shown with every result and cannot be hidden: the synthetic-data mark, when it applies.
         self.notices: tuple[str, ...] = (SYNTHETIC_MARK,) if clinical.synthetic else ()
+        self._feature_gate = load_feature_gate(self.bundle)
+        gate_info = self.bundle.manifest.gate
+        self._gate_threshold: float | None = None
+        if self._feature_gate is None or gate_info is None:
+            self._bundle_warnings += (
+                "this bundle has no learned out-of-distribution gate: an image unlike the training data "
+                "is not detected (re-export it with this cxr-edge)",
+            )
+        else:
+            self._gate_threshold = gate_info.thresholds.get(self.model_name)
+            if self._gate_threshold is None:
+                self._gate_threshold = max(gate_info.thresholds.values())
+                logger.warning(
+                    "the gate records no threshold for model %r; using the largest (%.3f)",
+                    self.model_name,
+                    self._gate_threshold,
+                )
         #: What the bundle says of itself (training data, validation AUC, thresholds), for reports.
         self.model_information: tuple[str, ...] = tuple(clinical.summary())
         size = getattr(backend, "input_size", None)
@@ -414,6 +441,7 @@ class Predictor:
 
         start = time.perf_counter_ns()
         probabilities, feature_map = self._check_outputs(outputs, source)
+        learned_gate = self._learned_gate(feature_map, source)
         calibrated = calibrate(probabilities, self.operating_points)
         rows = zip(
             self.labels, probabilities, calibrated, self.operating_points, self.threshold_notes, strict=True
@@ -430,6 +458,7 @@ class Predictor:
             warnings=self._bundle_warnings + tuple(warnings),
             notices=self.notices,
             model_information=self.model_information,
+            learned_gate=learned_gate,
             timings_ms=timings,
             model_name=self.model_name,
             runtime=self.runtime,
@@ -438,6 +467,30 @@ class Predictor:
             cam_weight=self._weight,
             geometry=geometry,
         )
+
+    def _learned_gate(self, feature_map: NDArray[np.float32], source: str) -> dict[str, Any] | None:
+        """Score the image with the learned feature gate; refuse it when it is unlike the training data."""
+        if self._feature_gate is None or self._gate_threshold is None:
+            return None
+        info = self.bundle.manifest.gate
+        assert info is not None
+        distance = self._feature_gate.score(feature_map)
+        accepted = bool(np.isfinite(distance) and distance <= self._gate_threshold)
+        if not accepted:
+            reason = (
+                f"unlike the images this model was trained on: feature distance {distance:.1f} above the "
+                f"threshold {self._gate_threshold:.1f}, which accepts {info.acceptance:.0%} of its "
+                "validation images; the model cannot vouch for this image"
+            )
+            if self.bundle.synthetic:
+                reason += " (it was trained on synthetic phantoms, so real radiographs are refused)"
+            raise ImageRefusedError(source, [reason])
+        return {
+            "signal": info.signal,
+            "score": round(distance, 3),
+            "threshold": round(self._gate_threshold, 3),
+            "accepted": accepted,
+        }
 
     def _check_outputs(
         self, outputs: Mapping[str, NDArray[Any]], source: str

@@ -27,8 +27,17 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from cxr_core.bundle import CLASSIFIER_NAME, GOLDEN_NAME, GoldenInfo, Manifest, ModelEntry
+from cxr_core.bundle import (
+    CLASSIFIER_NAME,
+    GATE_NAME,
+    GOLDEN_NAME,
+    GateInfo,
+    GoldenInfo,
+    Manifest,
+    ModelEntry,
+)
 from cxr_core.bundle.writer import staging, write_manifest, write_npz
+from cxr_core.feature_gate import DEFAULT_ACCEPTANCE, SIGNAL, FeatureGate, pooled_features, threshold_at
 from cxr_core.optional import require
 from cxr_core.parity import (
     FP16_THRESHOLDS,
@@ -72,6 +81,9 @@ class ExportRequest:
     fp16_thresholds: ParityThresholds = FP16_THRESHOLDS
     enforce_gate: bool = True
     time_formats: bool = True
+    #: Training images the learned feature gate is fitted on (evenly spaced over the training split).
+    gate_train_images: int = 1000
+    gate_acceptance: float = DEFAULT_ACCEPTANCE
     progress: bool = False
 
 
@@ -158,6 +170,7 @@ def _build_row(
     points: list[float],
     thresholds: ParityThresholds,
     cam_weight: NDArray[np.float32],
+    gate: tuple[FeatureGate, float] | None = None,
 ) -> tuple[dict[str, Any], ModelEntry | None]:
     """Build one format; return its report row and (when built) its manifest model entry."""
     reference, golden = references
@@ -180,6 +193,10 @@ def _build_row(
     figures = compare(reference, outputs, points, parity.truth, parity.mask, cam_weight)
     reasons = failures(figures, thresholds)
     row.update(status="ok", parity=figures, thresholds=thresholds.to_dict(), failures=reasons)
+    if gate is not None:  # this file's own threshold: INT8 features differ from FP32 ones
+        feature_gate, acceptance = gate
+        distances = feature_gate.distances(pooled_features(outputs["feature_map"], feature_gate.pooling))
+        row["gate_threshold"] = threshold_at(distances, acceptance)
     drift = compare(golden, golden_outputs, [0.5] * golden["probabilities"].shape[1])
     tolerance = golden_tolerance_from_drift(fmt.precision, thresholds, drift)
     return row, replace(entry, golden_tolerance=tolerance)
@@ -203,6 +220,22 @@ def _parity_set(
     return ParitySet(tensors, evaluation.truth, evaluation.mask, evaluation.to_dict())
 
 
+def _fit_gate(
+    request: ExportRequest, checkpoint: Checkpoint, model: torch.nn.Module, splits: Any | None, pooling: str
+) -> tuple[FeatureGate, int] | None:
+    """The feature gate fitted on the training split (never on out-of-distribution images), or None."""
+    if splits is None or not splits.train or request.gate_train_images < 2:
+        logger.warning("no training split recorded: the bundle gets no learned feature gate")
+        return None
+    files = calib.evenly_spaced([Path(r.path) for r in splits.train], request.gate_train_images)
+    images = calib.CalibrationSet(source="training split", root=Path("."), files=tuple(files))
+    tensors = calib.load_tensors(images, checkpoint.spec, request.progress, desc="gate training images")
+    maps = torch_reference(model, tensors, checkpoint.model_config.head)["feature_map"]
+    gate = FeatureGate.fit(pooled_features(maps, pooling), pooling)
+    logger.info("feature gate fitted on %d training images (shrinkage %.3f)", len(files), gate.shrinkage)
+    return gate, len(files)
+
+
 def export_bundle(request: ExportRequest) -> ExportResult:
     """Export ``request.checkpoint`` into the bundle folder ``request.out`` (see the module docstring).
 
@@ -222,6 +255,9 @@ def export_bundle(request: ExportRequest) -> ExportResult:
     reference = torch_reference(model, parity.tensors, head)
     points = list(checkpoint.operating_points or [0.5] * len(checkpoint.labels))
     weight, bias = (t.detach().cpu().numpy().astype(np.float32) for t in model.cam_weights())
+    pooling = "mean" if checkpoint.model_config.architecture == "chexnet" else "max"
+    feature_gate = _fit_gate(request, checkpoint, model, splits, pooling)
+    gate = None if feature_gate is None else (feature_gate[0], request.gate_acceptance)
     rows: list[dict[str, Any]] = []
     entries: list[ModelEntry] = []
     with tempfile.TemporaryDirectory(prefix="cxr-export-") as work, staging(request.out) as folder:
@@ -229,7 +265,7 @@ def export_bundle(request: ExportRequest) -> ExportResult:
         for fmt in _progress(formats, request.progress):
             thresholds = _thresholds(fmt, request)
             row, entry = _build_row(
-                fmt, context, folder, parity, (reference, golden), points, thresholds, weight
+                fmt, context, folder, parity, (reference, golden), points, thresholds, weight, gate
             )
             rows.append(row)
             if entry is not None:
@@ -250,6 +286,20 @@ def export_bundle(request: ExportRequest) -> ExportResult:
             feature_map=golden["feature_map"].astype(np.float32),
         )
         write_npz(folder / CLASSIFIER_NAME, weight=weight, bias=bias)
+        gate_info = None
+        if feature_gate is not None:
+            fitted, train_images = feature_gate
+            write_npz(folder / GATE_NAME, **fitted.arrays())
+            gate_info = GateInfo(
+                signal=SIGNAL,
+                pooling=pooling,  # type: ignore[arg-type]
+                shrinkage=round(fitted.shrinkage, 6),
+                acceptance=request.gate_acceptance,
+                fitted_on=f"training split of {splits.name} ({train_images} images, PyTorch FP32 features)",
+                train_images=train_images,
+                validation_images=int(len(parity.tensors)),
+                thresholds={e.name: report[e.name]["gate_threshold"] for e in entries},
+            )
         manifest = base_manifest(model, checkpoint, points)
         manifest = replace(
             manifest,
@@ -270,6 +320,7 @@ def export_bundle(request: ExportRequest) -> ExportResult:
             ),
             calibration=calibration.to_dict(),
             provenance=provenance(checkpoint),
+            gate=gate_info,
             clinical=clinical_info(
                 checkpoint,
                 splits,

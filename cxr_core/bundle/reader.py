@@ -23,6 +23,7 @@ from numpy.typing import NDArray
 from cxr_core.bundle.clinical import ClinicalInfo, legacy_clinical
 from cxr_core.bundle.errors import BundleError, BundleIntegrityError
 from cxr_core.bundle.schema import MANIFEST_NAME, Manifest, ModelEntry
+from cxr_core.feature_gate import FeatureGate, FeatureGateError
 from cxr_core.preprocess import PreprocessSpec
 
 logger = logging.getLogger(__name__)
@@ -211,3 +212,15 @@ def load_cam_weights(bundle: Bundle) -> tuple[NDArray[np.float32], NDArray[np.fl
     """Classifier ``(W (L, C), b (L,))`` for class activation maps, from the bundle's npz."""
     arrays = _load_npz(bundle.path(bundle.manifest.cam.file), ("weight", "bias"))
     return arrays["weight"].astype(np.float32), arrays["bias"].astype(np.float32)
+
+
+def load_feature_gate(bundle: Bundle) -> FeatureGate | None:
+    """The bundle's learned feature gate, or None for a bundle exported without one."""
+    info = bundle.manifest.gate
+    if info is None:
+        return None
+    arrays = _load_npz(bundle.path(info.file), ("mean", "precision"))
+    try:
+        return FeatureGate.from_arrays(arrays, info.pooling, info.shrinkage)
+    except FeatureGateError as exc:
+        raise BundleError(f"{bundle.path(info.file)}: {exc}") from exc

@@ -34,6 +34,7 @@ READABLE_VERSIONS = (1, 2)
 MANIFEST_NAME = "manifest.json"
 GOLDEN_NAME = "golden.npz"
 CLASSIFIER_NAME = "classifier.npz"
+GATE_NAME = "gate.npz"
 
 #: Roles a tensor plays: the one input, and the outputs a backend returns.
 INPUT_ROLE = "input"
@@ -463,6 +464,61 @@ class Provenance:
 
 
 @dataclass(frozen=True)
+class GateInfo:
+    """The learned out-of-distribution gate (:mod:`cxr_core.feature_gate`): its file and thresholds.
+
+    ``thresholds`` maps each model of the bundle to the distance above which an image is refused,
+    set on the held-out validation images run through that model at ``acceptance``.
+    """
+
+    signal: str
+    pooling: Literal["mean", "max"]
+    shrinkage: float
+    acceptance: float
+    fitted_on: str
+    train_images: int
+    validation_images: int
+    thresholds: dict[str, float]
+    file: str = GATE_NAME
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str) -> GateInfo:
+        data = _mapping(data, where)
+        thresholds = _mapping(_get(data, "thresholds", where), f"{where}.thresholds")
+        if not thresholds:
+            raise BundleError(f"{where}.thresholds: got an empty object; expected model name -> distance")
+        return cls(
+            signal=_choice(_get(data, "signal", where), ("feature_mahalanobis",), f"{where}.signal"),
+            pooling=_choice(data.get("pooling", "mean"), ("mean", "max"), f"{where}.pooling"),  # type: ignore[arg-type]
+            shrinkage=_number(data.get("shrinkage", 0.0), f"{where}.shrinkage", 0.0, 1.0),
+            acceptance=_number(_get(data, "acceptance", where), f"{where}.acceptance", 0.5, 1.0),
+            fitted_on=_text(_get(data, "fitted_on", where), f"{where}.fitted_on"),
+            train_images=_integer(_get(data, "train_images", where), f"{where}.train_images", 2),
+            validation_images=_integer(
+                _get(data, "validation_images", where), f"{where}.validation_images", 1
+            ),
+            thresholds={
+                str(name): _number(value, f"{where}.thresholds.{name}", 0.0)
+                for name, value in thresholds.items()
+            },
+            file=_text(data.get("file", GATE_NAME), f"{where}.file"),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "signal": self.signal,
+            "pooling": self.pooling,
+            "shrinkage": self.shrinkage,
+            "acceptance": self.acceptance,
+            "fitted_on": self.fitted_on,
+            "train_images": self.train_images,
+            "validation_images": self.validation_images,
+            "thresholds": dict(self.thresholds),
+            "file": self.file,
+        }
+
+
+@dataclass(frozen=True)
 class RevisionInfo:
     """A revision of a bundle made on site by ``cxr-calibrate``: who, when, on what, and what it replaced.
 
@@ -552,6 +608,7 @@ class Manifest:
     provenance: Provenance = field(default_factory=Provenance)
     clinical: ClinicalInfo | None = None
     revision: RevisionInfo | None = None
+    gate: GateInfo | None = None
     model_config: dict[str, Any] | None = None
     outputs: dict[str, Any] | None = None
     parity: dict[str, Any] | None = None
@@ -652,6 +709,7 @@ class Manifest:
             revision=None
             if data.get("revision") is None
             else RevisionInfo.from_dict(data["revision"], f"{where}.revision"),
+            gate=None if data.get("gate") is None else GateInfo.from_dict(data["gate"], f"{where}.gate"),
             model_config=_optional_mapping(data, "model_config", where),
             outputs=_optional_mapping(data, "outputs", where),
             parity=_optional_mapping(data, "parity", where),
@@ -682,6 +740,7 @@ class Manifest:
             "provenance": self.provenance.to_dict(),
             "clinical": None if self.clinical is None else self.clinical.to_dict(),
             "revision": None if self.revision is None else self.revision.to_dict(),
+            "gate": None if self.gate is None else self.gate.to_dict(),
             "model_config": self.model_config,
             "outputs": self.outputs,
             "parity": self.parity,

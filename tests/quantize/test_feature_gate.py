@@ -1,0 +1,153 @@
+"""The learned feature gate: fitted on the training split at export, a threshold per model file set on the
+held-out validation images, applied by the Predictor wherever the classifier runs (no torch)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cxr_core.bundle import BundleIntegrityError, load_bundle, load_feature_gate
+from cxr_core.feature_gate import FeatureGate, FeatureGateError, ledoit_wolf, threshold_at
+from cxr_core.input_gate import ImageRefusedError, InputGate, default_checks
+from cxr_core.predictor import Predictor, clear_bundle_cache
+from cxr_core.runtime import open_backend
+from quantize.pipeline import ExportRequest, export_bundle
+from tests.bundle_fixtures import write_checkpoint
+
+#: The 64 px phantoms of this module would be refused by the size check; everything else applies.
+SMALL_GATE = InputGate(default_checks(min_side=32))
+
+
+def test_ledoit_wolf_matches_scikit_learn() -> None:
+    sklearn_covariance = pytest.importorskip("sklearn.covariance")
+    x = np.random.default_rng(0).standard_normal((40, 60)) @ np.diag(np.linspace(0.5, 3, 60))
+    mean, covariance, shrinkage = ledoit_wolf(x)
+    reference = sklearn_covariance.LedoitWolf().fit(x)
+    assert shrinkage == pytest.approx(reference.shrinkage_, rel=1e-6)
+    np.testing.assert_allclose(covariance, reference.covariance_, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(mean, reference.location_)
+
+
+def test_fitting_is_deterministic_and_thresholds_accept_the_stated_share() -> None:
+    x = np.random.default_rng(1).standard_normal((50, 8))
+    a, b = FeatureGate.fit(x, "mean"), FeatureGate.fit(x.copy(), "mean")
+    np.testing.assert_array_equal(a.precision, b.precision)
+    distances = np.arange(1, 101, dtype=float)
+    assert threshold_at(distances, 0.99) == 99.0 and threshold_at(distances, 1.0) == 100.0
+    assert (distances <= threshold_at(distances, 0.95)).mean() >= 0.95
+    with pytest.raises(FeatureGateError, match="acceptance=0.2"):
+        threshold_at(distances, 0.2)
+    with pytest.raises(FeatureGateError, match="expected \\(N, 8\\)"):
+        a.distances(np.zeros((2, 9)))
+
+
+@pytest.fixture(scope="module")
+def gated_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny CheXNet exported from a checkpoint whose run config records a 120-image phantom set."""
+    from training.data.synthetic import generate_chestxray14
+
+    root = tmp_path_factory.mktemp("phantoms")
+    generate_chestxray14(root, n_images=120, image_size=64, seed=0, progress=False, overwrite=True)
+    checkpoint = write_checkpoint(
+        tmp_path_factory.mktemp("ckpt") / "chexnet.pt",
+        "chexnet",
+        {"dataset": "synthetic", "data_root": str(root), "val_fraction": 0.3},
+    )
+    out = tmp_path_factory.mktemp("bundle") / "gated"
+    export_bundle(
+        ExportRequest(
+            checkpoint,
+            out,
+            formats=("onnx", "onnx-int8"),
+            calibration_images=8,
+            time_formats=False,
+            enforce_gate=False,  # random weights: parity reported, not gated
+        )
+    )
+    return out
+
+
+def test_the_gate_travels_in_the_bundle_hashed_with_a_threshold_per_model(gated_bundle: Path) -> None:
+    bundle = load_bundle(gated_bundle)
+    info = bundle.manifest.gate
+    assert info is not None and info.signal == "feature_mahalanobis" and info.acceptance == 0.99
+    assert set(info.thresholds) == {"onnx", "onnx-int8"} and all(t > 0 for t in info.thresholds.values())
+    assert "training split" in info.fitted_on and info.train_images > 40
+    assert "gate.npz" in bundle.manifest.files
+    gate = load_feature_gate(bundle)
+    assert gate is not None and gate.mean.shape == (gate.precision.shape[0],)
+
+
+def test_a_tampered_gate_file_is_refused(gated_bundle: Path, tmp_path: Path) -> None:
+    import shutil
+
+    copy = Path(shutil.copytree(gated_bundle, tmp_path / "b"))
+    with np.load(copy / "gate.npz") as data:
+        arrays = {k: data[k] for k in data.files}
+    arrays["mean"] = arrays["mean"] + 1.0
+    np.savez(copy / "gate.npz", **arrays)
+    with pytest.raises(BundleIntegrityError, match="gate.npz"):
+        load_bundle(copy)
+
+
+def _test_phantoms(bundle: Path) -> list[Path]:
+    root = Path(load_bundle(bundle).manifest.calibration["root"])
+    names = set((root / "test_list.txt").read_text().split())
+    return sorted(p for p in root.rglob("*.png") if p.name in names)
+
+
+def _natural_photo(path: Path) -> Path:
+    from sklearn.datasets import load_sample_image
+
+    grey = np.asarray(Image.fromarray(load_sample_image("china.jpg")).convert("L").resize((96, 96)))
+    Image.fromarray(grey).save(path)
+    return path
+
+
+@pytest.mark.parametrize("model", ["onnx", "onnx-int8"])
+def test_in_distribution_images_pass_and_unlike_ones_are_refused(
+    gated_bundle: Path, tmp_path: Path, model: str
+) -> None:
+    """On the test split (never seen by the gate) most phantoms pass; noise, a photo and a flat image do not.
+
+    The tiny set (about 20 validation images set the 99% threshold) makes the test split's false
+    refusal rate noisy; the figures on the demo-sized set are in docs/input-gate.md.
+    """
+    clear_bundle_cache()
+    bundle = load_bundle(gated_bundle)
+    accepted = refused = 0
+    with Predictor(bundle, open_backend(bundle, model=model, threads=1), gate=SMALL_GATE) as predictor:
+        for path in _test_phantoms(gated_bundle):
+            try:
+                prediction = predictor.predict_file(path)
+            except ImageRefusedError:
+                refused += 1
+            else:
+                accepted += 1
+                assert prediction.learned_gate["accepted"]
+                assert prediction.learned_gate["score"] <= prediction.learned_gate["threshold"]
+        assert accepted >= 3 * refused and accepted > 0, (accepted, refused)
+        rng = np.random.default_rng(2)
+        Image.fromarray(rng.integers(0, 256, (96, 96), dtype=np.uint8)).save(tmp_path / "noise.png")
+        Image.fromarray(np.full((96, 96), 128, np.uint8)).save(tmp_path / "flat.png")
+        for ood in (tmp_path / "noise.png", tmp_path / "flat.png", _natural_photo(tmp_path / "photo.png")):
+            with pytest.raises(
+                ImageRefusedError, match="unlike the images this model was trained on"
+            ) as info:
+                predictor.predict_file(ood)
+            assert "synthetic phantoms" in info.value.reasons[0]
+
+
+def test_a_bundle_without_the_gate_still_loads_and_says_so(session_bundle: Path, tmp_path: Path) -> None:
+    from tests.cxr_core.test_input_gate import chest
+    from tests.file_factory import write_png
+
+    assert json.loads((session_bundle / "manifest.json").read_text())["gate"] is None
+    with Predictor.load(session_bundle, model="onnx") as predictor:
+        prediction = predictor.predict_file(write_png(tmp_path / "a.png", chest()))
+    assert prediction.learned_gate is None
+    assert any("no learned out-of-distribution gate" in w for w in prediction.warnings)
