@@ -28,6 +28,7 @@ import torch
 from numpy.typing import NDArray
 
 from cxr_core.bundle import CLASSIFIER_NAME, GOLDEN_NAME, GoldenInfo, Manifest, ModelEntry
+from cxr_core.bundle.signing import signed_by
 from cxr_core.optional import require
 from cxr_core.parity import (
     FP16_THRESHOLDS,
@@ -71,6 +72,8 @@ class ExportRequest:
     enforce_gate: bool = True
     time_formats: bool = True
     progress: bool = False
+    #: PEM Ed25519 key that signs the manifest; None: the user's key (created on first use).
+    signing_key: Path | None = None
 
 
 @dataclass
@@ -80,6 +83,8 @@ class ExportResult:
     path: Path
     manifest: Manifest
     rows: list[dict[str, Any]]
+    #: Id of the key that signed the manifest (docs/bundle-format.md, "Signature and trust").
+    key_id: str | None = None
 
 
 def torch_reference(
@@ -269,9 +274,10 @@ def export_bundle(request: ExportRequest) -> ExportResult:
             calibration=calibration.to_dict(),
             provenance=provenance(checkpoint),
         )
-        written = write_manifest(folder, manifest)
+        written = write_manifest(folder, manifest, signing_key=request.signing_key)
+        key = signed_by(folder)
     logger.info("bundle written to %s (%d of %d formats built)", request.out, len(entries), len(formats))
-    return ExportResult(path=Path(request.out), manifest=written, rows=rows)
+    return ExportResult(path=Path(request.out), manifest=written, rows=rows, key_id=key)
 
 
 def _progress(items: list[ExportFormat], enabled: bool) -> Any:

@@ -65,6 +65,18 @@ def _text(value: Any, where: str, allow_empty: bool = False) -> str:
     return value
 
 
+def _file_name(value: Any, where: str) -> str:
+    """A bundle file name: relative, '/'-separated, no '..', '.', empty part, backslash or NUL."""
+    name = _text(value, where)
+    parts = name.split("/")
+    if name.startswith("/") or "\\" in name or "\0" in name or any(p in ("", ".", "..") for p in parts):
+        raise BundleError(
+            f"{where}: file name {name!r} leaves the bundle or is not normalised; expected a relative "
+            "name inside it such as 'model.onnx' or 'models/model.onnx'"
+        )
+    return name
+
+
 def _opt_text(value: Any, where: str) -> str | None:
     return None if value is None else _text(value, where, allow_empty=True)
 
@@ -296,7 +308,7 @@ class ModelEntry:
         data = _mapping(data, where)
         name = _text(_get(data, "name", where), f"{where}.name")
         where = f"{where} (model {name!r})"
-        file = _text(_get(data, "file", where), f"{where}.file")
+        file = _file_name(_get(data, "file", where), f"{where}.file")
         fmt = _text(_get(data, "format", where), f"{where}.format")
         raw_inputs = _sequence(_get(data, "inputs", where), f"{where}.inputs")
         raw_outputs = _sequence(_get(data, "outputs", where), f"{where}.outputs")
@@ -378,7 +390,7 @@ class GoldenInfo:
         data = _mapping(data, where)
         images = data.get("images")
         return cls(
-            file=_text(data.get("file", GOLDEN_NAME), f"{where}.file"),
+            file=_file_name(data.get("file", GOLDEN_NAME), f"{where}.file"),
             images=None if images is None else _integer(images, f"{where}.images", 1),
             files=tuple(str(f) for f in _sequence(data.get("files") or [], f"{where}.files")),
             reference=_opt_text(data.get("reference"), f"{where}.reference"),
@@ -405,7 +417,7 @@ class CamInfo:
     def from_dict(cls, data: Mapping[str, Any], where: str) -> CamInfo:
         data = _mapping(data, where)
         return cls(
-            file=_text(data.get("file", CLASSIFIER_NAME), f"{where}.file"),
+            file=_file_name(data.get("file", CLASSIFIER_NAME), f"{where}.file"),
             pooling=_choice(data.get("pooling", "mean"), ("mean", "max"), f"{where}.pooling"),  # type: ignore[arg-type]
             note=_opt_text(data.get("note"), f"{where}.note"),
         )
@@ -631,6 +643,7 @@ def _files(value: Any, where: str) -> dict[str, FileRecord]:
         raise BundleError(f"{where}: got an empty object; expected name -> sha256 of every bundle file")
     records = {}
     for name, record in raw.items():
+        _file_name(name, f"{where} key")
         if isinstance(record, str):  # the shortest form: name -> sha256
             records[name] = FileRecord(sha256=_text(record, f"{where}[{name!r}]"))
             continue
