@@ -42,6 +42,7 @@ class AppOptions:
     size: tuple[int, int] | None = None
     exit_after_result: bool = False
     progress: bool = True  # INFO log lines on the console (loading, each result)
+    allow_untrusted: bool = False  # load an unsigned / untrusted bundle (shown in the header and reports)
 
     @property
     def idle_reset(self) -> float | None:
@@ -140,6 +141,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="quit after the first result and print its timings as JSON (cold-start measurement)",
     )
+    parser.add_argument(
+        "--allow-untrusted",
+        action="store_true",
+        help="load a bundle that is unsigned or not signed by a trusted key; the header and every report "
+        "say so (also a setting: allow_untrusted_bundles in settings.json)",
+    )
     add_progress_flag(parser, default=True, help="INFO log lines on the console (loading, each result)")
     return parser
 
@@ -172,4 +179,5 @@ def parse_args(argv: list[str] | None = None, environ: dict[str, str] | None = N
         size=args.size,
         exit_after_result=args.exit_after_result,
         progress=args.progress,
+        allow_untrusted=args.allow_untrusted,
     )

@@ -44,6 +44,8 @@ class AppSettings:
     bundle: str | None = None  # the bundle folder chosen on the settings screen
     overlay_opacity: float = 0.6
     show_overlay: bool = True
+    #: Load bundles that are unsigned or signed by a key not in the trusted list (marked everywhere).
+    allow_untrusted_bundles: bool = False
 
     @classmethod
     def load(cls, folder: str | Path) -> AppSettings:

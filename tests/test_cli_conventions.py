@@ -28,6 +28,7 @@ CLIS = [
     ("cxr-export", "quantize.cli", []),
     ("cxr-export verify", "quantize.cli", ["verify"]),
     ("cxr-predict", "cxr_core.predict_cli", []),
+    ("cxr-keys", "cxr_core.keys_cli", []),
     ("cxr-app", "edge_app.main", []),
     ("edge-bench", "benchmarks.cli", []),
     ("edge-bench compare", "benchmarks.cli", ["compare"]),

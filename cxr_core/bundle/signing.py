@@ -254,6 +254,16 @@ def install_trusted(public: str | Path, folder: str | Path | None = None) -> Pat
     return target
 
 
+def trust_own_key(folder: str | Path | None = None, key_path: str | Path | None = None) -> Path:
+    """Install the public half of this user's signing key (or ``key_path``) into a trusted-key folder."""
+    raw = raw_public_of(load_private(key_path))
+    folder = Path(folder) if folder is not None else trusted_keys_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{key_id(raw)}.pub"
+    target.write_text(public_line(raw), encoding="utf-8")
+    return target
+
+
 @dataclass(frozen=True)
 class TrustStatus:
     """Whether a bundle's manifest is signed by a trusted key; ``state`` is ``trusted`` only then."""
