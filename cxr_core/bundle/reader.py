@@ -220,7 +220,10 @@ def check_spec_matches_model(spec: PreprocessSpec, entry: ModelEntry, manifest: 
     shape = list(inputs[0].shape)
     layout = inputs[0].layout or "NCHW"
     if len(shape) != 4:
-        return
+        raise BundleError(
+            f"{manifest}: model {entry.name!r} ({entry.file}) declares an input of {len(shape)} dimensions "
+            f"{shape}; expected 4 (batch and an image in {layout})"
+        )
     dims = shape[1:] if layout == "NCHW" else [shape[3], shape[1], shape[2]]
     expected = [spec.channels, spec.input_size, spec.input_size]
     if [d for d in dims if d is not None] != [

@@ -46,6 +46,8 @@ DTYPES: dict[str, type[np.generic]] = {
     "int16": np.int16,
 }
 LAYOUTS = ("NCHW", "NHWC")
+#: The most dimensions a tensor of a bundle may declare.
+MAX_RANK = 8
 
 
 # ----------------------------------------------------------------------------- field checks
@@ -152,6 +154,8 @@ class TensorSpec:
     def from_dict(cls, data: Mapping[str, Any], where: str, role: str | None = None) -> TensorSpec:
         name = _text(_get(data, "name", where), f"{where}.name")
         raw_shape = _sequence(_get(data, "shape", where), f"{where}.shape")
+        if not 1 <= len(raw_shape) <= MAX_RANK:
+            raise BundleError(f"{where}.shape: got {len(raw_shape)} dimensions; expected 1 to {MAX_RANK}")
         shape: list[int | None] = []
         for dim in raw_shape:
             if isinstance(dim, str) or dim is None:
@@ -543,7 +547,7 @@ class Manifest:
             raise BundleError(f"{where}.labels: got an empty list; expected the findings in output order")
         try:
             spec = PreprocessSpec.from_dict(_mapping(_get(data, "preprocess", where), f"{where}.preprocess"))
-        except (PreprocessSpecError, TypeError) as exc:
+        except (PreprocessSpecError, TypeError, ValueError, OverflowError) as exc:
             raise BundleError(f"{where}.preprocess: {exc}") from exc
         raw_models = _sequence(_get(data, "models", where), f"{where}.models")
         if not raw_models:
