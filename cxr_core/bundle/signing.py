@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from cxr_core.bundle.errors import BundleError
-from cxr_core.errors import CxrEdgeError
+from cxr_core.errors import CxrEdgeError, MissingDependencyError
 from cxr_core.optional import require
 
 logger = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ TRUSTED_KEYS_ENV = "CXR_EDGE_TRUSTED_KEYS"
 PRIVATE_KEY_NAME = "signing-key.pem"
 PUBLIC_KEY_NAME = "signing-key.pub"
 
-TrustState = Literal["trusted", "unsigned", "untrusted", "invalid"]
+TrustState = Literal["trusted", "unsigned", "untrusted", "invalid", "unchecked"]
 
 
 class BundleTrustError(BundleError):
@@ -284,6 +284,10 @@ class TrustStatus:
             return "UNSIGNED bundle (loaded with --allow-untrusted)"
         if self.state == "untrusted":
             return f"signed by UNTRUSTED key {self.key_id} (loaded with --allow-untrusted)"
+        if self.state == "unchecked":
+            return (
+                f"signature by key {self.key_id} NOT CHECKED (no cryptography; loaded with --allow-untrusted)"
+            )
         return f"INVALID signature: {self.detail} (loaded with --allow-untrusted)"
 
     def to_dict(self) -> dict[str, Any]:
@@ -320,7 +324,10 @@ def check_signature(
         kid, raw, signature = _signature_fields(path)
     except SignatureFileError as exc:
         return TrustStatus("invalid", detail=str(exc))
-    ed = _crypto()
+    try:
+        ed = _crypto()
+    except MissingDependencyError as exc:  # e.g. an Android build without cryptography: fail closed
+        return TrustStatus("unchecked", kid, f"the signature by key {kid} cannot be checked here: {exc}")
     from cryptography.exceptions import InvalidSignature
 
     try:
@@ -351,4 +358,6 @@ def enforce_trust(root: str | Path, status: TrustStatus, allow_untrusted: bool) 
             f"bundle {root} is signed by key {status.key_id}, which is not among the trusted keys in "
             f"{trusted_keys_dir()}; refused. {REMEDY}"
         )
+    if status.state == "unchecked":
+        raise BundleTrustError(f"bundle {root}: {status.detail}; refused. {REMEDY}")
     raise BundleSignatureError(f"bundle {root}: {status.detail}; refused as possibly forged. {REMEDY}")

@@ -311,3 +311,20 @@ def test_cxr_export_verify_fails_on_non_finite_values(
     import re
 
     assert re.search(reason, err), err
+
+
+def test_without_cryptography_a_signed_bundle_is_refused_unless_opted_in(
+    bundle_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A device without the package (e.g. an Android build) fails closed, and says why."""
+    import sys
+
+    from cxr_core.bundle.signing import BundleTrustError
+
+    for name in [m for m in sys.modules if m == "cryptography" or m.startswith("cryptography.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "cryptography", None)
+    with pytest.raises(BundleTrustError, match="cannot be checked here.*cryptography"):
+        load_bundle(bundle_copy)
+    status = load_bundle(bundle_copy, allow_untrusted=True).trust
+    assert status.state == "unchecked" and "NOT CHECKED" in status.describe()
