@@ -75,8 +75,9 @@ class SigningKeyError(CxrEdgeError, ValueError):
 
 REMEDY = (
     "Install the exporter's public key on this device (cxr-keys trust KEY.pub), re-export or re-sign the "
-    "bundle with a trusted key (cxr-keys sign BUNDLE), or load it anyway with --allow-untrusted "
-    "(the app: Settings > allow untrusted bundles); an untrusted bundle is marked in every result"
+    "bundle with a trusted key (cxr-keys sign BUNDLE), or load it anyway with --allow-untrusted (the app: "
+    "--allow-untrusted or allow_untrusted_bundles in its settings.json); an untrusted bundle is marked "
+    "in every result"
 )
 
 
