@@ -19,14 +19,26 @@ from cxr_core.bundle.signing import (
     sign_manifest,
 )
 
+#: Set while a test session's key is in use; a child test session reuses that key.
+TEST_KEYS_ENV = "CXR_EDGE_TEST_KEYS"
+
 
 @contextlib.contextmanager
 def trusted_signing_key(folder: Path) -> Iterator[str]:
-    """Create a key under ``folder``, trust it, point the environment at both; yield its key id."""
+    """Create a key under ``folder``, trust it, point the environment at both; yield its key id.
+
+    A child test session (the app's window tests run in one) inherits the parent's key through
+    ``$CXR_EDGE_TEST_KEYS``, so the parent's bundles stay trusted there.
+    """
+    inherited = os.environ.get(TEST_KEYS_ENV)
+    if inherited and Path(inherited, "keys", PRIVATE_KEY_NAME).is_file():
+        yield key_id(raw_public_of(load_private(Path(inherited, "keys", PRIVATE_KEY_NAME))))
+        return
     keys, trusted = folder / "keys", folder / "trusted-keys"
-    saved = {name: os.environ.get(name) for name in (KEY_DIR_ENV, TRUSTED_KEYS_ENV)}
+    saved = {name: os.environ.get(name) for name in (KEY_DIR_ENV, TRUSTED_KEYS_ENV, TEST_KEYS_ENV)}
     os.environ[KEY_DIR_ENV] = str(keys)
     os.environ[TRUSTED_KEYS_ENV] = str(trusted)
+    os.environ[TEST_KEYS_ENV] = str(folder)
     try:
         private = generate_key(keys / PRIVATE_KEY_NAME)
         install_trusted(private.with_suffix(".pub"), trusted)
