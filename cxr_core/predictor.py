@@ -120,6 +120,8 @@ def load_verified_bundle(root: str | Path, allow_untrusted: bool = False) -> Bun
             data = (resolved / MANIFEST_NAME).read_bytes()
             trust = enforce_trust(resolved, check_signature(resolved, data), allow_untrusted)
             logger.debug("bundle %s: verified earlier in this process, unchanged", resolved)
+            if trust == cached.bundle.trust:
+                return cached.bundle
             return dataclasses.replace(cached.bundle, trust=trust)
     start = time.perf_counter_ns()
     bundle = load_bundle(resolved, verify=True, allow_untrusted=allow_untrusted)
