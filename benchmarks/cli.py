@@ -49,6 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("bundle", type=Path, help="model bundle folder written by cxr-export")
     parser.add_argument("--formats", help="comma-separated model names of the bundle (default: all)")
     parser.add_argument(
+        "--allow-untrusted",
+        action="store_true",
+        help="measure a bundle that is unsigned or not signed by a trusted key (the report says so)",
+    )
+    parser.add_argument(
         "--threads",
         default=",".join(map(str, default_threads())),
         help="comma-separated thread counts (default: 1 and the physical cores, at most 4)",
@@ -164,6 +169,7 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         profile=args.profile,
         device_name=args.device_name,
         gates=Gates(args.fail_under, args.max_auc_drop, args.max_dp, args.min_agreement),
+        allow_untrusted=args.allow_untrusted,
     )
 
 

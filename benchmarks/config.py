@@ -99,6 +99,8 @@ class BenchConfig:
     profile: bool = False
     device_name: str | None = None
     gates: Gates = field(default_factory=Gates)
+    #: Measure a bundle that is unsigned or not signed by a trusted key (the report says so).
+    allow_untrusted: bool = False
 
     def __post_init__(self) -> None:
         checks = {

@@ -306,7 +306,9 @@ def terminal_report(results: dict[str, Any]) -> str:
     load = (
         f"load average {results['machine']['load_average']} -> {results['machine'].get('load_average_end')}"
     )
-    head = f"edge-bench: {_bundle_title(bundle, bundle['path'])}\n{_machine_line(results)}; {load}\n"
+    trust = f"bundle: {bundle['trust']}\n" if bundle.get("trust") else ""
+    head = f"edge-bench: {_bundle_title(bundle, bundle['path'])}\n{trust}"
+    head += f"{_machine_line(results)}; {load}\n"
     return head + "\n" + _render(results, text_table, lambda t: f"== {t} ==", lambda n: f"  {n}")
 
 
@@ -316,6 +318,7 @@ def markdown_report(results: dict[str, Any], plots: Sequence[str] = ()) -> str:
     head = [
         f"# edge-bench: {_bundle_title(b, b['name'])}",
         "",
+        *([f"- bundle trust: {b['trust']}"] if b.get("trust") else []),
         f"- machine: {_machine_line(results)}",
         f"- run: {results['created_at']}, {results['duration_s']} s, settings `{_settings_line(results)}`",
         f"- thermal: {results['machine']['thermal'] or 'not readable'}; governor: "

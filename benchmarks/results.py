@@ -45,6 +45,7 @@ def _bundle_block(bundle: Bundle) -> dict[str, Any]:
         "recommended": dict(bundle.manifest.recommended) or None,
         "exported_at": provenance.exported_at,
         "checkpoint_sha256": provenance.checkpoint_sha256,
+        "trust": None if bundle.trust is None else bundle.trust.describe(),
     }
 
 
@@ -174,7 +175,8 @@ def run_benchmark(config: BenchConfig, reporter: Reporter | None = None) -> dict
     reporter = reporter or Reporter(enabled=False)
     started = _dt.datetime.now(_dt.UTC)
     machine = machine_info()  # load average and thermal state before the run ...
-    bundle = load_bundle(config.bundle)  # verify every hash once, here
+    # verify the signature and every hash once, here; the measuring child processes trust this check
+    bundle = load_bundle(config.bundle, allow_untrusted=config.allow_untrusted)
     infos = describe_formats(bundle)
     formats = check_formats(config.formats, list(infos), config.bundle) if config.formats else tuple(infos)
     with work_dir(config.out) as tmp:

@@ -36,6 +36,12 @@ from typing import Any
 # ``import cxr_core.preprocess`` anywhere would leave the module under ``cxr_core.preprocess``.
 __version__ = "0.1.0"
 
+from cxr_core.privacy import disable_telemetry  # noqa: E402
+
+# Before any onnxruntime import of this project: onnxruntime reads ORT_DISABLE_TELEMETRY when it
+# is imported, and its telemetry otherwise contacts Microsoft (cxr_core.privacy, docs/runtime.md).
+disable_telemetry()
+
 from cxr_core.preprocess import PreprocessSpec, preprocess  # noqa: E402
 
 #: Public name -> the module that defines it.

@@ -89,6 +89,7 @@ def report(result: RecalibrationResult) -> str:
     by_label = {f.label: f for f in validation.findings}
     lines = [
         f"revision {result.revision} written to {result.path}",
+        *([f"signature: {result.trust}"] if result.trust else []),
         f"{result.scored} image(s) scored, {len(result.refused)} refused or unreadable (left out)",
         f"  {'finding':<20} {'pos':>4} {'neg':>4} {'old op':>7} {'new op':>7}  "
         f"{'sensitivity (95% CI)':<22} {'specificity (95% CI)':<22} action",

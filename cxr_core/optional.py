@@ -6,7 +6,6 @@ published on a package index, so the hint installs the extra from a checkout or 
 
 from __future__ import annotations
 
-import importlib
 from types import ModuleType
 
 from cxr_core.errors import MissingDependencyError
@@ -28,8 +27,10 @@ def require(module: str, extra: str, purpose: str) -> ModuleType:
 
     >>> np = require("numpy", extra="runtime", purpose="arrays")
     """
+    from cxr_core.privacy import import_offline
+
     try:
-        return importlib.import_module(module)
+        return import_offline(module)  # pydicom without requests (no network probe at import)
     except ImportError as exc:
         raise MissingDependencyError(
             f"{purpose} needs the Python package '{module.split('.')[0]}', which is not installed "

@@ -106,6 +106,26 @@ class Summary:
 
 
 @dataclass(frozen=True)
+class BundleTrust:
+    """Whether the bundle's manifest was signed by a trusted key (docs/bundle-format.md).
+
+    ``state`` is ``trusted``, or (loaded only with ``--allow-untrusted``) ``unsigned``,
+    ``untrusted`` (a valid signature by a key not in the trusted list) or ``invalid``.
+    """
+
+    state: str
+    key_id: str | None
+    description: str
+
+
+def bundle_trust(status: Any) -> BundleTrust | None:
+    """The document's record of a :class:`cxr_core.bundle.signing.TrustStatus` (None: not checked)."""
+    if status is None:
+        return None
+    return BundleTrust(state=status.state, key_id=status.key_id, description=status.describe())
+
+
+@dataclass(frozen=True)
 class PredictionsDocument:
     """What ``cxr-predict --json`` writes: the run, one record per scored image, one per failure."""
 
@@ -126,6 +146,7 @@ class PredictionsDocument:
     results: list[PredictionRecord] = field(default_factory=list)
     failures: list[FailureRecord] = field(default_factory=list)
     summary: Summary = field(default_factory=lambda: Summary(0, 0))
+    bundle_trust: BundleTrust | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -146,4 +167,5 @@ class PredictionsDocument:
             "results": [r.to_dict() for r in self.results],
             "failures": [f.to_dict() for f in self.failures],
             "summary": dataclasses.asdict(self.summary),
+            "bundle_trust": None if self.bundle_trust is None else dataclasses.asdict(self.bundle_trust),
         }

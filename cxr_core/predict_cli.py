@@ -139,6 +139,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="inference threads (default: physical cores, at most 4)",
     )
     parser.add_argument("--alpha", type=_alpha, default=0.45, help="heat-map opacity at its hottest (0.45)")
+    parser.add_argument(
+        "--allow-untrusted",
+        action="store_true",
+        help="score with a bundle that is unsigned or not signed by a trusted key; every result says so",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log what is done (INFO)")
     add_progress_flag(parser, default=False, help="a 'k/N images' line on stderr as each image finishes")
     return parser
@@ -271,7 +276,14 @@ def format_table(pred: Prediction, heatmap: tuple[str, str] | None) -> str:
 
 def build_document(predictor: Predictor, result: BatchResult) -> dict[str, Any]:
     """The JSON document (:class:`cxr_core.outputs.PredictionsDocument`): the run, the scored, the failed."""
-    from cxr_core.outputs import FailureRecord, HeatmapRef, PredictionRecord, PredictionsDocument, Summary
+    from cxr_core.outputs import (
+        FailureRecord,
+        HeatmapRef,
+        PredictionRecord,
+        PredictionsDocument,
+        Summary,
+        bundle_trust,
+    )
 
     records = []
     for pred in result.predictions:
@@ -296,6 +308,7 @@ def build_document(predictor: Predictor, result: BatchResult) -> dict[str, Any]:
         results=records,
         failures=[FailureRecord(f.file, f.error, list(f.reasons)) for f in result.failures],
         summary=Summary(scored=len(result.predictions), failed=len(result.failures)),
+        bundle_trust=bundle_trust(predictor.bundle.trust),
     )
     return document.to_dict()
 
@@ -373,7 +386,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with optional_dependencies("cxr-predict"):
             predictor = Predictor.load(
-                args.bundle, model=args.model, runtime=args.runtime, threads=args.threads
+                args.bundle,
+                model=args.model,
+                runtime=args.runtime,
+                threads=args.threads,
+                allow_untrusted=args.allow_untrusted,
             )
     except CxrEdgeError as exc:
         return error_exit("cxr-predict", exc)

@@ -111,8 +111,15 @@ def _file_stats(bundle: Bundle) -> tuple[tuple[str, tuple[int, int, int] | None]
     return tuple((name, _stat(bundle.path(name))) for name in sorted(bundle.manifest.files))
 
 
-def load_verified_bundle(root: str | Path) -> Bundle:
-    """Load the bundle at ``root`` and verify every file's sha256, once per unchanged bundle (cached)."""
+def load_verified_bundle(root: str | Path, allow_untrusted: bool = False) -> Bundle:
+    """Load the bundle at ``root``, check its signature and every file's sha256, once per unchanged bundle.
+
+    The signature is checked on every call (one small file and one Ed25519 verification), so a
+    bundle cached as trusted is refused once its manifest changes or its key is removed from the
+    trusted list; the file hashes are cached (see the module's "Verify once, cache").
+    """
+    from cxr_core.bundle.signing import check_signature, enforce_trust
+
     resolved = Path(root).expanduser().resolve()
     key = str(resolved)
     manifest_stat = _stat(resolved / MANIFEST_NAME)
@@ -120,10 +127,14 @@ def load_verified_bundle(root: str | Path) -> Bundle:
         cached = _CACHE.get(key)
     if cached is not None and manifest_stat is not None and cached.manifest_stat == manifest_stat:
         if cached.file_stats == _file_stats(cached.bundle):
+            data = (resolved / MANIFEST_NAME).read_bytes()
+            trust = enforce_trust(resolved, check_signature(resolved, data), allow_untrusted)
             logger.debug("bundle %s: verified earlier in this process, unchanged", resolved)
-            return cached.bundle
+            if trust == cached.bundle.trust:
+                return cached.bundle
+            return dataclasses.replace(cached.bundle, trust=trust)
     start = time.perf_counter_ns()
-    bundle = load_bundle(resolved, verify=True)
+    bundle = load_bundle(resolved, verify=True, allow_untrusted=allow_untrusted)
     logger.info("bundle %s verified in %.0f ms", resolved, (time.perf_counter_ns() - start) / 1e6)
     with _CACHE_LOCK:
         _CACHE[key] = _Verified(bundle, manifest_stat, _file_stats(bundle))
@@ -301,10 +312,15 @@ class Predictor:
     """A bundle and an opened backend: ``predict_file(path)`` -> :class:`Prediction`."""
 
     def __init__(
-        self, bundle: Bundle | str | Path, backend: BackendLike, *, gate: InputGate | None = None
+        self,
+        bundle: Bundle | str | Path,
+        backend: BackendLike,
+        *,
+        gate: InputGate | None = None,
+        allow_untrusted: bool = False,
     ) -> None:
         start = time.perf_counter_ns()
-        self.bundle = bundle if isinstance(bundle, Bundle) else load_verified_bundle(bundle)
+        self.bundle = bundle if isinstance(bundle, Bundle) else load_verified_bundle(bundle, allow_untrusted)
         self.backend = backend
         self.gate = gate if gate is not None else InputGate()
         self.labels: tuple[str, ...] = self.bundle.labels
@@ -333,6 +349,9 @@ class Predictor:
             notes = ["threshold unreliable: the bundle has no operating points (fallback 0.5)"] * len(
                 self.labels
             )
+        trust = self.bundle.trust
+        if trust is not None and not trust.trusted:  # loaded only because the caller opted in
+            self._bundle_warnings = (f"bundle trust: {trust.describe()}", *self._bundle_warnings)
         self.operating_points: tuple[float, ...] = tuple(float(p) for p in points)
         #: Per finding, None or why its operating point is unreliable (shown with every result).
         self.threshold_notes: tuple[str | None, ...] = tuple(notes)
@@ -374,13 +393,15 @@ class Predictor:
         threads: int | None = None,
         *,
         gate: InputGate | None = None,
+        allow_untrusted: bool = False,
     ) -> Predictor:
         """Verify (once per process, cached) and open ``bundle_dir``; ``model``/``runtime`` override the
-        automatic choice (docs/runtime.md); ``threads`` None = physical cores, at most 4."""
+        automatic choice (docs/runtime.md); ``threads`` None = physical cores, at most 4.
+        ``allow_untrusted`` loads an unsigned or untrusted bundle, marked in every prediction's warnings."""
         from cxr_core.runtime import open_backend
 
         start = time.perf_counter_ns()
-        bundle = load_verified_bundle(bundle_dir)
+        bundle = load_verified_bundle(bundle_dir, allow_untrusted)
         backend = open_backend(bundle, model=model, runtime=runtime, threads=threads)
         try:
             predictor = cls(bundle, backend, gate=gate)

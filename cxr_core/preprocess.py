@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -118,6 +119,11 @@ class PreprocessSpec:
         _check_choice("interpolation", self.interpolation, INTERPOLATIONS)
         if self.channels not in (1, 3):
             raise PreprocessSpecError(f"PreprocessSpec.channels={self.channels!r}; expected 1 or 3")
+        for name in ("mean", "std", "value_range"):
+            if not all(math.isfinite(v) for v in getattr(self, name)):
+                raise PreprocessSpecError(
+                    f"PreprocessSpec.{name}={getattr(self, name)}; expected finite numbers (no NaN or inf)"
+                )
         if self.normalization == "mean_std":
             if len(self.mean) != self.channels or len(self.std) != self.channels:
                 raise PreprocessSpecError(

@@ -80,6 +80,7 @@ class RecalibrationResult:
     scored: int
     refused: list[tuple[str, str]] = field(default_factory=list)
     manifest: Any = None
+    trust: str = ""  # the revision's signature as this machine sees it (empty: signed by a trusted key)
 
 
 def _score_images(
@@ -227,5 +228,15 @@ def recalibrate_bundle(
             _link_or_copy(bundle.path(name), folder / name)
         written = write_manifest(folder, manifest)
     logger.info("revision %d of %s written to %s", number, bundle.root, target)
-    load_bundle(target)  # the revision verifies like any bundle
-    return RecalibrationResult(target, number, changes, len(kept), refused, written)
+    # The revision is signed with this machine's key (cxr-keys): check its hashes and signature here;
+    # devices load it once they trust that key.
+    status = load_bundle(target, allow_untrusted=True).trust
+    result = RecalibrationResult(target, number, changes, len(kept), refused, written)
+    if status is not None and not status.trusted:
+        result.trust = (
+            f"signed by key {status.key_id}, which this machine does not trust yet: a device loads this "
+            "revision once it trusts that key (cxr-keys show here, then cxr-keys trust KEY.pub there)"
+        )
+    elif status is not None:
+        result.trust = status.describe()
+    return result

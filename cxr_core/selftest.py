@@ -94,6 +94,7 @@ def run_selftest(
     threads: int | None = None,
     opener: ModelOpener | None = None,
     models: list[str] | None = None,
+    allow_untrusted: bool = False,
 ) -> list[dict[str, Any]]:
     """One dict per model of the bundle (or of ``models``): ``model``, ``format``, ``precision``,
     ``runtime``, ``status`` (one of :data:`STATUSES`), ``message``, ``max_abs_dp``, ``mean_abs_dp``,
@@ -103,7 +104,11 @@ def run_selftest(
     Raises :class:`~cxr_core.bundle.BundleError` when the bundle itself cannot be read or verified
     (every format would fail; the screen shows that one message instead).
     """
-    bundle = bundle_dir if isinstance(bundle_dir, Bundle) else load_bundle(bundle_dir)
+    bundle = (
+        bundle_dir
+        if isinstance(bundle_dir, Bundle)
+        else load_bundle(bundle_dir, allow_untrusted=allow_untrusted)
+    )
     golden = load_golden(bundle)
     entries = bundle.models if models is None else tuple(bundle.model(name) for name in models)
     rows = [check_model(bundle, entry, golden, threads, opener or _default_opener) for entry in entries]

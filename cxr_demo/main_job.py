@@ -17,9 +17,11 @@ nothing about clinical skill; predictions are decision support, not a diagnosis.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from cxr_core.cli_common import EXIT_OK, error_exit, optional_dependencies
@@ -83,6 +85,38 @@ def run_chain(args: argparse.Namespace) -> dict[str, Path]:
 
     out = Path(args.out).expanduser()
     started = time.perf_counter()
+    # The chain trusts its own signing key through a trusted-key folder inside OUT, so the device
+    # steps load the bundle it just signed without touching the user's ~/.config/cxr-edge/trusted-keys.
+    with _demo_trust(out / "trusted-keys"):
+        return _run_steps(args, out, started, run_demo, export_main, predict_main, bench_main)
+
+
+@contextlib.contextmanager
+def _demo_trust(folder: Path) -> Iterator[None]:
+    from cxr_core.bundle.signing import TRUSTED_KEYS_ENV
+
+    saved = os.environ.get(TRUSTED_KEYS_ENV)
+    os.environ[TRUSTED_KEYS_ENV] = str(folder)
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop(TRUSTED_KEYS_ENV, None)
+        else:
+            os.environ[TRUSTED_KEYS_ENV] = saved
+
+
+def _run_steps(
+    args: argparse.Namespace,
+    out: Path,
+    started: float,
+    run_demo: Callable[[argparse.Namespace], dict[str, Path]],
+    export_main: Callable[[list[str]], int],
+    predict_main: Callable[[list[str]], int],
+    bench_main: Callable[[list[str]], int],
+) -> dict[str, Path]:
+    from cxr_core.bundle.signing import trust_own_key
+
     files = run_demo(args)
     checkpoint = out / "run" / "best.pt"
     bundle = out / "bundle"
@@ -92,12 +126,15 @@ def run_chain(args: argparse.Namespace) -> dict[str, Path]:
     export_args += ["--progress"] if args.progress else []
     export_args += ["--no-parity-gate"] if args.no_parity_gate else []
     _step("cxr-export", export_main(export_args), ok=(0, 1))  # 1: a format failed, the others published
+    trusted = trust_own_key(out / "trusted-keys")
+    print(f"the demo trusts its own signing key {trusted.stem} ({trusted}), for this chain only", flush=True)
     images = _test_images(Path(files["data"]), PREDICT_IMAGES)
     predictions, heatmaps = out / "predictions.json", out / "heatmaps"
     print(f"\n== cxr-predict on {len(images)} test image(s)", flush=True)
     predict_args = [*map(str, images), "--bundle", str(bundle), "--json", str(predictions)]
     _step("cxr-predict", predict_main([*predict_args, "--heatmap-dir", str(heatmaps)]))
     artefacts = {**files, "bundle": bundle, "predictions": predictions, "heatmaps": heatmaps}
+    artefacts["trusted_key"] = trusted
     if not args.skip_bench:
         bench = out / "bench"
         print(f"\n== edge-bench {bundle}", flush=True)

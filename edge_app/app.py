@@ -212,6 +212,10 @@ class CxrEdgeApp(KioskMixin, HistoryMixin, SelfTestMixin, App):
         self.options = _replace_bundle(self.options)
         self._load_bundle(Path(path))
 
+    def allow_untrusted_bundles(self) -> bool:
+        """The opt-in for unsigned / untrusted bundles: ``--allow-untrusted`` or the saved setting."""
+        return bool(self.options.allow_untrusted or self.settings.allow_untrusted_bundles)
+
     def _load_bundle(self, path: Path) -> None:
         info = describe_bundle(path)
         if not info.ok:
@@ -220,7 +224,12 @@ class CxrEdgeApp(KioskMixin, HistoryMixin, SelfTestMixin, App):
         self.model_ready = False
         self._set_busy(f"Loading model bundle {info.title} ...")
         options = self.options
-        kwargs = {"model": options.model, "runtime": options.runtime, "threads": options.threads}
+        kwargs = {
+            "model": options.model,
+            "runtime": options.runtime,
+            "threads": options.threads,
+            "allow_untrusted": self.allow_untrusted_bundles(),
+        }
         self.service.load(path, lambda outcome: self._on_loaded(outcome, info), **kwargs)
 
     def _on_loaded(self, outcome: Outcome, info: BundleInfo) -> None:
@@ -231,6 +240,8 @@ class CxrEdgeApp(KioskMixin, HistoryMixin, SelfTestMixin, App):
                 self.clear_selftest()
             self.bundle_path = str(outcome.bundle)
             self.bundle_title = f"{info.title} | {outcome.model_name} on {outcome.runtime}"
+            if outcome.trust:  # loaded only because the user opted in: say so in the header and reports
+                self.bundle_title += f" | {outcome.trust}"
             self.bundle_notice = "  |  ".join(n.upper() for n in outcome.notices)
             self.bundle_provenance = "\n".join(outcome.provenance)
             self.on_bundle_ready(outcome.bundle, outcome.model_name, outcome.runtime)

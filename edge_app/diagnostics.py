@@ -95,6 +95,7 @@ class SelfTestMixin:
     selftest_summary: str
     selftest_state: str
     _set_busy: Callable[[str | None], None]
+    allow_untrusted_bundles: Callable[[], bool]
 
     def run_selftest(self) -> None:
         """Check every model of the bundle in use against its golden set, on the worker thread."""
@@ -106,7 +107,12 @@ class SelfTestMixin:
         bundle = Path(self.bundle_path)
         self._show_selftest(None, f"Running the self-test on {bundle.name} ...", "running")
         self._set_busy(f"Self-test: running the golden images of {bundle.name} through every model ...")
-        self.service.selftest(bundle, self._on_selftest, threads=self.options.threads)
+        self.service.selftest(
+            bundle,
+            self._on_selftest,
+            threads=self.options.threads,
+            allow_untrusted=self.allow_untrusted_bundles(),
+        )
 
     def _on_selftest(self, outcome: Outcome) -> None:
         self._set_busy(None)

@@ -47,6 +47,7 @@ class AppOptions:
     progress: bool = True  # INFO log lines on the console (loading, each result)
     kiosk_status: bool = False  # print the study log's health and exit (no window)
     status_json: bool = False
+    allow_untrusted: bool = False  # load an unsigned / untrusted bundle (shown in the header and reports)
 
     @property
     def idle_reset(self) -> float | None:
@@ -152,6 +153,12 @@ def build_parser() -> argparse.ArgumentParser:
         "(no window; safe while the app runs)",
     )
     parser.add_argument("--json", action="store_true", help="with --kiosk-status: print JSON")
+    parser.add_argument(
+        "--allow-untrusted",
+        action="store_true",
+        help="load a bundle that is unsigned or not signed by a trusted key; the header and every report "
+        "say so (also a setting: allow_untrusted_bundles in settings.json)",
+    )
     add_progress_flag(parser, default=True, help="INFO log lines on the console (loading, each result)")
     return parser
 
@@ -188,4 +195,5 @@ def parse_args(argv: list[str] | None = None, environ: dict[str, str] | None = N
         progress=args.progress,
         kiosk_status=args.kiosk_status,
         status_json=args.json,
+        allow_untrusted=args.allow_untrusted,
     )

@@ -82,6 +82,8 @@ class AppSettings:
     # Retention of derived data (reports) of kiosk studies: None = keep forever.
     retention_days: float | None = None
     retention_count: int | None = None
+    #: Load bundles that are unsigned or signed by a key not in the trusted list (marked everywhere).
+    allow_untrusted_bundles: bool = False
 
     @classmethod
     def load(cls, folder: str | Path) -> AppSettings:

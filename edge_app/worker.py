@@ -45,6 +45,8 @@ class Loaded:
     load_ms: float
     notices: tuple[str, ...] = ()  # e.g. the synthetic-data mark: shown in the header, never hidden
     provenance: tuple[str, ...] = ()  # what the bundle says of itself (ClinicalInfo.summary)
+    #: Empty for a bundle signed by a trusted key; else what was accepted (e.g. "UNSIGNED bundle ...").
+    trust: str = ""
 
 
 @dataclass(frozen=True)
@@ -193,12 +195,22 @@ class PredictionService:
             prediction.source,
         )
 
-    def selftest(self, bundle: Path, on_done: Callable[[Outcome], None], threads: int | None = None) -> None:
+    def selftest(
+        self,
+        bundle: Path,
+        on_done: Callable[[Outcome], None],
+        threads: int | None = None,
+        allow_untrusted: bool = False,
+    ) -> None:
         """Check every model of ``bundle`` against its golden reference (:class:`SelfTested`).
 
         A bundle that cannot be read or verified becomes ``Failed(kind="bundle")``.
         """
-        self._submit(lambda: self._selftest(Path(bundle), threads, self._opener), on_done, str(bundle))
+        self._submit(
+            lambda: self._selftest(Path(bundle), threads, self._opener, allow_untrusted),
+            on_done,
+            str(bundle),
+        )
 
     def shutdown(self, timeout: float = 5.0) -> None:
         """Stop the thread after the jobs already queued."""
@@ -257,8 +269,16 @@ class PredictionService:
         self.predictor = predictor
         notices = tuple(getattr(predictor, "notices", ()))
         provenance = tuple(predictor.bundle.clinical.summary()) if hasattr(predictor, "bundle") else ()
+        status = getattr(getattr(predictor, "bundle", None), "trust", None)
+        trust = status.describe() if status is not None and not status.trusted else ""
         return Loaded(
-            bundle, predictor.model_name, predictor.runtime, float(predictor.load_ms), notices, provenance
+            bundle,
+            predictor.model_name,
+            predictor.runtime,
+            float(predictor.load_ms),
+            notices=notices,
+            provenance=provenance,
+            trust=trust,
         )
 
     def _predict(self, path: Path) -> Scored:
@@ -272,9 +292,14 @@ class PredictionService:
         return Scored(str(path), prediction, display, (time.perf_counter() - start) * 1000.0)
 
     @staticmethod
-    def _selftest(bundle: Path, threads: int | None, opener: Callable[..., Any] | None = None) -> Outcome:
+    def _selftest(
+        bundle: Path,
+        threads: int | None,
+        opener: Callable[..., Any] | None = None,
+        allow_untrusted: bool = False,
+    ) -> Outcome:
         from cxr_core.selftest import run_selftest
 
         start = time.perf_counter()
-        rows = run_selftest(bundle, threads=threads, opener=opener)
+        rows = run_selftest(bundle, threads=threads, opener=opener, allow_untrusted=allow_untrusted)
         return SelfTested(bundle, tuple(rows), (time.perf_counter() - start) * 1000.0)

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from cxr_core.bundle.signing import PRIVATE_KEY_NAME, key_dir
 from cxr_core.cli_common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -121,6 +122,14 @@ def _export_parser() -> argparse.ArgumentParser:
     )
     gate.add_argument("--no-parity-gate", action="store_true", help="publish even when a format drifts")
     parser.add_argument("--no-timing", action="store_true", help="skip timing formats for the recommendation")
+    parser.add_argument(
+        "--signing-key",
+        type=Path,
+        default=None,
+        metavar="KEY.pem",
+        help="Ed25519 key that signs manifest.json (default: ~/.config/cxr-edge/keys/signing-key.pem or "
+        "$CXR_EDGE_KEY_DIR, created on first use); see cxr-keys",
+    )
     add_progress_flag(parser, default=False, help="progress bars on stderr")
     parser.add_argument("--json", action="store_true", help="print the export report as JSON")
     return parser
@@ -142,6 +151,11 @@ def _verify_parser() -> argparse.ArgumentParser:
     add_progress_flag(parser, default=False, help="accepted like every command's; verify draws no bars")
     parser.add_argument("bundle", type=Path, help="bundle folder")
     parser.add_argument("--skip-golden", action="store_true", help="check hashes only")
+    parser.add_argument(
+        "--allow-untrusted",
+        action="store_true",
+        help="verify a bundle that is unsigned or not signed by a trusted key (its status is printed)",
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     return parser
 
@@ -213,6 +227,7 @@ def run_export(args: argparse.Namespace) -> int:
         enforce_gate=not args.no_parity_gate,
         time_formats=not args.no_timing,
         progress=args.progress,
+        signing_key=args.signing_key,
     )
     try:
         result = export_bundle(request)
@@ -221,7 +236,11 @@ def run_export(args: argparse.Namespace) -> int:
         print(f"cxr-export: {exc}", file=sys.stderr)
         return EXIT_GATE
     if args.json:
-        print(json.dumps({"bundle": str(result.path), "formats": result.rows}, indent=2))
+        print(
+            json.dumps(
+                {"bundle": str(result.path), "signed_by": result.key_id, "formats": result.rows}, indent=2
+            )
+        )
     else:
         _print_rows(result.rows)
         images = (result.manifest.parity or {})["images"]
@@ -231,16 +250,21 @@ def run_export(args: argparse.Namespace) -> int:
         for runtime, name in recommended.items():
             print(f"recommended for {runtime}: {name}")
         print(f"bundle written to {result.path}")
+        print(
+            f"manifest signed by key {result.key_id} ({args.signing_key or key_dir() / PRIVATE_KEY_NAME}); "
+            "a device loads it once that key is trusted there: cxr-keys trust KEY.pub"
+        )
     return 0 if all(row["status"] == "ok" for row in result.rows) else 1
 
 
 def run_verify(args: argparse.Namespace) -> int:
     from quantize.verify import verify_bundle
 
-    report = verify_bundle(args.bundle, run_golden=not args.skip_golden)
+    report = verify_bundle(args.bundle, run_golden=not args.skip_golden, allow_untrusted=args.allow_untrusted)
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
+    print(f"{report['bundle']}: {report['trust_line']}")
     print(f"{report['bundle']}: {len(report['files'])} file(s) match their sha256")
     for row in report["golden"]:
         if row["status"] == "pass":

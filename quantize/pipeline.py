@@ -36,6 +36,7 @@ from cxr_core.bundle import (
     Manifest,
     ModelEntry,
 )
+from cxr_core.bundle.signing import signed_by
 from cxr_core.bundle.writer import staging, write_manifest, write_npz
 from cxr_core.feature_gate import DEFAULT_ACCEPTANCE, SIGNAL, FeatureGate, pooled_features, threshold_at
 from cxr_core.optional import require
@@ -85,6 +86,8 @@ class ExportRequest:
     gate_train_images: int = 1000
     gate_acceptance: float = DEFAULT_ACCEPTANCE
     progress: bool = False
+    #: PEM Ed25519 key that signs the manifest; None: the user's key (created on first use).
+    signing_key: Path | None = None
 
 
 @dataclass
@@ -94,6 +97,8 @@ class ExportResult:
     path: Path
     manifest: Manifest
     rows: list[dict[str, Any]]
+    #: Id of the key that signed the manifest (docs/bundle-format.md, "Signature and trust").
+    key_id: str | None = None
 
 
 def torch_reference(
@@ -331,9 +336,10 @@ def export_bundle(request: ExportRequest) -> ExportResult:
                 else (parity.truth, parity.mask, reference["probabilities"], parity.description["source"]),
             ),
         )
-        written = write_manifest(folder, manifest)
+        written = write_manifest(folder, manifest, signing_key=request.signing_key)
+        key = signed_by(folder)
     logger.info("bundle written to %s (%d of %d formats built)", request.out, len(entries), len(formats))
-    return ExportResult(path=Path(request.out), manifest=written, rows=rows)
+    return ExportResult(path=Path(request.out), manifest=written, rows=rows, key_id=key)
 
 
 def _progress(items: list[ExportFormat], enabled: bool) -> Any:

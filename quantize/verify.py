@@ -21,17 +21,25 @@ class GoldenMismatchError(BundleError):
     """A model's outputs on the golden inputs differ from the recorded reference beyond its tolerance."""
 
 
-def verify_bundle(root: str | Path, run_golden: bool = True, threads: int | None = None) -> dict[str, Any]:
-    """Check hashes and format version, then every model's outputs on the golden inputs.
+def verify_bundle(
+    root: str | Path, run_golden: bool = True, threads: int | None = None, allow_untrusted: bool = False
+) -> dict[str, Any]:
+    """Check the signature, hashes and format version, then every model's outputs on the golden inputs.
+
+    An unsigned or untrusted bundle is refused (a :class:`~cxr_core.bundle.signing.BundleTrustError`)
+    unless ``allow_untrusted``; the report's ``trust`` and ``trust_line`` say which it was.
 
     Returns a report: ``files`` checked and one ``golden`` row per model (the self-test's row;
     ``unavailable`` with the reason and the pip hint when no runtime for its format is installed).
     Raises :class:`~cxr_core.bundle.BundleError` subclasses on any mismatch: a hash, a model that
     fails to run, or outputs (including non-finite ones) beyond the entry's tolerance.
     """
-    bundle = load_bundle(root, verify=True)
+    bundle = load_bundle(root, verify=True, allow_untrusted=allow_untrusted)
+    trust = bundle.trust
     report: dict[str, Any] = {
         "bundle": str(Path(root)),
+        "trust": None if trust is None else trust.to_dict(),
+        "trust_line": "" if trust is None else trust.describe(),
         "files": sorted(bundle.manifest.files),
         "models": [m.name for m in bundle.models],
         "golden": [],

@@ -29,6 +29,7 @@ CLIS = [
     ("cxr-export verify", "quantize.cli", ["verify"]),
     ("cxr-predict", "cxr_core.predict_cli", []),
     ("cxr-calibrate", "cxr_core.calibrate_cli", []),
+    ("cxr-keys", "cxr_core.keys_cli", []),
     ("cxr-app", "edge_app.main", []),
     ("edge-bench", "benchmarks.cli", []),
     ("edge-bench compare", "benchmarks.cli", ["compare"]),

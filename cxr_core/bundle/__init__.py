@@ -3,6 +3,7 @@
 * :mod:`cxr_core.bundle.schema`: the typed manifest (:class:`Manifest`, :class:`ModelEntry`,
   :class:`TensorSpec`, ...), validated on read, the one place that knows the JSON;
 * :mod:`cxr_core.bundle.reader`: read, verify hashes, load the golden set and CAM weights;
+* :mod:`cxr_core.bundle.signing`: the Ed25519 signature of the manifest and the trusted keys;
 * :mod:`cxr_core.bundle.errors`: :class:`BundleError` and :class:`BundleIntegrityError`.
 
 >>> from cxr_core.bundle import load_bundle
@@ -50,6 +51,13 @@ from cxr_core.bundle.schema import (
     RevisionInfo,
     TensorSpec,
 )
+from cxr_core.bundle.signing import (
+    BundleSignatureError,
+    BundleTrustError,
+    BundleUnsignedError,
+    BundleUntrustedKeyError,
+    TrustStatus,
+)
 
 __all__ = [
     "MIN_RELIABLE_POSITIVES",
@@ -68,6 +76,10 @@ __all__ = [
     "Bundle",
     "BundleError",
     "BundleIntegrityError",
+    "BundleSignatureError",
+    "BundleTrustError",
+    "BundleUnsignedError",
+    "BundleUntrustedKeyError",
     "CamInfo",
     "FileRecord",
     "GateInfo",
@@ -78,6 +90,7 @@ __all__ = [
     "Provenance",
     "RevisionInfo",
     "TensorSpec",
+    "TrustStatus",
     "check_spec_matches_model",
     "inside",
     "load_bundle",

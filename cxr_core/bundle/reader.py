@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from numpy.typing import NDArray
 from cxr_core.bundle.clinical import ClinicalInfo, legacy_clinical
 from cxr_core.bundle.errors import BundleError, BundleIntegrityError
 from cxr_core.bundle.schema import MANIFEST_NAME, Manifest, ModelEntry
+from cxr_core.bundle.signing import TrustStatus, check_signature, enforce_trust
 from cxr_core.feature_gate import FeatureGate, FeatureGateError
 from cxr_core.preprocess import PreprocessSpec
 
@@ -46,6 +48,8 @@ class Bundle:
 
     root: Path
     manifest: Manifest
+    #: The manifest's signature check; ``None`` when the bundle was read with ``verify=False``.
+    trust: TrustStatus | None = None
 
     @property
     def architecture(self) -> str:
@@ -90,38 +94,92 @@ class Bundle:
 
 
 def inside(root: Path, name: str) -> Path:
-    """``root / name``, refused when ``name`` is absolute or climbs out of ``root`` with ``..``."""
+    """``root / name``, refused when it could leave ``root``.
+
+    Refused: an absolute name, a ``..`` part, an empty name, and any symlink on the way (the file or
+    a folder between ``root`` and it), wherever the link points: a bundle holds regular files only,
+    so what was hashed is what is read. ``root`` itself may be reached through a link.
+    """
     relative = Path(name)
-    if relative.is_absolute() or ".." in relative.parts or not relative.parts:
+    if relative.is_absolute() or ".." in relative.parts or not relative.parts or "\\" in name:
         raise BundleError(
             f"bundle {root}: file name {name!r} leaves the bundle; expected a relative name inside it"
         )
-    return root / relative
+    path = root
+    for part in relative.parts:
+        path = path / part
+        if path.is_symlink():
+            raise BundleError(
+                f"bundle {root}: {path} is a symbolic link (to {os.readlink(path)!r}); a bundle may hold "
+                "regular files and folders only. Copy the real file into the bundle and re-export"
+            )
+    return path
 
 
-def read_manifest(root: str | Path) -> Manifest:
-    """Parse and validate ``root/manifest.json`` into a :class:`Manifest` (no hash check)."""
-    root = Path(root)
+def _manifest_path(root: Path) -> Path:
     if not root.is_dir():
         raise BundleError(
             f"model bundle {root} does not exist or is not a directory; expected a bundle folder"
         )
     path = root / MANIFEST_NAME
+    if path.is_symlink():
+        raise BundleError(f"{path} is a symbolic link; a bundle may hold regular files only")
     if not path.is_file():
         raise BundleError(f"model bundle {root} has no {MANIFEST_NAME}; expected one written by cxr-export")
+    return path
+
+
+def parse_manifest(data: bytes, where: str) -> Manifest:
+    """Validate manifest bytes into a :class:`Manifest` (:class:`BundleError` naming the field)."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BundleError(f"{path} is not valid JSON ({exc}); the bundle is damaged") from exc
-    return Manifest.from_dict(data, str(path))
+        document = json.loads(data.decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise BundleError(f"{where} is not valid JSON ({exc}); the bundle is damaged") from exc
+    return Manifest.from_dict(document, where)
+
+
+def read_manifest(root: str | Path) -> Manifest:
+    """Parse and validate ``root/manifest.json`` into a :class:`Manifest` (no hash or signature check)."""
+    path = _manifest_path(Path(root))
+    return parse_manifest(path.read_bytes(), str(path))
+
+
+def check_listed(root: Path, manifest: Manifest) -> None:
+    """Every file the manifest uses (models, golden set, CAM weights) must be a listed, hashed file."""
+    where = root / MANIFEST_NAME
+    for model in manifest.models:
+        listed = manifest.files.get(model.file)
+        if listed is None or listed.sha256 != model.sha256:
+            raise BundleIntegrityError(
+                f"{where}: model {model.name!r} file {model.file!r} "
+                "is not listed under 'files' with the same sha256"
+            )
+    for field_name, name in (("golden.file", manifest.golden.file), ("cam.file", manifest.cam.file)):
+        if name not in manifest.files and (root / name).exists():
+            raise BundleIntegrityError(
+                f"{where}: {field_name} {name!r} is in the bundle but not listed under 'files'; every "
+                f"file a bundle uses must be listed with its sha256 (listed: {sorted(manifest.files)})"
+            )
+
+
+def listed_path(bundle: Bundle, name: str, field_name: str) -> Path:
+    """The path of ``name``, a file the bundle uses, which must be listed (so hash-checked) and inside it."""
+    if name not in bundle.manifest.files:
+        raise BundleIntegrityError(
+            f"{bundle.root / MANIFEST_NAME}: {field_name} {name!r} is not listed under 'files'; every file "
+            f"a bundle uses must be listed with its sha256 (listed: {sorted(bundle.manifest.files)})"
+        )
+    return bundle.path(name)
 
 
 def verify_files(root: str | Path, manifest: Manifest) -> list[str]:
     """Check every file the manifest lists exists and has its recorded sha256; return the names.
 
-    Model entries must name listed files with the same hash.
+    Model entries, the golden set and the CAM weights must name listed files (with the same hash).
+    Every path must stay inside the bundle without symlinks (:func:`inside`).
     """
     root = Path(root)
+    check_listed(root, manifest)
     for name, record in sorted(manifest.files.items()):
         path = inside(root, name)
         if not path.is_file():
@@ -134,32 +192,39 @@ def verify_files(root: str | Path, manifest: Manifest) -> list[str]:
                 f"bundle file {path} has sha256 {actual}; the manifest expects {record.sha256}. "
                 "The file was modified or damaged: re-copy or re-export the bundle"
             )
-    for model in manifest.models:
-        listed = manifest.files.get(model.file)
-        if listed is None or listed.sha256 != model.sha256:
-            raise BundleIntegrityError(
-                f"{root / MANIFEST_NAME}: model {model.name!r} file {model.file!r} "
-                "is not listed under 'files' with the same sha256"
-            )
     return sorted(manifest.files)
 
 
-def load_bundle(root: str | Path, verify: bool = True) -> Bundle:
-    """Read ``root``'s manifest and (by default) verify every file's hash; return a :class:`Bundle`."""
+def load_bundle(root: str | Path, verify: bool = True, allow_untrusted: bool = False) -> Bundle:
+    """Read ``root``'s manifest, check its signature and every file's hash; return a :class:`Bundle`.
+
+    Order: the manifest is parsed and validated (pure checks: fields, listed files, preprocess vs
+    model input), then its exact bytes are checked against ``manifest.sig`` and the trusted keys
+    (:mod:`cxr_core.bundle.signing`): an unsigned bundle, one signed by an untrusted key or one whose
+    signature does not verify raises a :class:`~cxr_core.bundle.signing.BundleTrustError` subclass
+    unless ``allow_untrusted`` (then :attr:`Bundle.trust` says what was accepted); last every
+    listed file is hashed. ``verify=False`` (a child process of a verifying parent) skips the
+    signature and the hashes.
+    """
     root = Path(root)
-    manifest = read_manifest(root)
-    if verify:
-        verify_files(root, manifest)
+    path = _manifest_path(root)
+    data = path.read_bytes()
+    manifest = parse_manifest(data, str(path))
+    check_listed(root, manifest)
     for entry in manifest.models:
-        check_spec_matches_model(manifest.preprocess, entry, root / MANIFEST_NAME)
-    return Bundle(root=root, manifest=manifest)
+        check_spec_matches_model(manifest.preprocess, entry, path)
+    if not verify:
+        return Bundle(root=root, manifest=manifest)
+    trust = enforce_trust(root, check_signature(root, data), allow_untrusted)
+    verify_files(root, manifest)
+    return Bundle(root=root, manifest=manifest, trust=trust)
 
 
 def check_spec_matches_model(spec: PreprocessSpec, entry: ModelEntry, manifest: Path) -> None:
     """Refuse a manifest whose PreprocessSpec would feed a model a tensor of another shape.
 
-    The manifest itself is not hashed, so this cross-check is what catches a PreprocessSpec that
-    was edited (or copied from another model) after export.
+    The manifest is signed, not hashed; this cross-check names the problem when a PreprocessSpec
+    was edited (or copied from another model) after export in an unsigned or re-signed bundle.
     """
     inputs = [t for t in entry.inputs if t.role == "input"]
     if not inputs:
@@ -167,7 +232,10 @@ def check_spec_matches_model(spec: PreprocessSpec, entry: ModelEntry, manifest: 
     shape = list(inputs[0].shape)
     layout = inputs[0].layout or "NCHW"
     if len(shape) != 4:
-        return
+        raise BundleError(
+            f"{manifest}: model {entry.name!r} ({entry.file}) declares an input of {len(shape)} dimensions "
+            f"{shape}; expected 4 (batch and an image in {layout})"
+        )
     dims = shape[1:] if layout == "NCHW" else [shape[3], shape[1], shape[2]]
     expected = [spec.channels, spec.input_size, spec.input_size]
     if [d for d in dims if d is not None] != [
@@ -197,7 +265,7 @@ def _load_npz(path: Path, keys: tuple[str, ...]) -> dict[str, NDArray[Any]]:
 
 def load_golden(bundle: Bundle) -> dict[str, NDArray[Any]]:
     """The golden set: preprocessed ``inputs``, FP32 reference ``probabilities`` and ``feature_map``."""
-    path = bundle.path(bundle.manifest.golden.file)
+    path = listed_path(bundle, bundle.manifest.golden.file, "golden.file")
     arrays = _load_npz(path, GOLDEN_KEYS)
     count = arrays["inputs"].shape[0]
     if arrays["probabilities"].shape != (count, len(bundle.labels)):
@@ -210,7 +278,8 @@ def load_golden(bundle: Bundle) -> dict[str, NDArray[Any]]:
 
 def load_cam_weights(bundle: Bundle) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
     """Classifier ``(W (L, C), b (L,))`` for class activation maps, from the bundle's npz."""
-    arrays = _load_npz(bundle.path(bundle.manifest.cam.file), ("weight", "bias"))
+    path = listed_path(bundle, bundle.manifest.cam.file, "cam.file")
+    arrays = _load_npz(path, ("weight", "bias"))
     return arrays["weight"].astype(np.float32), arrays["bias"].astype(np.float32)
 
 

@@ -48,6 +48,8 @@ DTYPES: dict[str, type[np.generic]] = {
     "int16": np.int16,
 }
 LAYOUTS = ("NCHW", "NHWC")
+#: The most dimensions a tensor of a bundle may declare.
+MAX_RANK = 8
 
 
 # ----------------------------------------------------------------------------- field checks
@@ -65,6 +67,18 @@ def _text(value: Any, where: str, allow_empty: bool = False) -> str:
     if not isinstance(value, str) or (not allow_empty and not value):
         raise BundleError(f"{where}: got {value!r}; expected a non-empty string")
     return value
+
+
+def _file_name(value: Any, where: str) -> str:
+    """A bundle file name: relative, '/'-separated, no '..', '.', empty part, backslash or NUL."""
+    name = _text(value, where)
+    parts = name.split("/")
+    if name.startswith("/") or "\\" in name or "\0" in name or any(p in ("", ".", "..") for p in parts):
+        raise BundleError(
+            f"{where}: file name {name!r} leaves the bundle or is not normalised; expected a relative "
+            "name inside it such as 'model.onnx' or 'models/model.onnx'"
+        )
+    return name
 
 
 def _opt_text(value: Any, where: str) -> str | None:
@@ -142,6 +156,8 @@ class TensorSpec:
     def from_dict(cls, data: Mapping[str, Any], where: str, role: str | None = None) -> TensorSpec:
         name = _text(_get(data, "name", where), f"{where}.name")
         raw_shape = _sequence(_get(data, "shape", where), f"{where}.shape")
+        if not 1 <= len(raw_shape) <= MAX_RANK:
+            raise BundleError(f"{where}.shape: got {len(raw_shape)} dimensions; expected 1 to {MAX_RANK}")
         shape: list[int | None] = []
         for dim in raw_shape:
             if isinstance(dim, str) or dim is None:
@@ -298,7 +314,7 @@ class ModelEntry:
         data = _mapping(data, where)
         name = _text(_get(data, "name", where), f"{where}.name")
         where = f"{where} (model {name!r})"
-        file = _text(_get(data, "file", where), f"{where}.file")
+        file = _file_name(_get(data, "file", where), f"{where}.file")
         fmt = _text(_get(data, "format", where), f"{where}.format")
         raw_inputs = _sequence(_get(data, "inputs", where), f"{where}.inputs")
         raw_outputs = _sequence(_get(data, "outputs", where), f"{where}.outputs")
@@ -380,7 +396,7 @@ class GoldenInfo:
         data = _mapping(data, where)
         images = data.get("images")
         return cls(
-            file=_text(data.get("file", GOLDEN_NAME), f"{where}.file"),
+            file=_file_name(data.get("file", GOLDEN_NAME), f"{where}.file"),
             images=None if images is None else _integer(images, f"{where}.images", 1),
             files=tuple(str(f) for f in _sequence(data.get("files") or [], f"{where}.files")),
             reference=_opt_text(data.get("reference"), f"{where}.reference"),
@@ -407,7 +423,7 @@ class CamInfo:
     def from_dict(cls, data: Mapping[str, Any], where: str) -> CamInfo:
         data = _mapping(data, where)
         return cls(
-            file=_text(data.get("file", CLASSIFIER_NAME), f"{where}.file"),
+            file=_file_name(data.get("file", CLASSIFIER_NAME), f"{where}.file"),
             pooling=_choice(data.get("pooling", "mean"), ("mean", "max"), f"{where}.pooling"),  # type: ignore[arg-type]
             note=_opt_text(data.get("note"), f"{where}.note"),
         )
@@ -652,7 +668,7 @@ class Manifest:
             raise BundleError(f"{where}.labels: got an empty list; expected the findings in output order")
         try:
             spec = PreprocessSpec.from_dict(_mapping(_get(data, "preprocess", where), f"{where}.preprocess"))
-        except (PreprocessSpecError, TypeError) as exc:
+        except (PreprocessSpecError, TypeError, ValueError, OverflowError) as exc:
             raise BundleError(f"{where}.preprocess: {exc}") from exc
         raw_models = _sequence(_get(data, "models", where), f"{where}.models")
         if not raw_models:
@@ -762,6 +778,7 @@ def _files(value: Any, where: str) -> dict[str, FileRecord]:
         raise BundleError(f"{where}: got an empty object; expected name -> sha256 of every bundle file")
     records = {}
     for name, record in raw.items():
+        _file_name(name, f"{where} key")
         if isinstance(record, str):  # the shortest form: name -> sha256
             records[name] = FileRecord(sha256=_text(record, f"{where}[{name!r}]"))
             continue

@@ -5,7 +5,8 @@ publish the same way. numpy + json only.
 
 A failure at any point (an exception, a refused parity gate, a killed process before the
 rename) leaves no half bundle under the target name and an existing bundle there intact. The
-manifest is written last, with the sha256 of every other file in the folder.
+manifest is written last, with the sha256 of every other file in the folder, and signed into
+``manifest.sig`` (Ed25519, :mod:`cxr_core.bundle.signing`) with the exporter's key.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import numpy as np
 
 from cxr_core.bundle.reader import sha256_file
 from cxr_core.bundle.schema import MANIFEST_NAME, FileRecord, Manifest
+from cxr_core.bundle.signing import SIGNATURE_NAME, sign_manifest
 from cxr_core.errors import CxrEdgeError
 
 logger = logging.getLogger(__name__)
@@ -76,11 +78,18 @@ class BundleWriteError(CxrEdgeError, OSError):
 
 
 def file_hashes(folder: Path) -> dict[str, FileRecord]:
-    """``{relative name: FileRecord(sha256, size_bytes)}`` of every file in ``folder`` but the manifest."""
+    """``{relative name: FileRecord(sha256, size_bytes)}`` of every file in ``folder`` but the manifest.
+
+    A symlink is refused: the device refuses any link in a bundle (``cxr_core.bundle.inside``).
+    """
     records = {}
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+    for path in sorted(folder.rglob("*")):
+        if path.is_symlink():
+            raise BundleWriteError(f"{path} is a symbolic link; a bundle holds regular files only")
+        if not path.is_file():
+            continue
         name = path.relative_to(folder).as_posix()
-        if name == MANIFEST_NAME:
+        if name in (MANIFEST_NAME, SIGNATURE_NAME):
             continue
         records[name] = FileRecord(sha256=sha256_file(path), size_bytes=path.stat().st_size)
     return records
@@ -92,8 +101,14 @@ def write_npz(path: Path, **arrays: np.ndarray) -> None:
         np.savez(handle, **arrays)
 
 
-def write_manifest(folder: Path, manifest: Manifest) -> Manifest:
+def write_manifest(
+    folder: Path, manifest: Manifest, signing_key: Path | None = None, sign: bool = True
+) -> Manifest:
     """Hash every file in ``folder``, put the hashes in ``manifest`` and write ``folder/manifest.json``.
+
+    With ``sign`` the manifest's bytes are signed into ``manifest.sig`` with ``signing_key`` (a PEM
+    file), or by default with the user's key (``$CXR_EDGE_KEY_DIR`` or ``~/.config/cxr-edge/keys``),
+    created on first use.
 
     Model entries get their file's sha256 and size. The manifest is validated by reading back what
     is about to be written (:meth:`Manifest.from_dict`), so a bundle the device cannot read is
@@ -107,4 +122,7 @@ def write_manifest(folder: Path, manifest: Manifest) -> Manifest:
     data = full.to_dict()
     Manifest.from_dict(data, f"{folder / MANIFEST_NAME} (about to be written)")
     (folder / MANIFEST_NAME).write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    if sign:
+        key = sign_manifest(folder, key_path=signing_key)
+        logger.info("signed %s with key %s", folder / MANIFEST_NAME, key)
     return full

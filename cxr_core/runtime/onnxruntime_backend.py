@@ -17,6 +17,7 @@ from numpy.typing import NDArray
 from cxr_core.bundle.schema import TensorSpec
 from cxr_core.errors import MissingDependencyError
 from cxr_core.optional import require
+from cxr_core.privacy import disable_telemetry
 from cxr_core.runtime.backend import Backend, Stopwatch
 from cxr_core.runtime.errors import ModelFileError, ModelSignatureError, RuntimeUnavailableError
 from cxr_core.runtime.signature import ModelSignature, check_tensor
@@ -36,7 +37,13 @@ _LOG_WARNING = 2
 
 
 def import_onnxruntime() -> Any:
-    """The onnxruntime module, or :class:`RuntimeUnavailableError` with the pip hint."""
+    """The onnxruntime module, or :class:`RuntimeUnavailableError` with the pip hint.
+
+    Its telemetry is turned off first (ORT_DISABLE_TELEMETRY=1 before the import, see
+    :mod:`cxr_core.privacy`); ``import cxr_core`` has already done so, this keeps it true for a
+    caller that reaches this module another way.
+    """
+    disable_telemetry()
     try:
         return require("onnxruntime", extra="runtime", purpose="running ONNX models (onnxruntime backend)")
     except MissingDependencyError as exc:

@@ -20,6 +20,7 @@ import pytest
 from cxr_core.bundle import sha256_file
 from cxr_core.labels import CHESTXRAY14_LABELS
 from tests.file_factory import write_png
+from tests.signing import resign
 
 EVAL_IMAGES = 16
 #: The inputs gate refuses images under 256 px; the e2e split reads these files too.
@@ -65,6 +66,7 @@ def rehash(bundle: Path, file_name: str) -> None:
         if model["file"] == file_name:
             model["sha256"], model["size_bytes"] = digest, size
     manifest_path.write_text(json.dumps(manifest, indent=1))
+    resign(bundle)
 
 
 @dataclass

@@ -21,6 +21,7 @@ from cxr_core.parity import (
 )
 from cxr_core.selftest import run_selftest
 from tests.benchmarks.conftest import rehash
+from tests.signing import resign
 
 GOLDEN = {
     "probabilities": np.array([[0.2, 0.9], [0.6, 0.1]], np.float32),
@@ -82,6 +83,7 @@ def test_verify_and_the_selftest_agree_on_an_int8_entry_without_a_recorded_toler
     for model in manifest["models"]:
         model["golden_tolerance"] = None
     (bundle_copy / "manifest.json").write_text(json.dumps(manifest))
+    resign(bundle_copy)
     rows = {row["model"]: row for row in run_selftest(bundle_copy, threads=1)}
     assert rows["onnx-int8"]["status"] == "pass"
     assert rows["onnx-int8"]["tolerance"] == DEFAULT_GOLDEN_TOLERANCE["int8"].to_dict()

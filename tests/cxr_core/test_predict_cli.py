@@ -108,7 +108,9 @@ def test_json_schema(session_bundle: Path, tmp_path: Path, capsys: pytest.Captur
         "results",
         "failures",
         "summary",
+        "bundle_trust",
     }
+    assert doc["bundle_trust"]["state"] == "trusted"
     assert doc["tool"] == "cxr-predict" and doc["disclaimer"] == DISCLAIMER
     assert doc["model"] == "onnx" and doc["runtime"] == "onnxruntime" and isinstance(doc["threads"], int)
     assert len(doc["labels"]) == 14 and doc["failures"] == [] and doc["summary"] == {"scored": 1, "failed": 0}

@@ -28,6 +28,7 @@ from cxr_core.preprocess import preprocess
 from cxr_core.runtime import open_backend
 from tests.cxr_core.test_input_gate import chest
 from tests.file_factory import truncate_copy, write_dicom, write_jpeg, write_png
+from tests.signing import resign
 
 STAGES = ("decode", "gate", "preprocess", "inference", "calibrate")
 
@@ -63,11 +64,12 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 
 
 def _with_points(bundle_dir: Path, points: list[float]) -> None:
-    """Edit the operating points of a private bundle copy (the manifest is not itself hashed)."""
+    """Edit the operating points of a private bundle copy and sign it again with the suite's key."""
     manifest_path = bundle_dir / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
     manifest["operating_points"] = points
     manifest_path.write_text(json.dumps(manifest))
+    resign(bundle_dir)
 
 
 # ----------------------------------------------------------------------------- loading

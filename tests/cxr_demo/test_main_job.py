@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,10 @@ def test_the_whole_chain_runs_and_prints_every_artefact(
     assert [m["name"] for m in manifest["models"]] == ["onnx", "onnx-int8"]
     predictions = json.loads((out / "predictions.json").read_text())
     assert len(predictions["results"]) == 4
+    # the chain trusts its own key through OUT/trusted-keys only, and leaves the environment as it was
+    assert predictions["bundle_trust"]["state"] == "trusted"
+    assert [p.stem for p in (out / "trusted-keys").glob("*.pub")] == [predictions["bundle_trust"]["key_id"]]
+    assert os.environ["CXR_EDGE_TRUSTED_KEYS"] != str(out / "trusted-keys")
     assert len(list((out / "heatmaps").glob("*.png"))) == 4
     bench = json.loads((out / "bench" / "results.json").read_text())
     assert {row["name"] for row in bench["rows"] if row["status"] == "ok"} >= {"onnx", "onnx-int8"}

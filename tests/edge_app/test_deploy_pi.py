@@ -132,3 +132,38 @@ def test_install_without_source_is_refused_outside_a_dry_run(tmp_path: Path) -> 
     result = _install("--bundle", str(tmp_path / "missing"))
     assert result.returncode == 1
     assert "--source is required" in result.stderr and "not published" in result.stderr
+
+
+def test_trust_key_installs_the_exporters_key_for_the_kiosk(
+    tmp_path: Path, session_bundle: Path, suite_keys: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kiosk trusts exactly the keys given with --trust-key; its bundle then loads there."""
+    import os
+
+    from cxr_core.bundle import load_bundle
+    from cxr_core.bundle.signing import BundleUntrustedKeyError
+
+    public = Path(os.environ["CXR_EDGE_KEY_DIR"]) / "signing-key.pub"
+    root = tmp_path / "root"
+    result = _install(
+        "--root", str(root), "--mode", "kms", "--bundle", str(session_bundle), "--trust-key", str(public)
+    )
+    assert result.returncode == 0, result.stderr
+    settings = (root / "etc/default/cxr-edge-kiosk").read_text()
+    assert "CXR_EDGE_TRUSTED_KEYS=/var/lib/cxr-edge/trusted-keys" in settings
+    assert "ORT_DISABLE_TELEMETRY=1" in settings
+    trusted = root / "var/lib/cxr-edge/trusted-keys"
+    assert [p.name for p in trusted.iterdir()] == [f"{suite_keys}.pub"]
+    installed = root / "var/lib/cxr-edge/bundles" / session_bundle.name
+    monkeypatch.setenv("CXR_EDGE_TRUSTED_KEYS", str(trusted))
+    assert load_bundle(installed).trust.key_id == suite_keys
+    monkeypatch.setenv("CXR_EDGE_TRUSTED_KEYS", str(tmp_path / "none"))
+    with pytest.raises(BundleUntrustedKeyError):
+        load_bundle(installed)
+
+
+def test_trust_key_refuses_a_file_that_is_not_a_key(tmp_path: Path) -> None:
+    bogus = tmp_path / "key.pub"
+    bogus.write_text("ssh-ed25519 AAAA user@host\n")
+    result = _install("--root", str(tmp_path / "root"), "--trust-key", str(bogus))
+    assert result.returncode == 1 and "is not a cxr-edge public key" in result.stderr

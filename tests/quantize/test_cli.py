@@ -57,7 +57,10 @@ def test_verify_reports_a_modified_model_without_torch(bundle_copy: Path) -> Non
 def test_export_cli_with_calibration_dir(
     checkpoint_factory: Callable, calibration_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    from cxr_core.bundle.signing import generate_key
+
     out = tmp_path / "bundle"
+    key = generate_key(tmp_path / "exporter" / "key.pem")  # --signing-key: not the suite's trusted key
     code = main(
         [
             str(checkpoint_factory("dgc")),
@@ -72,15 +75,21 @@ def test_export_cli_with_calibration_dir(
             "--golden-images",
             "2",
             "--json",
+            "--signing-key",
+            str(key),
         ]
     )
     assert code == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["formats"][0]["status"] == "ok"
+    assert printed["signed_by"] == key.with_suffix(".pub").read_text().split()[2]  # the key is named
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["calibration"]["files"] == ["img_00.png", "img_04.png", "img_07.png"]
     assert manifest["golden"]["images"] == 2
-    assert main(["verify", str(out)]) == 0
+    assert main(["verify", str(out)]) == 2  # signed by a key this "device" does not trust
+    assert f"signed by key {printed['signed_by']}, which is not among" in capsys.readouterr().err
+    assert main(["verify", str(out), "--allow-untrusted"]) == 0
+    assert f"UNTRUSTED key {printed['signed_by']}" in capsys.readouterr().out
 
 
 def test_export_cli_gate_exit_status(

@@ -117,7 +117,7 @@ def test_gate_refuses_drift_and_keeps_the_existing_bundle(
 def test_failure_mid_write_leaves_no_half_bundle(
     checkpoint_factory: Callable, calibration_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def disk_full(folder: Path, manifest: object) -> object:
+    def disk_full(folder: Path, manifest: object, **_options: object) -> object:
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr("quantize.pipeline.write_manifest", disk_full)

@@ -10,6 +10,8 @@
 #                     (required: cxr-edge is not published on a package index)
 #   --bundle DIR      model bundle folder to install (copied to DATA_DIR/bundles/<name>)
 #   --watch DIR       watch folder for new images (e.g. a USB stick mount point; spaces allowed)
+#   --trust-key PUB   public key (.pub from cxr-keys / cxr-export) whose bundles the kiosk loads;
+#                     installed into DATA_DIR/trusted-keys (repeatable; unsigned bundles are refused)
 #   --idle-reset S    seconds without a touch before the kiosk returns to its start screen (120)
 #   --user NAME       account that runs the app (default: the user who called sudo, else pi)
 #   --mode MODE       kms (Raspberry Pi OS Lite, no desktop; default when the boot target is not
@@ -23,6 +25,7 @@ set -euo pipefail
 SOURCE=""
 BUNDLE=""
 WATCH=""
+TRUST_KEYS=()
 IDLE_RESET="120"
 RUN_USER="${SUDO_USER:-pi}"
 MODE=""
@@ -45,7 +48,8 @@ while [[ $# -gt 0 ]]; do
         --prefix) PREFIX="$2"; shift 2 ;;
         --data-dir) DATA_DIR="$2"; shift 2 ;;
         --root) ROOT="$2"; shift 2 ;;
-        -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+        --trust-key) TRUST_KEYS+=("$2"); shift 2 ;;
+        -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
         *) die "unknown option '$1' (see --help)" ;;
     esac
 done
@@ -57,6 +61,11 @@ fi
 if [[ -n "$SOURCE" && ! -e "$SOURCE" ]]; then
     die "--source '$SOURCE' does not exist; expected a cxr-edge checkout folder or a .whl file"
 fi
+for key in "${TRUST_KEYS[@]}"; do
+    read -r kind _ kid _ < "$key" || true
+    [[ "$kind" == cxr-edge-ed25519 && "$kid" =~ ^[0-9a-f]{16}$ ]] || \
+        die "--trust-key '$key' is not a cxr-edge public key (expected 'cxr-edge-ed25519 <key> <id>')"
+done
 [[ "$IDLE_RESET" =~ ^[0-9]+([.][0-9]+)?$ ]] || die "--idle-reset '$IDLE_RESET' is not a number of seconds"
 if [[ -n "$BUNDLE" && ! -f "$BUNDLE/manifest.json" ]]; then
     die "--bundle '$BUNDLE' has no manifest.json; expected a bundle folder written by cxr-export"
@@ -121,7 +130,7 @@ if [[ -z "$ROOT" ]]; then
     fi
 fi
 
-mkdir -p "$ROOT$DATA_DIR/bundles" "$ROOT$DATA_DIR/reports" "$ROOT$(dirname "$ENV_FILE")" \
+mkdir -p "$ROOT$DATA_DIR/bundles" "$ROOT$DATA_DIR/reports" "$ROOT$DATA_DIR/trusted-keys" "$ROOT$(dirname "$ENV_FILE")" \
     "$ROOT$(dirname "$UNIT_DST")" "$ROOT$PREFIX/docs"
 if [[ -n "$BUNDLE" ]]; then
     name="$(basename "$(cd "$BUNDLE" && pwd)")"
@@ -131,6 +140,11 @@ if [[ -n "$BUNDLE" ]]; then
     rm -rf "$ROOT$DATA_DIR/bundles/$name"
     mv "$ROOT$DATA_DIR/bundles/.$name.new" "$ROOT$DATA_DIR/bundles/$name"
 fi
+for key in "${TRUST_KEYS[@]}"; do
+    read -r _ _ kid _ < "$key"
+    say "trusted key $kid -> $DATA_DIR/trusted-keys/$kid.pub"
+    cp "$key" "$ROOT$DATA_DIR/trusted-keys/$kid.pub"
+done
 if [[ -f "$HERE/../../../docs/deploy-pi.md" ]]; then
     cp "$HERE/../../../docs/deploy-pi.md" "$ROOT$PREFIX/docs/"
 fi
@@ -144,6 +158,10 @@ say "settings -> $ENV_FILE"
     echo "# The folder watched for new images; empty = none."
     echo "CXR_EDGE_WATCH=$(env_quote "$WATCH")"
     echo "CXR_EDGE_APP_ARGS=$APP_ARGS"
+    echo "# Public keys whose signed bundles load (cxr-keys trust KEY.pub, or install.sh --trust-key)."
+    echo "CXR_EDGE_TRUSTED_KEYS=$DATA_DIR/trusted-keys"
+    echo "# onnxruntime's telemetry off (cxr_core sets it too; this covers any other import order)."
+    echo "ORT_DISABLE_TELEMETRY=1"
     echo "KIVY_WINDOW=sdl2"
     echo "KIVY_NO_ARGS=1"
     if [[ "$MODE" == kms ]]; then

@@ -19,6 +19,7 @@ from cxr_core.runtime import (
 )
 from cxr_core.runtime.select import FAMILIES, canonical_runtime
 from tests.manifest_entries import entry_of
+from tests.signing import resign
 
 
 def _set_recommended(bundle_dir: Path, recommended: dict[str, str] | None) -> None:
@@ -28,6 +29,7 @@ def _set_recommended(bundle_dir: Path, recommended: dict[str, str] | None) -> No
     if recommended is None:
         del manifest["recommended"]
     path.write_text(json.dumps(manifest))
+    resign(bundle_dir)
 
 
 def test_available_runtimes_lists_installed_ones_in_preference_order() -> None:

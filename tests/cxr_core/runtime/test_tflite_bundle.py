@@ -14,6 +14,7 @@ from cxr_core.preprocess import PreprocessSpec
 from cxr_core.runtime import open_backend
 from quantize.verify import GoldenMismatchError, verify_bundle
 from tests.cxr_core.runtime.tflite_files import LABELS, SIZE, TFLiteFiles, sample_inputs
+from tests.signing import resign
 
 pytestmark = pytest.mark.needs_tflite
 
@@ -44,6 +45,7 @@ def _write_bundle(files: TFLiteFiles, root: Path, recommended: dict[str, str]) -
         "recommended": recommended,
     }
     (root / "manifest.json").write_text(json.dumps(manifest))
+    resign(root)
     return root
 
 
@@ -76,5 +78,6 @@ def test_verify_refuses_a_file_that_does_not_reproduce_the_golden_set(
     manifest = json.loads((root / "manifest.json").read_text())
     manifest["models"][1]["golden_tolerance"] = {"max_abs_dp": 1e-6, "feature_map_rel_error": 1e-6}
     (root / "manifest.json").write_text(json.dumps(manifest))
+    resign(root)
     with pytest.raises(GoldenMismatchError, match=r"model-int8\.tflite: outputs differ from the reference"):
         verify_bundle(root, threads=1)
