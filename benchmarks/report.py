@@ -306,7 +306,8 @@ def terminal_report(results: dict[str, Any]) -> str:
     load = (
         f"load average {results['machine']['load_average']} -> {results['machine'].get('load_average_end')}"
     )
-    trust = f"bundle: {bundle['trust']}\n" if bundle.get("trust") else ""
+    status = bundle.get("trust") or ""
+    trust = "" if not status or status.startswith("signed by trusted key") else f"bundle: {status}\n"
     head = f"edge-bench: {_bundle_title(bundle, bundle['path'])}\n{trust}"
     head += f"{_machine_line(results)}; {load}\n"
     return head + "\n" + _render(results, text_table, lambda t: f"== {t} ==", lambda n: f"  {n}")

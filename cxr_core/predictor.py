@@ -150,6 +150,12 @@ def clear_bundle_cache() -> None:
 # ----------------------------------------------------------------------------- results
 
 
+#: With every prediction of a bundle exported without a learned gate (older, or from a folder of images).
+NO_LEARNED_GATE_WARNING = (
+    "this bundle has no learned out-of-distribution gate: an image unlike the training data is not "
+    "detected (re-export it from its training data with this cxr-edge)"
+)
+
 #: What the score means, shown beside it wherever it is printed or drawn.
 SCORE_DEFINITION = (
     "Operating-point score 0-100: 50 is the finding's operating point (chosen on validation data), "
@@ -361,10 +367,7 @@ class Predictor:
         gate_info = self.bundle.manifest.gate
         self._gate_threshold: float | None = None
         if self._feature_gate is None or gate_info is None:
-            self._bundle_warnings += (
-                "this bundle has no learned out-of-distribution gate: an image unlike the training data "
-                "is not detected (re-export it with this cxr-edge)",
-            )
+            self._bundle_warnings += (NO_LEARNED_GATE_WARNING,)
         else:
             self._gate_threshold = gate_info.thresholds.get(self.model_name)
             if self._gate_threshold is None:

@@ -38,7 +38,14 @@ from cxr_core.bundle import (
 )
 from cxr_core.bundle.signing import signed_by
 from cxr_core.bundle.writer import staging, write_manifest, write_npz
-from cxr_core.feature_gate import DEFAULT_ACCEPTANCE, SIGNAL, FeatureGate, pooled_features, threshold_at
+from cxr_core.feature_gate import (
+    DEFAULT_ACCEPTANCE,
+    SIGNAL,
+    FeatureGate,
+    FeatureGateError,
+    pooled_features,
+    threshold_at,
+)
 from cxr_core.optional import require
 from cxr_core.parity import (
     FP16_THRESHOLDS,
@@ -201,7 +208,10 @@ def _build_row(
     if gate is not None:  # this file's own threshold: INT8 features differ from FP32 ones
         feature_gate, acceptance = gate
         distances = feature_gate.distances(pooled_features(outputs["feature_map"], feature_gate.pooling))
-        row["gate_threshold"] = threshold_at(distances, acceptance)
+        try:
+            row["gate_threshold"] = threshold_at(distances, acceptance)
+        except FeatureGateError as exc:  # too few held-out images: no gate rather than a wrong one
+            logger.warning("format %s: no learned-gate threshold (%s)", fmt.name, exc)
     drift = compare(golden, golden_outputs, [0.5] * golden["probabilities"].shape[1])
     tolerance = golden_tolerance_from_drift(fmt.precision, thresholds, drift)
     return row, replace(entry, golden_tolerance=tolerance)
@@ -292,7 +302,10 @@ def export_bundle(request: ExportRequest) -> ExportResult:
         )
         write_npz(folder / CLASSIFIER_NAME, weight=weight, bias=bias)
         gate_info = None
-        if feature_gate is not None:
+        thresholds = {
+            e.name: report[e.name]["gate_threshold"] for e in entries if "gate_threshold" in report[e.name]
+        }
+        if feature_gate is not None and len(thresholds) == len(entries):
             fitted, train_images = feature_gate
             write_npz(folder / GATE_NAME, **fitted.arrays())
             gate_info = GateInfo(
@@ -303,7 +316,7 @@ def export_bundle(request: ExportRequest) -> ExportResult:
                 fitted_on=f"training split of {splits.name} ({train_images} images, PyTorch FP32 features)",
                 train_images=train_images,
                 validation_images=int(len(parity.tensors)),
-                thresholds={e.name: report[e.name]["gate_threshold"] for e in entries},
+                thresholds=thresholds,
             )
         manifest = base_manifest(model, checkpoint, points)
         manifest = replace(

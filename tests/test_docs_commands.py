@@ -58,6 +58,7 @@ HELP_ONLY_REASONS: dict[str, str] = {
     "cxr-demo": "trains and exports a model (the one-minute smoke run is RUN_SLOW)",
     "cxr-train": "trains a model",
     "cxr-calibrate": "needs a site's labelled images; tests/cxr_core/test_recalibrate.py runs it in full",
+    "cxr-keys": "changes the user's key and trusted-key folders; tests/cxr_core/test_bundle_trust.py runs it",
     "torchrun": "launches distributed training on several GPUs",
     "cxr-synth": "writes thousands of phantoms",
     "cxr-app": "opens a window",

@@ -16,6 +16,7 @@ from cxr_core.predictor import Predictor, clear_bundle_cache
 from tests.benchmarks.conftest import rehash  # noqa: F401  (kept for symmetry with other bundle tests)
 from tests.cxr_core.test_input_gate import chest
 from tests.file_factory import write_png
+from tests.signing import resign
 
 
 def _manifest(bundle: Path) -> dict:
@@ -24,6 +25,7 @@ def _manifest(bundle: Path) -> dict:
 
 def _write(bundle: Path, manifest: dict) -> None:
     (bundle / "manifest.json").write_text(json.dumps(manifest))
+    resign(bundle)  # a deliberate edit: signed again with the suite's trusted key
     clear_bundle_cache()
 
 

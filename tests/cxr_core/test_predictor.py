@@ -18,6 +18,7 @@ from cxr_core.errors import ImageDecodeError
 from cxr_core.imaging import decode_image
 from cxr_core.input_gate import ImageRefusedError, InputGate, default_checks
 from cxr_core.predictor import (
+    NO_LEARNED_GATE_WARNING,
     Prediction,
     Predictor,
     UnknownFindingError,
@@ -158,7 +159,7 @@ def test_prediction_fields_and_timings(predictor: Predictor, images: list[Path])
     assert pred.model_name == "onnx" and pred.runtime == "onnxruntime"
     assert pred.bundle_name == predictor.bundle.root.name
     assert set(pred.timings_ms) == set(STAGES) and all(v >= 0.0 for v in pred.timings_ms.values())
-    assert pred.warnings == ()
+    assert pred.warnings == (NO_LEARNED_GATE_WARNING,)  # the tiny test bundles are exported from a folder
     ranked = pred.ranked()
     assert [f.score for f in ranked] == sorted((f.score for f in pred.findings), reverse=True)
     for finding in pred.findings:
@@ -212,7 +213,8 @@ def test_a_bundle_without_operating_points_warns(bundle_copy: Path, images: list
     assert all(f.operating_point == 0.5 for f in pred.findings)
     assert all(f.score == pytest.approx(100 * f.model_output, abs=0.05 + 1e-9) for f in pred.findings)
     assert all(f.threshold_note and "threshold unreliable" in f.threshold_note for f in pred.findings)
-    assert len(pred.warnings) == 1 and "no operating points" in pred.warnings[0]
+    warnings = [w for w in pred.warnings if w != NO_LEARNED_GATE_WARNING]
+    assert len(warnings) == 1 and "no operating points" in warnings[0]
 
 
 def _golden_files(bundle: Bundle) -> list[Path]:
@@ -318,7 +320,7 @@ def test_to_dict_is_json(predictor: Predictor, images: list[Path]) -> None:
     pred.heatmap(pred.labels[0])
     data = json.loads(json.dumps(pred.to_dict()))
     keys = {"source", "bundle", "model", "runtime", "findings", "warnings", "timings_ms", "provenance"}
-    assert set(data) == keys | {"notices", "score_definition"}
+    assert set(data) == keys | {"notices", "score_definition", "learned_gate"}
     assert [f["label"] for f in data["findings"]] == list(predictor.labels)
     assert set(data["findings"][0]) == {
         "label",
@@ -358,7 +360,8 @@ def test_every_refusal_reaches_the_caller(predictor: Predictor, tmp_path: Path) 
 
 def test_a_lateral_dicom_is_scored_with_a_warning(predictor: Predictor, tmp_path: Path) -> None:
     pred = predictor.predict_file(write_dicom(tmp_path / "lat.dcm", chest(), bits_stored=12, view="LL"))
-    assert len(pred.warnings) == 1 and pred.warnings[0].startswith("a lateral view")
+    warnings = [w for w in pred.warnings if w != NO_LEARNED_GATE_WARNING]
+    assert len(warnings) == 1 and warnings[0].startswith("a lateral view")
     assert len(pred.findings) == 14
 
 

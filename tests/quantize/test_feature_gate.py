@@ -36,11 +36,16 @@ def test_fitting_is_deterministic_and_thresholds_accept_the_stated_share() -> No
     x = np.random.default_rng(1).standard_normal((50, 8))
     a, b = FeatureGate.fit(x, "mean"), FeatureGate.fit(x.copy(), "mean")
     np.testing.assert_array_equal(a.precision, b.precision)
-    distances = np.arange(1, 101, dtype=float)
-    assert threshold_at(distances, 0.99) == 99.0 and threshold_at(distances, 1.0) == 100.0
-    assert (distances <= threshold_at(distances, 0.95)).mean() >= 0.95
+    rng = np.random.default_rng(3)
+    validation = np.exp(rng.normal(3.0, 0.2, 31))  # 31 validation distances, as in the demo
+    threshold = threshold_at(validation, 0.99)
+    assert threshold > np.median(validation)
+    fresh = np.exp(rng.normal(3.0, 0.2, 20000))  # new in-distribution images
+    assert (fresh > threshold).mean() < 0.03  # about 1% refused, not the 1/32 an empirical max gives
     with pytest.raises(FeatureGateError, match="acceptance=0.2"):
-        threshold_at(distances, 0.2)
+        threshold_at(validation, 0.2)
+    with pytest.raises(FeatureGateError, match="at least 10"):
+        threshold_at(validation[:5], 0.99)
     with pytest.raises(FeatureGateError, match="expected \\(N, 8\\)"):
         a.distances(np.zeros((2, 9)))
 
