@@ -115,8 +115,13 @@ def decode_image(
     """
     path = Path(path)
     name = str(path)
-    if not path.exists():
-        raise ImageFileError(name, f"file not found; expected {EXPECTED_FORMATS} file")
+    try:
+        path.stat()
+    except FileNotFoundError:
+        raise ImageFileError(name, f"file not found; expected {EXPECTED_FORMATS} file") from None
+    except OSError as exc:  # a folder on the way without search permission, a name too long, ...
+        reason = f"cannot be accessed ({exc.strerror or exc}); expected a readable {EXPECTED_FORMATS} file"
+        raise ImageFileError(name, reason) from exc
     if path.is_dir():
         raise ImageFileError(name, f"is a directory; expected {EXPECTED_FORMATS} file")
     if not path.is_file():
