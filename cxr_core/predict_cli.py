@@ -541,3 +541,7 @@ def _score_all(
         return EXIT_INTERNAL
     ok = result.scored and not result.failures and not result.output_errors
     return EXIT_OK if ok else EXIT_SOME_FAILED
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
