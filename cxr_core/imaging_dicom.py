@@ -291,21 +291,22 @@ def monochrome_to_unit(
     """Modality LUT, VOI (LUT or window) or range normalisation, then MONOCHROME1 inversion: [0, 1]."""
     values, low, high = _modality(pixels, ds, notes, name)
     unit = _voi(values, ds, notes, name, (low, high))
+    voi = unit is not None
     if unit is None:
         unit = (values - np.float32(low)) * np.float32(1.0 / (high - low))
         notes.append(f"no VOI window; normalised by the BitsStored range [{low:g}, {high:g}] after rescale")
-    elif unit.size > 1 and float(np.ptp(unit)) == 0.0 and float(np.ptp(values)) > 0.0:
-        raise CorruptImageError(
-            name,
-            f"DICOM VOI maps every pixel to one grey level ({float(unit.flat[0]):g}) although the stored "
-            "values vary; expected a window or VOI LUT that shows the image",
-        )
     if not np.isfinite(unit).all():
         raise CorruptImageError(
             name,
             "DICOM values are NaN or infinite after the modality and VOI transforms; expected finite values",
         )
     np.clip(unit, 0.0, 1.0, out=unit)
+    if voi and unit.size > 1 and float(np.ptp(unit)) == 0.0 and float(np.ptp(values)) > 0.0:
+        raise CorruptImageError(
+            name,
+            f"DICOM VOI maps every pixel to one grey level ({float(unit.flat[0]):g}) although the stored "
+            "values vary; expected a window or VOI LUT that shows the image",
+        )
     photometric = str(ds.PhotometricInterpretation).strip().upper()
     shape = str(ds.get("PresentationLUTShape") or "").strip().upper()
     if photometric == "MONOCHROME1":
