@@ -326,10 +326,14 @@ def classify(case: Case, folder: Path, originals: dict[str, NDArray[np.float32]]
 
 
 def run_corpus(
-    mutations: int = 300, seed: int = 15, on_case: Callable[[Case, str, str], None] | None = None
+    mutations: int = 300,
+    seed: int = 15,
+    on_case: Callable[[Case, str, str], None] | None = None,
+    by_format: bool = False,
 ) -> dict[str, Counter[str]]:
-    """Classify every case; return ``{"crafted": Counter, "mutated": Counter}``."""
-    table: dict[str, Counter[str]] = {"crafted": Counter(), "mutated": Counter()}
+    """Classify every case; return ``{"crafted": Counter, "mutated": Counter}`` (or one row per kind and
+    format, e.g. ``"mutated jpeg"``, with ``by_format``)."""
+    table: dict[str, Counter[str]] = {} if by_format else {"crafted": Counter(), "mutated": Counter()}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         originals: dict[str, NDArray[np.float32]] = {}
@@ -340,8 +344,10 @@ def run_corpus(
         cases = [*crafted_cases(), *mutated_cases(mutations, seed)]
         for case in cases:
             outcome, detail = classify(case, folder, originals)
-            table[case.kind][outcome] += 1
-            table[case.kind]["tried"] += 1
+            row = f"{case.kind} {case.fmt}" if by_format else case.kind
+            table.setdefault(row, Counter())
+            table[row][outcome] += 1
+            table[row]["tried"] += 1
             if on_case is not None:
                 on_case(case, outcome, detail)
     return table
@@ -349,10 +355,10 @@ def run_corpus(
 
 def format_table(table: dict[str, Counter[str]]) -> str:
     cols = ("tried", "handled", "crashed", "silent", "silent-minor", "intact")
-    lines = [f"| {'corpus':<8} | " + " | ".join(f"{c:>12}" for c in cols) + " |"]
-    lines.append("|" + "-" * 10 + "|" + "|".join("-" * 14 for _ in cols) + "|")
+    lines = [f"| {'corpus':<14} | " + " | ".join(f"{c:>12}" for c in cols) + " |"]
+    lines.append("|" + "-" * 16 + "|" + "|".join("-" * 14 for _ in cols) + "|")
     for kind, counts in table.items():
-        lines.append(f"| {kind:<8} | " + " | ".join(f"{counts[c]:>12}" for c in cols) + " |")
+        lines.append(f"| {kind:<14} | " + " | ".join(f"{counts[c]:>12}" for c in cols) + " |")
     return "\n".join(lines)
 
 
@@ -360,6 +366,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mutations", type=int, default=300)
     parser.add_argument("--seed", type=int, default=15)
+    parser.add_argument("--by-format", action="store_true", help="one row per kind and format")
     parser.add_argument("-v", "--verbose", action="store_true", help="one line per non-handled case")
     args = parser.parse_args(argv)
 
@@ -367,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.verbose and outcome in ("crashed", "silent"):
             print(f"{outcome:8} {case.name}: {detail}")
 
-    print(format_table(run_corpus(args.mutations, args.seed, show)))
+    print(format_table(run_corpus(args.mutations, args.seed, show, args.by_format)))
     return 0
 
 
