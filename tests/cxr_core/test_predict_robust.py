@@ -181,3 +181,10 @@ def test_kill_9_mid_batch_keeps_every_finished_image_in_the_jsonl(
     assert [Path(r["source"]).name for r in stream.results] == [
         f"img{i:02d}.png" for i in range(len(stream.results))
     ]
+
+
+def test_help_documents_the_exit_codes_and_what_survives_a_crash() -> None:
+    text = " ".join(predict_cli.build_parser().format_help().split())
+    for code in ("0 every image was scored", "1 some input", "2 usage error", "4 internal error"):
+        assert code in text
+    assert "--jsonl survives a crash" in text and "--json is written atomically at the end" in text
