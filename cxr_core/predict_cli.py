@@ -197,10 +197,11 @@ def expand_inputs(paths: Sequence[Path], exclude: Sequence[Path] = ()) -> tuple[
             continue
         found: list[Path] = []
         listing_errors: list[Failure] = []
+        seen = {os.path.realpath(path)}  # symlinked folders are followed, each real folder once (no loops)
         for folder, dirs, names in os.walk(
-            path, onerror=lambda exc, errs=listing_errors: errs.append(_unlisted(exc))
+            path, onerror=lambda exc, errs=listing_errors: errs.append(_unlisted(exc)), followlinks=True
         ):
-            dirs[:] = [d for d in dirs if not d.startswith(".")]
+            dirs[:] = [d for d in dirs if not d.startswith(".") and _first_visit(Path(folder) / d, seen)]
             found.extend(Path(folder) / n for n in names if _is_image_file(Path(folder) / n, path, skip))
         found.sort()
         failures.extend(listing_errors)
@@ -212,6 +213,14 @@ def expand_inputs(paths: Sequence[Path], exclude: Sequence[Path] = ()) -> tuple[
             failures.append(Failure(str(path), "NoImagesFound", (reason,)))
         files.extend(found)
     return files, failures
+
+
+def _first_visit(folder: Path, seen: set[str]) -> bool:
+    real = os.path.realpath(folder)
+    if real in seen:
+        return False
+    seen.add(real)
+    return True
 
 
 def _unlisted(exc: OSError) -> Failure:

@@ -188,3 +188,15 @@ def test_help_documents_the_exit_codes_and_what_survives_a_crash() -> None:
     for code in ("0 every image was scored", "1 some input", "2 usage error", "4 internal error"):
         assert code in text
     assert "--jsonl survives a crash" in text and "--json is written atomically at the end" in text
+
+
+def test_folders_symlinked_in_are_followed_once_and_a_loop_ends(tmp_path: Path) -> None:
+    root, elsewhere = tmp_path / "root", tmp_path / "elsewhere"
+    (root / "sub").mkdir(parents=True)
+    elsewhere.mkdir()
+    write_png(root / "sub" / "a.png", chest(320, 288))
+    write_png(elsewhere / "b.png", chest(320, 288))
+    (root / "linked").symlink_to(elsewhere, target_is_directory=True)
+    (root / "sub" / "loop").symlink_to(root, target_is_directory=True)
+    files, failures = predict_cli.expand_inputs([root])
+    assert failures == [] and sorted(p.name for p in files) == ["a.png", "b.png"]
