@@ -4,7 +4,7 @@ ONNX Runtime: a separate session with ``SessionOptions.enable_profiling`` runs t
 input; its Chrome-trace JSON is kept beside results.json and summarised per operator type (ms
 per inference, share of operator time, node count). This is how one sees whether an INT8 graph
 really runs ``QLinearConv`` / fused ``ConvInteger`` kernels or spends its time in
-``DequantizeLinear`` / ``Transpose`` / float ``BatchNormalization`` nodes (FINDINGS.md).
+``DequantizeLinear`` / ``Transpose`` / float ``BatchNormalization`` nodes (docs/toolchain-notes.md).
 
 LiteRT: the Python ``Interpreter`` exposes no per-operator timings (its profiler is reachable
 only from C++); this records the operator census of the file instead and points to the

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from benchmarks.e2e import STAGES
 from benchmarks.tables import MISSING, markdown_table, mb, ms, num, pct, sci, text_table
+from cxr_core.metrics import AUC_DROP_LABEL, CLASS_AUC_DROP_LABEL
 from cxr_core.text import printable
 
 
@@ -88,7 +90,15 @@ def _parity_section(results: dict[str, Any]) -> Section:
     has_eval = results.get("evaluation") is not None
     headers = ["format", "golden max|dp|", "golden fmap err", "golden ok"]
     if has_eval:
-        headers += ["vs", "mean AUC", "dAUC", "worst class dAUC", "max|dp|", "mean|dp|", "agreement"]
+        headers += [
+            "vs",
+            "mean AUC",
+            AUC_DROP_LABEL,
+            CLASS_AUC_DROP_LABEL,
+            "max|dp|",
+            "mean|dp|",
+            "agreement",
+        ]
     rows = []
     for s in results["formats"]:
         g = s.get("golden") or {}
@@ -100,12 +110,12 @@ def _parity_section(results: dict[str, Any]) -> Section:
         ]
         if has_eval:
             e = s.get("eval") or {}
-            worst = e.get("max_class_auc_drop")
+            delta = e.get("mean_auc_delta")  # format - reference, as stored in results.json
             row += [
                 e.get("reference_format") or MISSING,
                 num(e.get("mean_auc"), 4),
-                num(e.get("mean_auc_delta"), 4),
-                num(-worst if worst is not None else None, 4),
+                num(0.0 - delta if delta is not None else None, 4),
+                num(e.get("max_class_auc_drop"), 4),
                 sci(e.get("max_abs_dp")),
                 sci(e.get("mean_abs_dp")),
                 pct(e.get("call_agreement")),
@@ -115,8 +125,9 @@ def _parity_section(results: dict[str, Any]) -> Section:
     if has_eval:
         ev = results["evaluation"]
         notes.append(
-            f"evaluation set: {ev['images']} images from {ev['source']}; dAUC and |dp| against the "
-            "'vs' FP32 format; agreement = same positive call at the operating points."
+            f"evaluation set: {ev['images']} images from {ev['source']}; {AUC_DROP_LABEL} = the 'vs' FP32 "
+            "format's mean AUC minus this format's (positive = worse), |dp| against the same format; "
+            "agreement = same positive call at the operating points."
         )
         skipped = ev.get("skipped") or []
         if skipped:
@@ -273,12 +284,23 @@ def _render(
     return "\n".join(parts)
 
 
+def _bundle_title(bundle: dict[str, Any], where: str) -> str:
+    """``where`` (the bundle's path or name), then its architecture unless ``where`` already says it."""
+    architecture = bundle.get("architecture") or MISSING
+    if architecture in Path(str(where)).name:
+        return str(where)
+    return f"{where} ({architecture})"
+
+
 def _machine_line(results: dict[str, Any]) -> str:
     m = results["machine"]
     cpu = m["cpu"]
     pk = m["packages"]
+    device = results["device_name"]
+    model = cpu["model"] or MISSING
+    who = model if device == model else f"{device}: {model}"
     return (
-        f"{results['device_name']}: {cpu['model']} ({cpu['arch']}, {cpu['physical_cores']} cores, "
+        f"{who} ({cpu['arch']}, {cpu['physical_cores']} cores, "
         f"flags {' '.join(cpu['flags']) or MISSING}), {m['os']}, Python {m['python']}, "
         f"onnxruntime {pk.get('onnxruntime') or MISSING}, "
         f"ai-edge-litert {pk.get('ai-edge-litert') or MISSING}"
@@ -291,7 +313,7 @@ def terminal_report(results: dict[str, Any]) -> str:
     load = (
         f"load average {results['machine']['load_average']} -> {results['machine'].get('load_average_end')}"
     )
-    head = f"edge-bench: {bundle['path']} ({bundle['architecture']})\n{_machine_line(results)}; {load}\n"
+    head = f"edge-bench: {_bundle_title(bundle, bundle['path'])}\n{_machine_line(results)}; {load}\n"
     return head + "\n" + _render(results, text_table, lambda t: f"== {t} ==", lambda n: f"  {n}")
 
 
@@ -299,7 +321,7 @@ def markdown_report(results: dict[str, Any], plots: Sequence[str] = ()) -> str:
     """The report as Markdown (results.md), with the plots linked."""
     b = results["bundle"]
     head = [
-        f"# edge-bench: {b['name']} ({b['architecture']})",
+        f"# edge-bench: {_bundle_title(b, b['name'])}",
         "",
         f"- machine: {_machine_line(results)}",
         f"- run: {results['created_at']}, {results['duration_s']} s, settings `{_settings_line(results)}`",

@@ -3,7 +3,7 @@
 The parent verifies the bundle once, prepares the shared inputs (the preprocessed evaluation set
 as a memory-mappable ``.npy``, the end-to-end image files), then starts
 ``python -m benchmarks.worker`` per variant, idling briefly between variants so one session's
-thread pool does not slow the next (FINDINGS.md). With ``rounds > 1`` the whole sweep repeats,
+thread pool does not slow the next (docs/toolchain-notes.md). With ``rounds > 1`` the whole sweep repeats,
 interleaved, and the rounds' samples are merged: on a shared machine this spreads drift over
 every variant instead of penalising whichever ran during a busy minute.
 """

@@ -1,7 +1,7 @@
 """The child edge-bench starts per (format, thread count): ``python -m benchmarks.worker TASK OUT``.
 
 A fresh process per variant gives each format its own peak RSS and its own thread pools (a
-previous session's spinning pool slows the next one, FINDINGS.md). The task is a JSON file, the
+previous session's spinning pool slows the next one, docs/toolchain-notes.md). The task is a JSON file, the
 result is written atomically to ``OUT`` as JSON: ``{"status": "ok" | "error" | "unavailable",
 "error": message or null, ...figures}``. Any failure inside becomes an error result, never a
 traceback the parent has to parse; a crash that kills the process (e.g. a segfault in a runtime)

@@ -12,7 +12,7 @@ and may change between versions::
     predictor = Predictor.load("bundles/chexnet")
     prediction = predictor.predict_file("scan.png")
     for finding in prediction.ranked()[:3]:
-        print(finding.label, finding.calibrated)
+        print(finding.label, finding.score)
 
 or step by step, with the same functions the Predictor uses::
 

@@ -174,6 +174,19 @@ def upsample_to_image(
     return out
 
 
+def score_strength(score: float) -> float:
+    """How strongly a finding's heat map is coloured: ``score / 100`` clipped to [0, 1].
+
+    The CAM is min-max scaled per image, so its hottest pixel is always 1; multiplying by this keeps
+    a low-scoring finding's map faint (a score of 2 gives 2% of the colour) and makes colour mean
+    the same across findings and images.
+    """
+    value = float(score)
+    if value != value:
+        raise CamInputError(f"score={score!r}; expected a number in [0, 100]")
+    return min(1.0, max(0.0, value / 100.0))
+
+
 def heatmap(
     feature_map: NDArray[np.floating],
     weight: NDArray[np.floating],

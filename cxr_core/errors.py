@@ -1,7 +1,7 @@
 """Exception types of cxr-edge.
 
 Every error names the value it received and what was expected, so a clinician's
-screen or a log line says exactly what is wrong (ARCHITECTURE.md, convention 8).
+screen or a log line says exactly what is wrong (docs/architecture.md, "Conventions").
 """
 
 from __future__ import annotations

@@ -68,3 +68,16 @@ def mean_auc(aucs: NDArray[np.float64]) -> float:
     """Mean of the defined (non-NaN) per-class AUCs; NaN when none is defined."""
     defined = aucs[~np.isnan(aucs)]
     return float(defined.mean()) if defined.size else math.nan
+
+
+#: One sign convention for every table that compares a format's AUC with its reference
+#: (``cxr-export`` and ``edge-bench``): reference mean AUC minus format mean AUC, so a positive
+#: figure is a loss and the ``--max-auc-drop`` gates compare it directly.
+AUC_DROP_LABEL = "AUC drop (ref - format)"
+#: The same for the worst single finding.
+CLASS_AUC_DROP_LABEL = "worst class AUC drop"
+
+
+def auc_drop(reference_auc: float, format_auc: float) -> float:
+    """Reference AUC minus format AUC: positive when the format ranks worse than its reference."""
+    return float(reference_auc) - float(format_auc)

@@ -1,8 +1,7 @@
 """Import optional dependencies where they are used, with an install hint when missing.
 
-Nothing is ever installed at run time (ARCHITECTURE.md, convention 7). The extras are ``dicom``,
-``train``, ``export``, ``runtime``, ``app``, ``pi`` and ``dev`` (pyproject.toml). cxr-edge is not on
-PyPI, so the hint names both ways to get an extra: from a checkout, or from a built wheel.
+Nothing is ever installed at run time (docs/architecture.md, "Conventions"). cxr-edge is not
+published on a package index, so the hint installs the extra from a checkout or a built wheel.
 """
 
 from __future__ import annotations
@@ -17,10 +16,10 @@ EXTRAS = ("dicom", "train", "export", "runtime", "app", "pi", "dev")
 
 
 def install_hint(extra: str) -> str:
-    """The one wording of "how to install extra ``extra``" used in every message of cxr-edge."""
+    """The one wording of how to install ``extra``: from a cxr-edge checkout, or a wheel built from one."""
     return (
         f"pip install -e '.[{extra}]' in a cxr-edge checkout "
-        f"(or pip install 'cxr-edge[{extra}]' from a built wheel)"
+        f"(or pip install 'dist/cxr_edge-<version>-py3-none-any.whl[{extra}]' after python -m build)"
     )
 
 

@@ -35,6 +35,7 @@ class PredictionRecord:
     warnings: list[str]
     timings_ms: dict[str, float]
     provenance: ImageProvenance
+    notices: list[str] = field(default_factory=list)
     heatmap: HeatmapRef | None = None
 
     @classmethod
@@ -48,6 +49,7 @@ class PredictionRecord:
             warnings=list(prediction.warnings),
             timings_ms={k: round(v, 3) for k, v in prediction.timings_ms.items()},
             provenance=prediction.image.provenance,
+            notices=list(prediction.notices),
             heatmap=heatmap,
         )
 
@@ -63,6 +65,7 @@ class PredictionRecord:
             "warnings": list(self.warnings),
             "timings_ms": dict(self.timings_ms),
             "provenance": provenance,
+            "notices": list(self.notices),
             "heatmap": None if self.heatmap is None else dataclasses.asdict(self.heatmap),
         }
 
@@ -94,6 +97,9 @@ class PredictionsDocument:
     tool: str
     version: str
     disclaimer: str
+    score_definition: str
+    synthetic_training_data: bool
+    notices: list[str]
     bundle: str
     architecture: str
     model: str
@@ -101,6 +107,7 @@ class PredictionsDocument:
     threads: int | None
     load_ms: float
     labels: list[str]
+    clinical: dict[str, Any]
     results: list[PredictionRecord] = field(default_factory=list)
     failures: list[FailureRecord] = field(default_factory=list)
     summary: Summary = field(default_factory=lambda: Summary(0, 0))
@@ -110,6 +117,9 @@ class PredictionsDocument:
             "tool": self.tool,
             "version": self.version,
             "disclaimer": self.disclaimer,
+            "score_definition": self.score_definition,
+            "synthetic_training_data": self.synthetic_training_data,
+            "notices": list(self.notices),
             "bundle": self.bundle,
             "architecture": self.architecture,
             "model": self.model,
@@ -117,6 +127,7 @@ class PredictionsDocument:
             "threads": self.threads,
             "load_ms": self.load_ms,
             "labels": list(self.labels),
+            "clinical": dict(self.clinical),
             "results": [r.to_dict() for r in self.results],
             "failures": [f.to_dict() for f in self.failures],
             "summary": dataclasses.asdict(self.summary),

@@ -123,7 +123,7 @@ FP32_THRESHOLDS = ParityThresholds(
 )
 INT8_THRESHOLDS = ParityThresholds()
 #: FP16 sits between: half-precision weights move probabilities by up to a few hundredths
-#: (measured on the trained models, docs/export.md).
+#: (0.03 on CheXNet, docs/toolchain-notes.md).
 FP16_THRESHOLDS = ParityThresholds(
     max_abs_dp=0.05, mean_abs_dp=5e-3, min_call_agreement=0.99, max_feature_rel_error=0.05
 )

@@ -64,7 +64,7 @@ from cxr_core.errors import CxrEdgeError, ImageDecodeError
 from cxr_core.imaging import DICOM_SUFFIXES, sniff_format
 from cxr_core.input_gate import ImageRefusedError
 from cxr_core.predict_stream import JsonlWriter
-from cxr_core.predictor import DISCLAIMER, Prediction, Predictor
+from cxr_core.predictor import DISCLAIMER, SCORE_DEFINITION, Prediction, Predictor
 from cxr_core.text import printable
 
 logger = logging.getLogger(__name__)
@@ -277,25 +277,47 @@ def heatmap_name(source: str, finding: str, used: set[str]) -> str:
     return name
 
 
-def format_table(record: dict[str, Any]) -> str:
-    """The human-readable block for one image, from its result record (names escaped)."""
-    prov = record["provenance"]
-    details = [f"{prov['width']}x{prov['height']} {str(prov['format']).upper()}"]
-    details += [printable(prov[k]) for k in ("modality", "view_position") if prov.get(k)]
-    total = sum(v for k, v in record["timings_ms"].items() if k != "cam")
-    lines = [
-        f"{printable(record['source'])}  ({', '.join(details)}; {record['model']} on {record['runtime']}, "
+def heatmap_png(pred: Prediction, label: str, alpha: float) -> np.ndarray:
+    """The annotated heat-map figure of ``label`` (:mod:`cxr_core.heatmap_figure`) at display size."""
+    from cxr_core.heatmap_figure import FigureText, heatmap_figure
+
+    finding = pred.finding(label)
+    text = FigureText(
+        finding=label,
+        score=finding.score,
+        above_operating_point=finding.above_operating_point,
+        threshold_note=finding.threshold_note,
+        disclaimer=DISCLAIMER,
+        notices=pred.notices,
+        source=Path(pred.source).name,
+    )
+    return heatmap_figure(pred.overlay(label, alpha), text)
+
+
+def format_table(pred: Prediction, heatmap: tuple[str, str] | None) -> str:
+    """The human-readable block for one image (file names escaped)."""
+    prov = pred.image.provenance
+    details = [f"{prov.width}x{prov.height} {prov.format.upper()}"]
+    details += [printable(v) for v in (prov.modality, prov.view_position) if v]
+    total = sum(v for k, v in pred.timings_ms.items() if k != "cam")
+    lines = [f"  *** {notice.upper()} ***" for notice in pred.notices]
+    lines += [
+        f"{printable(pred.source)}  ({', '.join(details)}; {pred.model_name} on {pred.runtime}, "
         f"{total:.0f} ms)",
-        f"  {'finding':<28} {'raw p':>7} {'calibrated':>10} {'op. point':>9}  call",
+        f"  {'finding':<28} {'score':>5} {'output':>7} {'op. point':>9}  call",
     ]
-    ranked = sorted(record["findings"], key=lambda f: -f["calibrated"])
-    for f in ranked:
-        call = "ABOVE operating point" if f["positive"] else "-"
-        numbers = f"{f['probability']:7.3f} {f['calibrated']:10.3f} {f['operating_point']:9.3f}"
-        lines.append(f"  {f['label']:<28} {numbers}  {call}")
-    lines += [f"  warning: {printable(w)}" for w in record["warnings"]]
-    if record.get("heatmap"):
-        lines.append(f"  heat map ({record['heatmap']['finding']}): {printable(record['heatmap']['file'])}")
+    for f in pred.ranked():
+        call = "ABOVE operating point" if f.above_operating_point else "-"
+        if f.threshold_note:
+            call += f"  [{f.threshold_note}]"
+        numbers = f"{f.score:5.1f} {f.model_output:7.3f} {f.operating_point:9.3f}"
+        lines.append(f"  {f.label:<28} {numbers}  {call}")
+    lines.append(
+        "  score: 0-100, 50 = the finding's operating point; not a probability (output: the model's)"
+    )
+    lines += [f"  warning: {printable(w)}" for w in pred.warnings]
+    if heatmap is not None:
+        lines.append(f"  heat map ({heatmap[0]}): {printable(heatmap[1])}")
     return "\n".join(lines)
 
 
@@ -305,6 +327,9 @@ def run_header(predictor: Predictor) -> dict[str, Any]:
         "tool": "cxr-predict",
         "version": __version__,
         "disclaimer": DISCLAIMER,
+        "score_definition": SCORE_DEFINITION,
+        "synthetic_training_data": predictor.bundle.synthetic,
+        "notices": list(predictor.notices),
         "bundle": str(predictor.bundle.root),
         "architecture": predictor.bundle.architecture,
         "model": predictor.model_name,
@@ -312,6 +337,7 @@ def run_header(predictor: Predictor) -> dict[str, Any]:
         "threads": getattr(predictor.backend, "threads", None),
         "load_ms": round(predictor.load_ms, 3),
         "labels": list(predictor.labels),
+        "clinical": predictor.bundle.clinical.to_dict(),
     }
 
 
@@ -351,8 +377,8 @@ def _score_one(
     finding: str | None,
     alpha: float,
     used: set[str],
-) -> tuple[dict[str, Any], bool]:
-    """Score one file; return its result record and whether its heat map was written as asked."""
+) -> tuple[dict[str, Any], Prediction, bool]:
+    """Score one file; return its result record, the prediction and whether its heat map was written."""
     from cxr_core.outputs import HeatmapRef, PredictionRecord
 
     pred: Prediction = predictor.predict_file(path)
@@ -361,13 +387,13 @@ def _score_one(
         label = finding or pred.ranked()[0].label
         out = heatmap_dir / heatmap_name(pred.source, label, used)
         try:
-            write_png(out, pred.overlay(label, alpha))
+            write_png(out, heatmap_png(pred, label, alpha))
             heatmap = HeatmapRef(finding=label, file=str(out))
         except OSError as exc:
             ok = False
             warning = f"heat map not written to {out} ({exc.strerror or exc})"
             pred = _with_warning(pred, warning)
-    return PredictionRecord.from_prediction(pred, heatmap).to_dict(), ok
+    return PredictionRecord.from_prediction(pred, heatmap).to_dict(), pred, ok
 
 
 def _with_warning(pred: Prediction, warning: str) -> Prediction:
@@ -382,21 +408,22 @@ def run_batch(
     heatmap_dir: Path | None = None,
     finding: str | None = None,
     alpha: float = 0.45,
-    on_result: Callable[[dict[str, Any]], None] | None = None,
+    on_result: Callable[[dict[str, Any], Prediction], None] | None = None,
     on_failure: Callable[[Failure], None] | None = None,
     *,
     keep_records: bool = True,
 ) -> BatchResult:
     """Score ``files`` one by one; any failure of one file becomes its :class:`Failure` and the rest go on.
 
-    ``on_result`` (a result record) / ``on_failure`` are called as each file finishes (the CLI prints
-    and streams from them). Only the small records are kept (``keep_records``), never an image.
+    ``on_result`` (the result record and the prediction) / ``on_failure`` are called as each file
+    finishes (the CLI prints and streams from them). Only the small records are kept
+    (``keep_records``), never an image.
     """
     result = BatchResult()
     used: set[str] = set()
     for path in files:
         try:
-            record, heatmap_ok = _score_one(predictor, path, heatmap_dir, finding, alpha, used)
+            record, pred, heatmap_ok = _score_one(predictor, path, heatmap_dir, finding, alpha, used)
         except Exception as exc:  # noqa: BLE001 - one file must never end the batch (KeyboardInterrupt does)
             failure = _failure(path, exc)
             if failure.error == INTERNAL_ERROR:
@@ -410,7 +437,8 @@ def run_batch(
         if keep_records:
             result.records.append(record)
         if on_result is not None:
-            on_result(record)
+            on_result(record, pred)
+        del pred  # nothing of the image is kept past its callback
     return result
 
 
@@ -504,11 +532,13 @@ def _score_all(
         if args.progress:
             print(f"cxr-predict: {done}/{len(files)} images", file=sys.stderr, flush=True)
 
-    def show(record: dict[str, Any]) -> None:
+    def show(record: dict[str, Any], pred: Prediction) -> None:
         if stream is not None:
             stream.write("result", record)
         if not quiet:
-            print(format_table(record) + "\n", flush=True)
+            heatmap = record.get("heatmap")
+            shown = (heatmap["finding"], heatmap["file"]) if heatmap else None
+            print(format_table(pred, shown) + "\n", flush=True)
         progress()
 
     def skipped(failure: Failure) -> None:
@@ -538,6 +568,8 @@ def _score_all(
     if args.json_out == "-":
         print(json.dumps(build_document(predictor, result), indent=2))
     elif not quiet:
+        for notice in predictor.notices:
+            print(f"*** {notice.upper()} ***")
         print(DISCLAIMER)
         print(f"{result.scored} image(s) scored, {len(result.failures)} skipped.")
     if args.json_out not in (None, "-"):

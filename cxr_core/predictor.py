@@ -5,9 +5,11 @@
     decode (imaging) -> gate (input_gate) -> preprocess (the bundle's spec) -> infer (a runtime Backend)
     -> calibrate (operating points -> 0.5, outside the graph) -> CAM (on demand, per finding)
 
-and returns a :class:`Prediction`: per finding the raw and calibrated probability, the operating
-point and the call; warnings from the gate; timings per stage (``time.perf_counter_ns``); and,
-when asked, heat maps at the original image resolution and colour overlays.
+and returns a :class:`Prediction`: per finding the model's output, the operating-point score (0-100,
+50 = the finding's operating point; not a probability), the operating point, whether the image is
+above it and whether that threshold is reliable; the bundle's notices (the synthetic-data mark);
+warnings from the gate; timings per stage (``time.perf_counter_ns``); and, when asked, heat maps at
+the original image resolution and colour overlays whose strength follows the score.
 
 Decisions, and why:
 
@@ -43,7 +45,7 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from cxr_core import cam
-from cxr_core.bundle import MANIFEST_NAME, Bundle, BundleError, load_bundle, load_cam_weights
+from cxr_core.bundle import MANIFEST_NAME, SYNTHETIC_MARK, Bundle, BundleError, load_bundle, load_cam_weights
 from cxr_core.calibrate import DEFAULT_OPERATING_POINT, calibrate
 from cxr_core.errors import CxrEdgeError
 from cxr_core.imaging import DecodedImage, decode_image
@@ -129,15 +131,33 @@ def clear_bundle_cache() -> None:
 # ----------------------------------------------------------------------------- results
 
 
+#: What the score means, shown beside it wherever it is printed or drawn.
+SCORE_DEFINITION = (
+    "Operating-point score 0-100: 50 is the finding's operating point (chosen on validation data), "
+    "higher is further above it. It ranks and flags findings; it is not a probability."
+)
+
+
 @dataclass(frozen=True)
 class FindingResult:
-    """One finding of one image: raw and calibrated probability, operating point, and the call."""
+    """One finding of one image.
+
+    ``model_output`` is the network's sigmoid output, and ``score`` maps it piecewise-linearly so that
+    the finding's operating point is 50 (``[0, t] -> [0, 50]``, ``[t, 1] -> [50, 100]``): neither is a
+    calibrated probability, so neither is ever shown as a percentage. ``threshold_note`` says when the
+    operating point is unreliable (a fallback, or set on fewer than 10 validation positives).
+    """
 
     label: str
-    probability: float
-    calibrated: float
+    model_output: float
+    score: float
     operating_point: float
-    positive: bool
+    above_operating_point: bool
+    threshold_note: str | None = None
+
+    @property
+    def threshold_reliable(self) -> bool:
+        return self.threshold_note is None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -162,6 +182,8 @@ class Prediction:
     feature_map: NDArray[np.float32] = field(repr=False)  # (C, h, w), this image's
     cam_weight: NDArray[np.float32] = field(repr=False)  # (L, C)
     geometry: PreprocessGeometry = field(repr=False)
+    notices: tuple[str, ...] = ()  # e.g. the synthetic-data mark; shown with the result, never hidden
+    model_information: tuple[str, ...] = ()  # the bundle's ClinicalInfo.summary(), for reports
     _heatmaps: dict[tuple[str, tuple[int, int] | None], NDArray[np.float32]] = field(
         default_factory=dict, repr=False, compare=False
     )
@@ -171,12 +193,12 @@ class Prediction:
         return tuple(f.label for f in self.findings)
 
     def ranked(self) -> list[FindingResult]:
-        """Findings by calibrated probability, highest first (ties keep label order)."""
-        return sorted(self.findings, key=lambda f: -f.calibrated)
+        """Findings by score, highest first (ties keep label order)."""
+        return sorted(self.findings, key=lambda f: -f.score)
 
     def positives(self) -> list[FindingResult]:
         """The findings above their operating point, ranked."""
-        return [f for f in self.ranked() if f.positive]
+        return [f for f in self.ranked() if f.above_operating_point]
 
     def index(self, label: str) -> int:
         """Position of ``label`` in the model's output order; a did-you-mean for a wrong name."""
@@ -222,9 +244,16 @@ class Prediction:
         return {label: self.heatmap(label) for label in (self.labels if labels is None else labels)}
 
     def overlay(
-        self, label: str, alpha: float = 0.45, size: tuple[int, int] | None = None
+        self, label: str, alpha: float = 0.45, size: tuple[int, int] | None = None, by_score: bool = True
     ) -> NDArray[np.uint8]:
-        """``label``'s heat map coloured onto the grey image: (H, W, 3) RGB uint8 (or ``size``)."""
+        """``label``'s heat map coloured onto the grey image: (H, W, 3) RGB uint8 (or ``size``).
+
+        The heat map is min-max scaled within the image (where the model looked), so on its own a
+        finding scoring 2 would look as hot as one scoring 95. With ``by_score`` (the default, and what
+        every screen and file shows) its colour strength is multiplied by ``score / 100``
+        (:func:`cxr_core.cam.score_strength`): the hottest pixel of a finding at its operating point is
+        half as strong as that of a finding scoring 100, and a finding scoring 2 is barely tinted.
+        """
         grey = self.image.pixels
         if size is not None and tuple(size) != grey.shape:
             height, width = int(size[0]), int(size[1])
@@ -232,7 +261,10 @@ class Prediction:
                 (width, height), Image.Resampling.BILINEAR
             )
             grey = np.asarray(resized, dtype=np.float32)
-        return cam.overlay(grey, self.heatmap(label, size), alpha)
+        heat = self.heatmap(label, size)
+        if by_score:
+            heat = heat * np.float32(cam.score_strength(self.finding(label).score))
+        return cam.overlay(grey, heat, alpha)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready summary (no arrays)."""
@@ -247,6 +279,8 @@ class Prediction:
             "warnings": list(self.warnings),
             "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()},
             "provenance": provenance,
+            "notices": list(self.notices),
+            "score_definition": SCORE_DEFINITION,
         }
 
 
@@ -275,13 +309,27 @@ class Predictor:
         self._weight.setflags(write=False)
         points = self.bundle.operating_points
         self._bundle_warnings: tuple[str, ...] = ()
+        clinical = self.bundle.clinical
+        notes = [
+            None if clinical.finding(label) is None else clinical.finding(label).threshold_note()
+            for label in self.labels
+        ]
         if points is None:
             points = (DEFAULT_OPERATING_POINT,) * len(self.labels)
             self._bundle_warnings = (
-                "the bundle has no operating points: calibrated probabilities equal the raw ones and a "
-                f"finding is called positive at {DEFAULT_OPERATING_POINT}",
+                "the bundle has no operating points: every finding's operating point is "
+                f"{DEFAULT_OPERATING_POINT}",
+            )
+            notes = ["threshold unreliable: the bundle has no operating points (fallback 0.5)"] * len(
+                self.labels
             )
         self.operating_points: tuple[float, ...] = tuple(float(p) for p in points)
+        #: Per finding, None or why its operating point is unreliable (shown with every result).
+        self.threshold_notes: tuple[str | None, ...] = tuple(notes)
+        #: Shown with every result and cannot be hidden: the synthetic-data mark, when it applies.
+        self.notices: tuple[str, ...] = (SYNTHETIC_MARK,) if clinical.synthetic else ()
+        #: What the bundle says of itself (training data, validation AUC, thresholds), for reports.
+        self.model_information: tuple[str, ...] = tuple(clinical.summary())
         size = getattr(backend, "input_size", None)
         if size is not None and size != self._spec.input_size:
             raise BundleError(
@@ -367,14 +415,21 @@ class Predictor:
         start = time.perf_counter_ns()
         probabilities, feature_map = self._check_outputs(outputs, source)
         calibrated = calibrate(probabilities, self.operating_points)
-        rows = zip(self.labels, probabilities, calibrated, self.operating_points, strict=True)
-        findings = tuple(FindingResult(label, float(p), float(c), t, bool(p >= t)) for label, p, c, t in rows)
+        rows = zip(
+            self.labels, probabilities, calibrated, self.operating_points, self.threshold_notes, strict=True
+        )
+        findings = tuple(
+            FindingResult(label, float(p), round(float(c) * 100.0, 1), t, bool(p >= t), note)
+            for label, p, c, t, note in rows
+        )
         timings["calibrate"] = _ms(start)
         return Prediction(
             source=source,
             image=decoded,
             findings=findings,
             warnings=self._bundle_warnings + tuple(warnings),
+            notices=self.notices,
+            model_information=self.model_information,
             timings_ms=timings,
             model_name=self.model_name,
             runtime=self.runtime,

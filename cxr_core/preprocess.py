@@ -2,7 +2,7 @@
 
 Training, calibration, the app and the benchmark all call :func:`preprocess` with the
 :class:`PreprocessSpec` that travels inside every checkpoint and model bundle, so the device
-can never preprocess differently from training (ARCHITECTURE.md, "The data path").
+can never preprocess differently from training (docs/architecture.md, "The data path").
 
 The input is the float grey image in [0, 1] that :func:`cxr_core.imaging.decode_image`
 returns; the output is a float32 tensor for one image, ``(C, H, W)`` or ``(H, W, C)``.

@@ -23,7 +23,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cxr_core.cli_common import EXIT_OK, error_exit, optional_dependencies
-from cxr_core.errors import CxrEdgeError
+from cxr_core.errors import CxrEdgeError, MissingDependencyError
+from cxr_core.optional import require
 
 #: Test-split images run through cxr-predict (one heat map each).
 PREDICT_IMAGES = 4
@@ -108,11 +109,31 @@ def run_chain(args: argparse.Namespace) -> dict[str, Path]:
     return artefacts
 
 
+#: What every step of the chain imports, checked before minutes of training are spent:
+#: (module, extra that provides it, the step that needs it). TFLite (onnx2tf, tensorflow) is not
+#: here: without it those formats become failed rows and the chain goes on with ONNX.
+NEEDS = (
+    ("torch", "export", "cxr-demo's training step"),
+    ("onnx", "export", "cxr-demo's export step (cxr-export)"),
+    ("onnxruntime", "export", "cxr-demo's export, predict and benchmark steps"),
+)
+
+
+def check_dependencies() -> None:
+    """Raise :class:`MissingDependencyError` naming the extra when a step's package is missing."""
+    for module, extra, purpose in NEEDS:
+        require(module, extra, purpose)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        check_dependencies()
+    except MissingDependencyError as exc:
+        return error_exit("cxr-demo", exc)
     from training.cli import prefer_passive_omp_wait, print_files
 
     prefer_passive_omp_wait()
-    args = build_parser().parse_args(argv)
     try:
         with optional_dependencies("cxr-demo", extra="export"):
             files = run_chain(args)

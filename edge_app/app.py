@@ -28,6 +28,7 @@ from kivy.properties import BooleanProperty, NumericProperty, StringProperty
 from edge_app import screens, widgets  # noqa: F401  (registers the widget classes used by kv)
 from edge_app.bundles import BUNDLES_DIRNAME, BundleInfo, choose_bundle, describe_bundle, discover_bundles
 from edge_app.diagnostics import SelfTestMixin
+from edge_app.history import HistoryMixin
 from edge_app.kiosk import KioskMixin
 from edge_app.options import AppOptions
 from edge_app.platform import PickResult, PlatformAdapter, get_adapter
@@ -53,11 +54,16 @@ def load_kv() -> None:
         _kv_loaded = True
 
 
-class CxrEdgeApp(KioskMixin, SelfTestMixin, App):
+class CxrEdgeApp(KioskMixin, HistoryMixin, SelfTestMixin, App):
     """cxr-edge: open a chest radiograph, see 14 findings with heat maps (decision support only)."""
 
     title = "cxr-edge"
     bundle_title = StringProperty("no model bundle")
+    #: The loaded bundle's notices (the synthetic-data mark), shown in a band under the header. It is
+    #: set from the bundle only: no setting or option can clear it while that bundle is loaded.
+    bundle_notice = StringProperty("")
+    #: Training data, validation AUC and threshold reliability of the loaded bundle (settings, reports).
+    bundle_provenance = StringProperty("")
     bundle_path = StringProperty("")
     bundles_dir = StringProperty("")
     reports_dir = StringProperty("")
@@ -66,6 +72,7 @@ class CxrEdgeApp(KioskMixin, SelfTestMixin, App):
     busy_text = StringProperty("")
     status_text = StringProperty("")
     watch_text = StringProperty("")
+    kiosk_health_text = StringProperty("")  # queue, last study, failing file (watch folder only)
     first_run_text = StringProperty("")
     warnings_text = StringProperty("")
     report_text = StringProperty("")
@@ -101,6 +108,8 @@ class CxrEdgeApp(KioskMixin, SelfTestMixin, App):
         self.service: PredictionService | None = None
         self.settings = AppSettings()
         self.watcher: FolderWatcher | None = None
+        self.study_log = None
+        self.study_queue = None
         self._watch_queue: list[Path] = []
         self._last_activity = time.monotonic()
         self._last_dir: Path | None = None
@@ -162,6 +171,7 @@ class CxrEdgeApp(KioskMixin, SelfTestMixin, App):
         Window.unbind(size=self._on_window_size, on_touch_down=self._touched, on_key_down=self._touched)
         if self.service is not None:
             self.service.shutdown(timeout=2.0)
+        self.close_study_log()
 
     def _scale_metrics(self, *_args: Any) -> None:
         self.touch_height = dp(48) * self.ui_scale
@@ -221,6 +231,9 @@ class CxrEdgeApp(KioskMixin, SelfTestMixin, App):
                 self.clear_selftest()
             self.bundle_path = str(outcome.bundle)
             self.bundle_title = f"{info.title} | {outcome.model_name} on {outcome.runtime}"
+            self.bundle_notice = "  |  ".join(n.upper() for n in outcome.notices)
+            self.bundle_provenance = "\n".join(outcome.provenance)
+            self.on_bundle_ready(outcome.bundle, outcome.model_name, outcome.runtime)
             self.model_ready = True
             self.status_text = ""
             self.show("start")
@@ -233,6 +246,8 @@ class CxrEdgeApp(KioskMixin, SelfTestMixin, App):
     def _no_bundle(self, reason: str) -> None:
         self.model_ready = False
         self.bundle_title = "no model bundle"
+        self.bundle_notice = ""
+        self.bundle_provenance = ""
         self.bundle_path = ""
         self.clear_selftest()
         self.first_run_text = reason

@@ -1,22 +1,35 @@
-"""Kiosk services of the app: the watch folder and the inactivity reset (a mixin of CxrEdgeApp).
+"""Kiosk services of the app: the watch folder, the study log and the inactivity reset (a mixin).
 
-Both are driven by Kivy ``Clock`` intervals on the UI thread; the folder logic itself is
-:class:`edge_app.watch.FolderWatcher` (no Kivy). Kiosk *looks* -- fullscreen, no cursor, larger
-targets -- are set by ``edge_app.main.configure_kivy`` and ``CxrEdgeApp.build``.
+Driven by Kivy ``Clock`` intervals on the UI thread; the logic itself has no Kivy:
+:class:`edge_app.kiosk_engine.StudyQueue` (watch folder -> study log -> next study) and
+:class:`edge_app.studylog.StudyLog`. Every file that becomes ready is recorded in the log at
+once, whatever the app is doing; a study is started only when the app is free (bundle loaded,
+no report being written, no self-test running), and the next one as soon as it is free again.
+Each study's outcome goes into the log and its report (PNG + JSON) is written automatically.
+Kiosk *looks* -- fullscreen, no cursor, larger targets -- are set by
+``edge_app.main.configure_kivy`` and ``CxrEdgeApp.build``.
 """
 
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
 
 from kivy.clock import Clock
 
+from edge_app.kiosk_engine import BundleIdentity, StudyQueue, study_stem
+from edge_app.storage import remove_stale_temp_files
+from edge_app.studylog import Study, StudyLog, StudyLogError, open_log
 from edge_app.watch import FolderWatcher
+from edge_app.worker import Outcome, Scored
 
 logger = logging.getLogger(__name__)
+
+#: Seconds between two applications of the retention setting while the app runs (also at start).
+RETENTION_CHECK_S = 3600.0
 
 
 class KioskMixin:
@@ -28,17 +41,57 @@ class KioskMixin:
     options: Any
     watcher: FolderWatcher | None
     watch_text: str
+    kiosk_health_text: str
+    reports_dir: str
+    settings: Any
+    service: Any
+    bundle_title: str
+    model_ready: bool
+    report_text: str
+    last_export: Any
     busy: bool
     screens: Any
     _last_activity: float
+    study_log: StudyLog | None = None
+    study_queue: StudyQueue | None = None
+    last_study: Study | None = None
+    _study: Study | None = None
+    _bundle_identity: BundleIdentity | None = None
+
+    def open_study_log(self) -> None:
+        """Open (or create) the study log in the data folder; remove temp files of interrupted writes."""
+        data_dir = Path(self.data_dir)
+        removed = remove_stale_temp_files(data_dir) + remove_stale_temp_files(Path(self.reports_dir))
+        if removed:
+            logger.info("removed %d temp file(s) left by interrupted writes", removed)
+        try:
+            self.study_log = open_log(data_dir)
+        except (StudyLogError, OSError, sqlite3.Error) as exc:
+            logger.error("the study log in %s cannot be opened: %s", data_dir, exc)
+            self.kiosk_health_text = f"Study log unavailable: {exc}"
+            return
+        watch = Path(self.options.watch) if self.options.watch is not None else None
+        self.study_queue = StudyQueue(self.study_log, data_dir, watch, settle_s=self.options.watch_settle_s)
+        self.study_queue.apply_retention(self.settings.retention_days, self.settings.retention_count)
+
+    def close_study_log(self) -> None:
+        if self.study_log is not None:
+            self.study_log.close()
+        self.study_log = self.study_queue = None
 
     def start_kiosk_services(self) -> list[Any]:
-        """Schedule the watch-folder poll and the inactivity check the options ask for."""
+        """Open the study log; schedule the watch-folder poll and the inactivity check."""
         events = []
-        if self.options.watch is not None:
-            self.watcher = FolderWatcher(Path(self.options.watch), settle_s=self.options.watch_settle_s)
+        self.open_study_log()
+        if self.options.watch is not None and self.study_queue is not None:
+            self.watcher = self.study_queue.watcher
             self._update_watch_text()
+            self._update_health()
+            self.bind(busy=self._free_again, model_ready=self._free_again)
+            self._poll_watch(0.0)  # a first look now: what is there is queued while the bundle loads
             events.append(Clock.schedule_interval(self._poll_watch, self.options.watch_interval_s))
+        if self.study_queue is not None:
+            events.append(Clock.schedule_interval(self._apply_retention, RETENTION_CHECK_S))
         if self.options.idle_reset is not None:
             interval = min(1.0, self.options.idle_reset / 4.0)
             events.append(Clock.schedule_interval(self._check_idle, interval))
@@ -65,10 +118,61 @@ class KioskMixin:
             self.watch_text = f"Waiting for the watch folder {folder} (plug in the drive)."
 
     def _poll_watch(self, _dt: float) -> None:
-        if self.watcher is None:
+        """Record the files that became ready (whatever the app is doing), then start the next study."""
+        if self.study_queue is None or self.watcher is None:
             return
-        ready = self.watcher.poll()
+        added = self.study_queue.scan()
         self._update_watch_text()
-        for path in ready:
-            logger.info("watch folder: new image %s", path)
-            self.open_path(path)
+        if added:
+            self._update_health()
+        self.next_study()
+
+    def _apply_retention(self, _dt: float) -> None:
+        if self.study_queue is not None and not self.busy:
+            self.study_queue.apply_retention(self.settings.retention_days, self.settings.retention_count)
+
+    def _free_again(self, *_args: Any) -> None:
+        if not self.busy and self.model_ready:
+            Clock.schedule_once(lambda _dt: self.next_study(), 0)
+
+    def on_bundle_ready(self, bundle: Path, model_name: str, runtime: str) -> None:
+        """A bundle was loaded: remember what judges the studies from now on, start the queue."""
+        try:
+            self._bundle_identity = BundleIdentity.of(bundle, model_name, runtime)
+        except Exception as exc:  # noqa: BLE001 -- the bundle just loaded; its manifest is readable
+            logger.error("cannot identify the bundle %s: %s", bundle, exc)
+            self._bundle_identity = None
+
+    def next_study(self) -> None:
+        """Start the oldest pending study, if the app is free and has a model."""
+        queue = self.study_queue
+        if queue is None or self.options.watch is None or self._study is not None:
+            return
+        if not self.model_ready or self.busy or self.service is None or self.service.busy:
+            return
+        study = queue.claim_next(self._bundle_identity)
+        self._update_health()
+        if study is None:
+            return
+        self._study = study
+        self._last_activity = time.monotonic()
+        self._set_busy(f"Analysing {study.name} ...")
+        title = self.bundle_title
+        self.service.process_study(
+            Path(study.path), Path(self.reports_dir), study_stem(study), title, self._on_study
+        )
+
+    def _on_study(self, outcome: Outcome) -> None:
+        study, self._study = self._study, None
+        if study is not None and self.study_queue is not None:
+            self.last_study = self.study_queue.complete(study, outcome, self._bundle_identity)
+        self._update_health()
+        self._on_outcome(outcome)  # shows the result or the refusal, as for a picked image
+        if isinstance(outcome, Scored) and outcome.report is not None:
+            self.last_export = outcome.report
+            self.report_text = f"Report saved: {outcome.report.png.name} and .json in {self.reports_dir}"
+
+    def _update_health(self) -> None:
+        if self.study_log is None:
+            return
+        self.kiosk_health_text = self.study_log.health().short()

@@ -12,10 +12,15 @@ import logging
 import os
 import sys
 import time
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cxr_core.cli_common import EXIT_OK, error_exit, optional_dependencies
 from cxr_core.errors import CxrEdgeError
 from cxr_core.optional import require
+
+if TYPE_CHECKING:
+    from edge_app.options import AppOptions
 
 _T0 = time.perf_counter()
 
@@ -36,10 +41,32 @@ def configure_kivy(kiosk: bool, size: tuple[int, int] | None) -> None:
     Config.set("input", "mouse", "mouse,multitouch_on_demand")  # no red dots on right click
 
 
+def kiosk_status(options: AppOptions) -> int:
+    """``cxr-app --kiosk-status``: the study log's health, read without Kivy (works while the app runs)."""
+    import json
+
+    from edge_app.storage import default_data_dir
+    from edge_app.studylog import with_log
+
+    data_dir = options.data_dir or default_data_dir()
+    try:
+        health = with_log(data_dir, lambda log: log.health())
+    except CxrEdgeError as exc:
+        return error_exit("cxr-app", exc)
+    if options.status_json:
+        print(json.dumps({"data_dir": str(data_dir), **health.to_dict()}, indent=1))
+    else:
+        print(f"Study log: {Path(data_dir) / 'studies.sqlite'}")
+        print("\n".join(health.lines()))
+    return EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     from edge_app.options import parse_args
 
     options = parse_args(argv)
+    if options.kiosk_status:
+        return kiosk_status(options)
     level = logging.INFO if options.progress else logging.WARNING
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("PIL").setLevel(logging.WARNING)

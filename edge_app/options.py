@@ -25,6 +25,9 @@ from edge_app.watch import DEFAULT_SETTLE_S
 BUNDLE_ENV = "CXR_EDGE_BUNDLE"
 #: Environment variable overriding the app's data folder (reports, settings, bundles/).
 DATA_DIR_ENV = "CXR_EDGE_DATA_DIR"
+#: Environment variable naming the watch folder (overridden by ``--watch``). The Pi kiosk's unit
+#: passes the folder this way so that a name with spaces stays one path.
+WATCH_ENV = "CXR_EDGE_WATCH"
 #: Seconds without a touch after which a kiosk goes back to its start screen.
 DEFAULT_IDLE_RESET_S = 120.0
 #: Seconds between two looks at the watch folder.
@@ -49,6 +52,8 @@ class AppOptions:
     size: tuple[int, int] | None = None
     exit_after_result: bool = False
     progress: bool = True  # INFO log lines on the console (loading, each result)
+    kiosk_status: bool = False  # print the study log's health and exit (no window)
+    status_json: bool = False
 
     @property
     def idle_reset(self) -> float | None:
@@ -113,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--watch",
         type=Path,
         metavar="DIR",
-        help="process image files that appear in DIR (e.g. a USB drive mount)",
+        help=f"process image files that appear in DIR (e.g. a USB drive mount); default ${WATCH_ENV}",
     )
     parser.add_argument(
         "--watch-interval",
@@ -147,6 +152,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="quit after the first result and print its timings as JSON (cold-start measurement)",
     )
+    parser.add_argument(
+        "--kiosk-status",
+        action="store_true",
+        help="print the kiosk's queue, last study and failing file from the study log, and exit "
+        "(no window; safe while the app runs)",
+    )
+    parser.add_argument("--json", action="store_true", help="with --kiosk-status: print JSON")
     add_progress_flag(parser, default=True, help="INFO log lines on the console (loading, each result)")
     return parser
 
@@ -155,6 +167,8 @@ def parse_args(argv: list[str] | None = None, environ: dict[str, str] | None = N
     """Parse ``argv`` (default ``sys.argv[1:]``) and the environment into :class:`AppOptions`."""
     env = os.environ if environ is None else environ
     args = build_parser().parse_args(argv)
+    if args.watch is None and env.get(WATCH_ENV):
+        args.watch = Path(env[WATCH_ENV])
     if args.watch is not None and args.watch.exists() and not args.watch.is_dir():
         build_parser().error(
             f"--watch {args.watch}: is a file; expected the folder to watch for images "
@@ -183,4 +197,6 @@ def parse_args(argv: list[str] | None = None, environ: dict[str, str] | None = N
         size=args.size,
         exit_after_result=args.exit_after_result,
         progress=args.progress,
+        kiosk_status=args.kiosk_status,
+        status_json=args.json,
     )

@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from cxr_core import __version__
+from cxr_core.predictor import SCORE_DEFINITION
 from edge_app.display import fit_for_display, grey_to_rgb8
 from edge_app.storage import write_atomic
 
@@ -65,6 +66,9 @@ def report_payload(prediction: Prediction, label: str, opacity: float, bundle_ti
         "app": f"cxr-edge {__version__}",
         "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "disclaimer": DISCLAIMER,
+        "score_definition": SCORE_DEFINITION,
+        "notices": list(prediction.notices),
+        "model_information": list(prediction.model_information),
     }
     return payload
 
@@ -75,28 +79,40 @@ def render_report(prediction: Prediction, label: str, opacity: float, bundle_tit
     picture = Image.fromarray(fit_for_display(overlay, REPORT_IMAGE_SIDE))
     plain = Image.fromarray(fit_for_display(grey_to_rgb8(prediction.image.pixels), REPORT_IMAGE_SIDE))
     ranked = prediction.ranked()
-    header_h = 110
+    band_h = 44 if prediction.notices else 0
+    header_h = 110 + band_h
     table_h = _ROW * (len(ranked) + 1) + 60
     width = _PAD * 3 + picture.width * 2 + _PAD + _TABLE_WIDTH
-    height = header_h + max(picture.height + 40, table_h) + 50
+    height = header_h + max(picture.height + 40, table_h) + 74
     canvas = Image.new("RGB", (width, height), _BG)
     draw = ImageDraw.Draw(canvas)
-    draw.text((_PAD, 16), f"cxr-edge report: {Path(prediction.source).name}", fill=_INK, font=_font(26))
+    if band_h:  # the synthetic-data mark: part of every report of such a bundle, not a setting
+        draw.rectangle((0, 0, width, band_h), fill=(178, 24, 24))
+        draw.text(
+            (_PAD, 10), "  |  ".join(n.upper() for n in prediction.notices), fill="white", font=_font(22)
+        )
     draw.text(
-        (_PAD, 52),
+        (_PAD, band_h + 16), f"cxr-edge report: {Path(prediction.source).name}", fill=_INK, font=_font(26)
+    )
+    draw.text(
+        (_PAD, band_h + 52),
         f"Model: {bundle_title} | {prediction.model_name} on {prediction.runtime}",
         fill=_MUTED,
         font=_font(18),
     )
     warnings = "; ".join(prediction.warnings)
     if warnings:
-        draw.text((_PAD, 78), f"Warning: {warnings}", fill=_BAR_POSITIVE, font=_font(18))
+        draw.text((_PAD, band_h + 78), f"Warning: {warnings}", fill=_BAR_POSITIVE, font=_font(18))
     top = header_h
     canvas.paste(plain, (_PAD, top))
     canvas.paste(picture, (_PAD * 2 + plain.width, top))
-    caption = f"Heat map: {label} (opacity {opacity:.0%})"
+    selected = prediction.finding(label)
+    caption = f"Heat map: {label}, score {selected.score:.0f} (colour strength = score / 100)"
     draw.text((_PAD * 2 + plain.width, top + picture.height + 8), caption, fill=_MUTED, font=_font(16))
     _draw_table(draw, ranked, label, (_PAD * 4 + plain.width + picture.width, top))
+    info = [line for line in prediction.model_information if line not in prediction.notices]
+    if info:
+        draw.text((_PAD, height - 60), " | ".join(info), fill=_MUTED, font=_font(14))
     draw.text((_PAD, height - 36), DISCLAIMER, fill=_BAR_POSITIVE, font=_font(18))
     return canvas
 
@@ -106,26 +122,27 @@ def _draw_table(draw: ImageDraw.ImageDraw, ranked: list, selected: str, origin: 
     bar_x, bar_w = x + 230, 200
     head = _font(16)
     draw.text((x, y), "Finding", fill=_MUTED, font=head)
-    draw.text((bar_x, y), "Calibrated probability", fill=_MUTED, font=head)
-    draw.text((bar_x + bar_w + 12, y), "raw / threshold", fill=_MUTED, font=head)
+    draw.text((bar_x, y), "Score 0-100 (not a probability)", fill=_MUTED, font=head)
+    draw.text((bar_x + bar_w + 12, y), "score  output / threshold", fill=_MUTED, font=head)
     body = _font(18)
     for index, finding in enumerate(ranked, start=1):
         row_y = y + index * _ROW
         weight = _INK if finding.label != selected else _BAR
-        name = finding.label.replace("_", " ") + (" *" if finding.positive else "")
+        flags = (" *" if finding.above_operating_point else "") + (" !" if finding.threshold_note else "")
+        name = finding.label.replace("_", " ") + flags
         draw.text((x, row_y), name, fill=weight, font=body)
         draw.rectangle((bar_x, row_y + 4, bar_x + bar_w, row_y + 22), outline=_MUTED)
-        filled = bar_x + round(bar_w * min(1.0, max(0.0, finding.calibrated)))
-        colour = _BAR_POSITIVE if finding.positive else _BAR
+        filled = bar_x + round(bar_w * min(1.0, max(0.0, finding.score / 100.0)))
+        colour = _BAR_POSITIVE if finding.above_operating_point else _BAR
         draw.rectangle((bar_x, row_y + 4, filled, row_y + 22), fill=colour)
-        marker = bar_x + bar_w // 2  # calibration puts every operating point at 0.5
+        marker = bar_x + bar_w // 2  # the score puts every operating point at 50
         draw.line((marker, row_y, marker, row_y + 26), fill=_INK, width=2)
-        detail = f"{finding.calibrated:5.1%}  {finding.probability:.3f}/{finding.operating_point:.3f}"
+        detail = f"{finding.score:5.1f}  {finding.model_output:.3f}/{finding.operating_point:.3f}"
         draw.text((bar_x + bar_w + 12, row_y), detail, fill=_INK, font=body)
     note_y = y + (len(ranked) + 1) * _ROW + 6
     draw.text(
         (x, note_y),
-        "* above the operating point. Marker = operating point (0.5 after calibration).",
+        "* above the operating point (marker = 50). ! threshold unreliable (fallback or < 10 positives).",
         fill=_MUTED,
         font=_font(14),
     )
@@ -138,10 +155,15 @@ def export_report(
     opacity: float,
     bundle_title: str,
     when: datetime | None = None,
+    stem: str | None = None,
 ) -> ExportedReport:
-    """Write ``<stem>.png`` and ``<stem>.json`` into ``folder`` atomically; return their paths."""
+    """Write ``<stem>.png`` and ``<stem>.json`` into ``folder`` atomically; return their paths.
+
+    ``stem`` defaults to :func:`report_stem` of the image and ``when``; the kiosk passes the
+    study's own stem so a study processed twice (after a kill) overwrites its own report.
+    """
     folder = Path(folder)
-    stem = report_stem(prediction.source, when or datetime.now(UTC))
+    stem = stem or report_stem(prediction.source, when or datetime.now(UTC))
     buffer = io.BytesIO()
     render_report(prediction, label, opacity, bundle_title).save(buffer, format="PNG")
     payload = report_payload(prediction, label, opacity, bundle_title)

@@ -10,7 +10,7 @@ switching on a window resize or rotation keeps the state (selection, zoom, textu
 from __future__ import annotations
 
 from kivy.factory import Factory
-from kivy.properties import BooleanProperty, ListProperty, ObjectProperty, StringProperty
+from kivy.properties import BooleanProperty, ListProperty, NumericProperty, ObjectProperty, StringProperty
 from kivy.uix.boxlayout import BoxLayout
 from kivy.uix.screenmanager import Screen
 from kivy.uix.widget import Widget
@@ -62,6 +62,55 @@ class SettingsScreen(Screen):
             row.model, row.runtime = line.model, line.runtime  # kv-declared properties
             row.status, row.figures = line.status, line.figures
             box.add_widget(row)
+
+
+class HistoryScreen(Screen):
+    """The study log by day (newest first), filtered by state and finding (``edge_app.history``)."""
+
+    retention = StringProperty("")
+    message = StringProperty("")
+    findings = ListProperty([])
+    shown = ListProperty([])  # the study ids listed, in order
+
+    def show_studies(self, studies: list, findings: list) -> None:
+        from edge_app.history import day_heading, row_text
+
+        self.findings = findings
+        box = self.ids.study_list
+        box.clear_widgets()
+        heading = None
+        for study in studies:
+            day = day_heading(study.arrived_at)
+            if day != heading:
+                heading = day
+                box.add_widget(Factory.DayHeading(text=day))
+            row = Factory.StudyRow(text=row_text(study))
+            row.study_id = study.id  # kv-declared property: set after construction
+            row.state_name = study.state
+            box.add_widget(row)
+        if not studies:
+            box.add_widget(Factory.AppLabel(text="No studies match."))
+        self.shown = [s.id for s in studies]
+
+    def rows(self) -> list:
+        return [w for w in reversed(self.ids.study_list.children) if hasattr(w, "study_id")]
+
+
+class StudyScreen(Screen):
+    """One logged study reopened: its report image (radiograph, heat map, findings) and its record."""
+
+    study_id = NumericProperty(0)
+    title = StringProperty("")
+    details = StringProperty("")
+    report = StringProperty("")  # the report PNG, "" when there is none (refused, deleted)
+    source = StringProperty("")  # the image, while it still holds the study's content ("" otherwise)
+
+    def show_study(self, study_id: int, title: str, details: str, report: str) -> None:
+        self.study_id, self.title, self.details, self.report = study_id, title, details, report
+        image = self.ids.report_image
+        if report:
+            image.source = report
+            image.reload()
 
 
 class ResultLayout(BoxLayout):

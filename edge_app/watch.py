@@ -69,6 +69,15 @@ class FolderWatcher:
                 found[path] = (stat.st_size, stat.st_mtime_ns)
         return found
 
+    @property
+    def pending(self) -> list[Path]:
+        """Files seen that are not stable yet (still being copied, or waiting out ``settle_s``)."""
+        return list(self._candidates)
+
+    def forget(self, path: Path) -> None:
+        """Hand ``path`` over again once it is stable (its reading failed; try again later)."""
+        self._seen.pop(Path(path), None)
+
     def poll(self) -> list[Path]:
         """Look once; return the files that became ready since the last poll, oldest first."""
         current = self._scan()

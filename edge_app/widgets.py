@@ -1,7 +1,8 @@
 """The app's own widgets; their look is in ``kv/widgets.kv``, their behaviour here.
 
-* :class:`FindingRow` -- one finding: name, a bar of the calibrated probability with the
-  operating-point marker (calibration puts every operating point at 0.5), the percentage;
+* :class:`FindingRow` -- one finding: name, a bar of the operating-point score (0-100) with the
+  operating-point marker at 50, the score (never a percentage: it is not a probability), and a
+  "!" when the finding's threshold is unreliable;
   tapping it selects the finding whose heat map is shown.
 * :class:`OverlayImage` -- the radiograph texture with the overlay texture on top, drawn with
   the user's opacity; :meth:`OverlayImage.image_to_window` maps an image pixel to window
@@ -52,10 +53,11 @@ class FindingRow(ButtonBehavior, BoxLayout):
 
     label = StringProperty("")
     display_name = StringProperty("")
-    calibrated = NumericProperty(0.0)
-    probability = NumericProperty(0.0)
+    score = NumericProperty(0.0)
+    model_output = NumericProperty(0.0)
     operating_point = NumericProperty(0.5)
-    positive = BooleanProperty(False)
+    positive = BooleanProperty(False)  # above the operating point
+    threshold_note = StringProperty("")
     selected = BooleanProperty(False)
     select_callback = ObjectProperty(None, allownone=True)
 
@@ -65,7 +67,7 @@ class FindingRow(ButtonBehavior, BoxLayout):
 
 
 class FindingsList(BoxLayout):
-    """The findings, highest calibrated probability first (layout: a vertical box in a ScrollView)."""
+    """The findings, highest score first (layout: a vertical box in a ScrollView)."""
 
     selected = StringProperty("")
     select_callback = ObjectProperty(None, allownone=True)
@@ -80,10 +82,11 @@ class FindingsList(BoxLayout):
                 Factory.FindingRow(
                     label=finding.label,
                     display_name=finding.label.replace("_", " "),
-                    calibrated=float(finding.calibrated),
-                    probability=float(finding.probability),
+                    score=float(finding.score),
+                    model_output=float(finding.model_output),
                     operating_point=float(finding.operating_point),
-                    positive=bool(finding.positive),
+                    positive=bool(finding.above_operating_point),
+                    threshold_note=finding.threshold_note or "",
                     select_callback=self._select,
                 )
             )

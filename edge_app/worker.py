@@ -18,7 +18,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +44,8 @@ class Loaded:
     model_name: str
     runtime: str
     load_ms: float
+    notices: tuple[str, ...] = ()  # e.g. the synthetic-data mark: shown in the header, never hidden
+    provenance: tuple[str, ...] = ()  # what the bundle says of itself (ClinicalInfo.summary)
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,7 @@ class Scored:
     prediction: Prediction
     display: DisplayImages
     elapsed_ms: float
+    report: ExportedReport | None = None  # written by ``process_study`` (kiosk studies)
 
 
 @dataclass(frozen=True)
@@ -148,6 +151,23 @@ class PredictionService:
         """Score the image file ``path`` with the current predictor."""
         self._submit(lambda: self._predict(Path(path)), on_done, str(path))
 
+    def process_study(
+        self, path: Path, folder: Path, stem: str, bundle_title: str, on_done: Callable[[Outcome], None]
+    ) -> None:
+        """Score ``path`` and write its report ``folder/<stem>.png`` + ``.json`` (kiosk studies).
+
+        The report shows the top finding's heat map at the default opacity; the outcome is
+        :class:`Scored` with ``report`` set (or :class:`Refused` / :class:`Failed`, no report).
+        """
+
+        def run() -> Scored:
+            scored = self._predict(Path(path))
+            label = scored.display.label
+            report = export_report(scored.prediction, folder, label, 0.6, bundle_title, stem=stem)
+            return replace(scored, report=report)
+
+        self._submit(run, on_done, str(path))
+
     def render(self, prediction: Prediction, label: str, on_done: Callable[[Outcome], None]) -> None:
         """Compute the display overlay of ``label`` for an already scored ``prediction``."""
         self._submit(
@@ -236,7 +256,11 @@ class PredictionService:
             loader = Predictor.load
         predictor = loader(bundle, **kwargs)
         self.predictor = predictor
-        return Loaded(bundle, predictor.model_name, predictor.runtime, float(predictor.load_ms))
+        notices = tuple(getattr(predictor, "notices", ()))
+        provenance = tuple(predictor.bundle.clinical.summary()) if hasattr(predictor, "bundle") else ()
+        return Loaded(
+            bundle, predictor.model_name, predictor.runtime, float(predictor.load_ms), notices, provenance
+        )
 
     def _predict(self, path: Path) -> Scored:
         predictor = self.predictor

@@ -2,7 +2,7 @@
 
 INT8 calibration, the parity report and the golden set all read the same images, chosen
 deterministically and preprocessed by the one :func:`cxr_core.preprocess.preprocess_file`
-(ARCHITECTURE convention 4). The default source is the validation split of the dataset the
+(docs/architecture.md, "Quantization"). The default source is the validation split of the dataset the
 checkpoint was trained on, rebuilt from the run config stored in the checkpoint; otherwise a
 directory of image files. The exact file names go into the manifest.
 """
@@ -74,8 +74,47 @@ def from_directory(directory: str | Path, count: int) -> CalibrationSet:
     return CalibrationSet(source=f"directory {root}", root=root, files=tuple(evenly_spaced(files, count)))
 
 
-def validation_split(run_config: dict[str, Any], checkpoint: str | Path) -> tuple[Any, Path]:
-    """``(DatasetSplits, data_root)`` of the dataset recorded in a checkpoint's run config."""
+def resolve_data_root(
+    recorded: str | Path, checkpoint: str | Path, override: str | Path | None = None
+) -> Path:
+    """The dataset folder to reload a checkpoint's splits from.
+
+    ``override`` (``cxr-export --data-root``) wins. An absolute recorded ``data_root`` is used as
+    it is. A relative one was relative to wherever training ran, so it is looked up in the
+    checkpoint's run folder first, then in the current directory; when neither holds it the error
+    names both places.
+    """
+    if override is not None:
+        root = Path(override).expanduser()
+        if not root.is_dir():
+            raise CalibrationError(f"--data-root {root} is not a folder; expected the dataset folder")
+        return root.resolve()
+    path = Path(recorded).expanduser()
+    if path.is_absolute():
+        if not path.is_dir():
+            raise CalibrationError(
+                f"checkpoint {checkpoint} records data_root {path}, which does not exist here; "
+                "pass --data-root with the dataset folder (or --calibration-dir with a folder of images)"
+            )
+        return path
+    candidates = [Path(checkpoint).resolve().parent / path, Path.cwd() / path]
+    for candidate in candidates:
+        if candidate.is_dir():
+            return candidate.resolve()
+    raise CalibrationError(
+        f"checkpoint {checkpoint} records the relative data_root {str(path)!r}, found neither at "
+        f"{candidates[0]} (beside the checkpoint) nor at {candidates[1]} (current directory); "
+        "pass --data-root with the dataset folder (or --calibration-dir with a folder of images)"
+    )
+
+
+def validation_split(
+    run_config: dict[str, Any], checkpoint: str | Path, data_root: str | Path | None = None
+) -> tuple[Any, Path]:
+    """``(DatasetSplits, data_root)`` of the dataset recorded in a checkpoint's run config.
+
+    ``data_root`` overrides the recorded folder (see :func:`resolve_data_root`).
+    """
     if not run_config or not run_config.get("data_root"):
         raise CalibrationError(
             f"checkpoint {checkpoint} records no dataset (run config without data_root); "
@@ -84,13 +123,14 @@ def validation_split(run_config: dict[str, Any], checkpoint: str | Path) -> tupl
     from training.config import TrainConfig
     from training.engine import load_splits
 
+    root = resolve_data_root(run_config["data_root"], checkpoint, data_root)
     try:
-        run = TrainConfig.from_dict(run_config, f"checkpoint {checkpoint}")
+        run = TrainConfig.from_dict({**run_config, "data_root": str(root)}, f"checkpoint {checkpoint}")
         splits = load_splits(run)
     except (CxrEdgeError, ValueError, OSError) as exc:
         raise CalibrationError(
-            f"cannot reload the validation split recorded in checkpoint {checkpoint} ({exc}); "
-            "pass --calibration-dir with a folder of images"
+            f"cannot reload the validation split recorded in checkpoint {checkpoint} from {root} ({exc}); "
+            "pass --data-root with the dataset folder, or --calibration-dir with a folder of images"
         ) from exc
     if not splits.val:
         raise CalibrationError(

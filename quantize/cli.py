@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from cxr_core.cli_common import (
     optional_dependencies,
 )
 from cxr_core.errors import CxrEdgeError
+from cxr_core.metrics import AUC_DROP_LABEL, CLASS_AUC_DROP_LABEL
 
 #: The parity gate stopped the bundle from being published (no bundle written).
 EXIT_GATE = 3
@@ -75,6 +77,13 @@ def _export_parser() -> argparse.ArgumentParser:
         type=Path,
         default=None,
         help="folder of images for calibration (default: the checkpoint's validation split)",
+    )
+    parser.add_argument(
+        "--data-root",
+        type=Path,
+        default=None,
+        help="dataset folder to read the validation split from, instead of the data_root recorded in "
+        "the checkpoint (a relative recorded one is looked up beside the checkpoint, then here)",
     )
     parser.add_argument(
         "--evaluation-images",
@@ -139,7 +148,8 @@ def _verify_parser() -> argparse.ArgumentParser:
 
 _COLUMNS = (
     ("mean AUC", "mean_auc", ".4f"),
-    ("dAUC", "auc_drop", "+.4f"),
+    (AUC_DROP_LABEL, "auc_drop", "+.4f"),
+    (CLASS_AUC_DROP_LABEL, "max_class_auc_drop", "+.4f"),
     ("max|dp|", "max_abs_dp", ".2e"),
     ("mean|dp|", "mean_abs_dp", ".2e"),
     ("agree", "call_agreement", ".4f"),
@@ -149,18 +159,22 @@ _COLUMNS = (
 
 
 def _print_rows(rows: list[dict[str, Any]]) -> None:
-    header = " ".join(f"{title:>9}" for title, _, _ in _COLUMNS)
+    widths = [max(9, len(title)) for title, _, _ in _COLUMNS]
+    header = " ".join(f"{title:>{w}}" for (title, _, _), w in zip(_COLUMNS, widths, strict=True))
     print(f"{'format':<12} {'status':<7} {header} {'ms':>7}  note")
     for row in rows:
         parity = row.get("parity") or {}
         cells = []
         for _, key, spec in _COLUMNS:
             value = parity.get(key)
-            cells.append(format(value, spec) if isinstance(value, int | float) else "-")
+            number = isinstance(value, int | float) and not math.isnan(value)
+            cells.append(format(value, spec) if number else "-")
         latency = (row.get("latency") or {}).get("median_ms")
         ms = f"{latency:.1f}" if latency is not None else "-"
         note = row.get("error") or "; ".join(row.get("failures") or [])
-        print(f"{row['name']:<12} {row['status']:<7} {' '.join(f'{c:>9}' for c in cells)} {ms:>7}  {note}")
+        line = " ".join(f"{c:>{w}}" for c, w in zip(cells, widths, strict=True))
+        print(f"{row['name']:<12} {row['status']:<7} {line} {ms:>7}  {note}")
+    print(f"{AUC_DROP_LABEL}: reference (PyTorch FP32) mean AUC minus the format's; positive = worse")
 
 
 def run_export(args: argparse.Namespace) -> int:
@@ -178,6 +192,7 @@ def run_export(args: argparse.Namespace) -> int:
         ),
         calibration_images=args.calibration_images,
         calibration_dir=args.calibration_dir,
+        data_root=args.data_root,
         evaluation_images=args.evaluation_images,
         golden_images=args.golden_images,
         quant=QuantConfig(

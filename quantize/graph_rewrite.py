@@ -4,7 +4,7 @@ DenseNet's pre-activation BatchNorms (``norm1`` of every dense layer, the transi
 ``norm5``) follow a concatenation, not a convolution, so the exporter cannot fold them. Under QDQ
 quantization they stay float, ONNX Runtime cannot fuse the surrounding convolutions into
 QLinearConv chains and inserts a Transpose pair around each, and INT8 barely beats FP32
-(FINDINGS.md). An inference-mode BatchNorm on a 4-D tensor is a per-channel affine map
+(docs/toolchain-notes.md). An inference-mode BatchNorm on a 4-D tensor is a per-channel affine map
 ``y = x * s + t`` with ``s = gamma / sqrt(var + eps)`` and ``t = beta - mean * s``, which is
 exactly a 1x1 depthwise convolution (``group = C``, weight ``s`` of shape ``(C, 1, 1, 1)``,
 bias ``t``). The quantizer then treats it like any other convolution.

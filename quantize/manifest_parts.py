@@ -7,11 +7,17 @@ from __future__ import annotations
 
 import datetime as _dt
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
+from numpy.typing import NDArray
 
 from cxr_core.bundle import CLASSIFIER_NAME, CamInfo, Manifest, Provenance, sha256_file
+from cxr_core.bundle.clinical import DEFAULT_INTENDED_USE, LABEL_SOURCES, ClinicalInfo, TrainingData
+from cxr_core.clinical_stats import validation_figures
 from quantize.onnx_export import probability_output_doc
 from training.checkpoint import Checkpoint, cxr_edge_version
 
@@ -91,4 +97,75 @@ def base_manifest(model: torch.nn.Module, checkpoint: Checkpoint, points: list[f
             pooling="mean" if config.architecture == "chexnet" else "max",
             note="logit = pool(feature_map) @ weight.T + bias; probability = sigmoid(logit)",
         ),
+    )
+
+
+def clinical_info(
+    checkpoint: Checkpoint,
+    splits: Any | None,
+    labels: Sequence[str],
+    points: Sequence[float],
+    evaluation: tuple[NDArray[np.floating], NDArray[np.floating], NDArray[np.floating], str] | None,
+) -> ClinicalInfo:
+    """Intended use, training data and validation figures for the manifest's ``clinical`` block.
+
+    ``evaluation`` is ``(truth, mask, reference probabilities, description)`` of the held-out
+    labelled validation images (PyTorch FP32 outputs), or None when the export had no labelled set.
+    Operating points come from training (Youden J on the whole validation split); a finding whose
+    validation split had no positive or no negative image got the 0.5 fallback.
+    """
+    run = checkpoint.run_config
+    dataset = str(checkpoint.state.get("dataset") or run.get("dataset") or "unknown")
+    images: dict[str, int] = {}
+    patients: dict[str, int] = {}
+    threshold_positives: list[int | None] = [None] * len(labels)
+    sources = ["youden" if checkpoint.operating_points is not None else "fallback"] * len(labels)
+    if splits is not None:
+        from training.evaluation import evaluation_truth
+
+        for name in ("train", "val", "test"):
+            records = splits.split(name)
+            images[name] = len(records)
+            patients[name] = len({r.patient_id for r in records})
+        truth, mask, _ = evaluation_truth(splits.val, splits.label_set, study_level=False)
+        used = np.asarray(mask) > 0
+        positives = ((np.asarray(truth) > 0.5) & used).sum(axis=0)
+        negatives = ((np.asarray(truth) <= 0.5) & used).sum(axis=0)
+        threshold_positives = [int(p) for p in positives]
+        sources = [
+            "youden" if checkpoint.operating_points is not None and p > 0 and n > 0 else "fallback"
+            for p, n in zip(positives, negatives, strict=True)
+        ]
+    training = TrainingData(
+        dataset=dataset,
+        label_source=LABEL_SOURCES.get(dataset, "unknown"),
+        uncertainty_policy=run.get("uncertainty_policy"),
+        frontal_only=run.get("frontal_only"),
+        images=images,
+        patients=patients,
+    )
+    validation = None
+    if evaluation is not None:
+        truth, mask, scores, description = evaluation
+        validation = validation_figures(
+            labels,
+            truth,
+            mask,
+            scores,
+            points,
+            threshold_positives,
+            sources,
+            source=description,
+            note=(
+                "Held-out validation images (not used for INT8 calibration), scored by the FP32 model. "
+                "The operating points were chosen on the whole validation split, which includes these "
+                "images, so sensitivity and specificity here are optimistic; a site should measure its "
+                "own with cxr-calibrate."
+            ),
+        )
+    return ClinicalInfo(
+        intended_use=DEFAULT_INTENDED_USE,
+        synthetic=dataset == "synthetic",
+        training_data=training,
+        validation=validation,
     )

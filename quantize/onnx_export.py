@@ -12,7 +12,7 @@ and returns:
 
 The model is exported in eval mode, so the DGC sampling layer is the identity (z = mu) and
 dropout is off. The legacy TorchScript exporter (``dynamo=False``, opset 17) is used: it needs
-only the ``onnx`` package and folds the BatchNorms that follow a convolution (FINDINGS.md).
+only the ``onnx`` package and folds the BatchNorms that follow a convolution (docs/toolchain-notes.md).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """FP32 ONNX -> INT8 ONNX with ONNX Runtime static QDQ quantization.
 
-The recipe measured fastest and faithful here (FINDINGS.md): u8 activations, s8 per-channel
+The recipe measured fastest and faithful here (docs/toolchain-notes.md): u8 activations, s8 per-channel
 weights, ``reduce_range=True`` (x86 without VNNI), MinMax calibration over a fixed recorded
 image list, the pre-activation BatchNorms rewritten as 1x1 depthwise convolutions first so that
 every convolution fuses, and the classifier head (pooling, Gemm/MatMul, Sigmoid) kept in float so
@@ -42,7 +42,7 @@ class QuantConfig:
 
     Fields:
         calibration: ``minmax`` (default; entropy through quantize_static silently equals MinMax
-            and forcing bins clipped hard, FINDINGS.md) or ``percentile``.
+            and forcing bins clipped hard, docs/toolchain-notes.md) or ``percentile``.
         percentile: the percentile kept by ``percentile`` calibration.
         per_channel: per-output-channel weight scales.
         reduce_range: 7-bit weights, needed for exactness on x86 without VNNI.

@@ -28,6 +28,7 @@ import torch
 from numpy.typing import NDArray
 
 from cxr_core.bundle import CLASSIFIER_NAME, GOLDEN_NAME, GoldenInfo, Manifest, ModelEntry
+from cxr_core.bundle.writer import staging, write_manifest, write_npz
 from cxr_core.optional import require
 from cxr_core.parity import (
     FP16_THRESHOLDS,
@@ -41,9 +42,8 @@ from cxr_core.parity import (
 )
 from quantize import calibration as calib
 from quantize import evaluation_set as evalset
-from quantize.bundle_writer import staging, write_manifest, write_npz
 from quantize.formats import DEFAULT_FORMATS, BuildContext, ExportFormat, parse_formats
-from quantize.manifest_parts import base_manifest, provenance
+from quantize.manifest_parts import base_manifest, clinical_info, provenance
 from quantize.onnx_export import ExportError
 from quantize.onnx_int8 import QuantConfig
 from quantize.run_exported import run_exported
@@ -62,6 +62,8 @@ class ExportRequest:
     formats: tuple[str, ...] = DEFAULT_FORMATS
     calibration_images: int = calib.DEFAULT_CALIBRATION_IMAGES
     calibration_dir: Path | None = None
+    #: Dataset folder overriding the checkpoint's recorded ``data_root`` (``--data-root``).
+    data_root: Path | None = None
     evaluation_images: int = evalset.DEFAULT_EVALUATION_IMAGES
     golden_images: int = 4
     quant: QuantConfig = field(default_factory=QuantConfig)
@@ -109,13 +111,13 @@ class ParitySet:
 
 def _image_sets(
     request: ExportRequest, checkpoint: Checkpoint
-) -> tuple[calib.CalibrationSet, evalset.EvaluationSet | None]:
-    """The calibration images and, when the checkpoint records its dataset, the held-out evaluation set."""
+) -> tuple[calib.CalibrationSet, evalset.EvaluationSet | None, Any | None]:
+    """Calibration images, the held-out evaluation set and the splits (when the checkpoint records them)."""
     if request.calibration_dir is not None:
-        return calib.from_directory(request.calibration_dir, request.calibration_images), None
-    splits, root = calib.validation_split(checkpoint.run_config, checkpoint.path)
+        return calib.from_directory(request.calibration_dir, request.calibration_images), None, None
+    splits, root = calib.validation_split(checkpoint.run_config, checkpoint.path, request.data_root)
     calibration = calib.from_splits(splits, root, request.calibration_images)
-    return calibration, evalset.from_splits(splits, root, calibration, request.evaluation_images)
+    return calibration, evalset.from_splits(splits, root, calibration, request.evaluation_images), splits
 
 
 def _thresholds(fmt: ExportFormat, request: ExportRequest) -> ParityThresholds:
@@ -211,7 +213,7 @@ def export_bundle(request: ExportRequest) -> ExportResult:
     if request.golden_images < 1:
         raise ExportError(f"golden_images={request.golden_images}; expected at least 1")
     model, checkpoint = load_model(request.checkpoint)
-    calibration, evaluation = _image_sets(request, checkpoint)
+    calibration, evaluation, splits = _image_sets(request, checkpoint)
     tensors = calib.load_tensors(calibration, checkpoint.spec, request.progress)
     parity = _parity_set(request, checkpoint, calibration, tensors, evaluation)
     head = checkpoint.model_config.head
@@ -268,6 +270,15 @@ def export_bundle(request: ExportRequest) -> ExportResult:
             ),
             calibration=calibration.to_dict(),
             provenance=provenance(checkpoint),
+            clinical=clinical_info(
+                checkpoint,
+                splits,
+                checkpoint.labels,
+                points,
+                None
+                if parity.truth is None
+                else (parity.truth, parity.mask, reference["probabilities"], parity.description["source"]),
+            ),
         )
         written = write_manifest(folder, manifest)
     logger.info("bundle written to %s (%d of %d formats built)", request.out, len(entries), len(formats))

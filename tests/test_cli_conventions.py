@@ -28,6 +28,7 @@ CLIS = [
     ("cxr-export", "quantize.cli", []),
     ("cxr-export verify", "quantize.cli", ["verify"]),
     ("cxr-predict", "cxr_core.predict_cli", []),
+    ("cxr-calibrate", "cxr_core.calibrate_cli", []),
     ("cxr-app", "edge_app.main", []),
     ("edge-bench", "benchmarks.cli", []),
     ("edge-bench compare", "benchmarks.cli", ["compare"]),
@@ -91,6 +92,7 @@ def test_help_lists_exit_codes_version_and_progress(
 def _parsers() -> dict[str, Callable[[list[str]], argparse.Namespace]]:
     from benchmarks.cli import build_compare_parser
     from benchmarks.cli import build_parser as bench_parser
+    from cxr_core.calibrate_cli import build_parser as calibrate_parser
     from cxr_core.predict_cli import build_parser as predict_parser
     from cxr_demo.main_job import build_parser as demo_parser
     from edge_app.options import parse_args as app_args
@@ -108,6 +110,9 @@ def _parsers() -> dict[str, Callable[[list[str]], argparse.Namespace]]:
         "cxr-export": lambda extra: _export_parser().parse_args(["c.pt", "--out", "b", *extra]),
         "cxr-export verify": lambda extra: _verify_parser().parse_args(["b", *extra]),
         "cxr-predict": lambda extra: predict_parser().parse_args(["i.png", "--bundle", "b", *extra]),
+        "cxr-calibrate": lambda extra: calibrate_parser().parse_args(
+            ["b", "--data", "d", "--site", "s", *extra]
+        ),
         "cxr-app": lambda extra: app_args(extra, environ={}),  # type: ignore[return-value]
         "edge-bench": lambda extra: bench_parser().parse_args(["b", *extra]),
         "edge-bench compare": lambda extra: build_compare_parser().parse_args(["r.json", *extra]),
@@ -122,6 +127,7 @@ DEFAULTS = {
     "cxr-export": False,
     "cxr-export verify": False,
     "cxr-predict": False,
+    "cxr-calibrate": False,
     "cxr-app": True,
     "edge-bench": True,
     "edge-bench compare": False,
@@ -147,7 +153,7 @@ def test_old_quiet_spelling_still_turns_edge_bench_progress_off(capsys: pytest.C
 
 def test_install_hint_is_one_wording_for_checkouts_and_wheels() -> None:
     hint = install_hint("train")
-    assert "pip install -e '.[train]'" in hint and "pip install 'cxr-edge[train]'" in hint
+    assert "pip install -e '.[train]'" in hint and "cxr_edge-<version>-py3-none-any.whl[train]'" in hint
     with pytest.raises(MissingDependencyError, match=r"pip install -e '\.\[dicom\]'"):
         require("cxr_edge_no_such_module", extra="dicom", purpose="a test")
 

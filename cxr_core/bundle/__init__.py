@@ -10,6 +10,14 @@
 >>> [(m.name, m.precision, m.runtime) for m in bundle.models]  # doctest: +SKIP
 """
 
+from cxr_core.bundle.clinical import (
+    MIN_RELIABLE_POSITIVES,
+    SYNTHETIC_MARK,
+    ClinicalInfo,
+    FindingPerformance,
+    TrainingData,
+    Validation,
+)
 from cxr_core.bundle.errors import BundleError, BundleIntegrityError
 from cxr_core.bundle.reader import (
     GOLDEN_KEYS,
@@ -36,10 +44,17 @@ from cxr_core.bundle.schema import (
     Manifest,
     ModelEntry,
     Provenance,
+    RevisionInfo,
     TensorSpec,
 )
 
 __all__ = [
+    "MIN_RELIABLE_POSITIVES",
+    "SYNTHETIC_MARK",
+    "ClinicalInfo",
+    "FindingPerformance",
+    "TrainingData",
+    "Validation",
     "BUNDLE_FORMAT_VERSION",
     "CLASSIFIER_NAME",
     "GOLDEN_KEYS",
@@ -56,6 +71,7 @@ __all__ = [
     "Manifest",
     "ModelEntry",
     "Provenance",
+    "RevisionInfo",
     "TensorSpec",
     "check_spec_matches_model",
     "inside",

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from cxr_core.bundle.clinical import ClinicalInfo, legacy_clinical
 from cxr_core.bundle.errors import BundleError, BundleIntegrityError
 from cxr_core.bundle.schema import MANIFEST_NAME, Manifest, ModelEntry
 from cxr_core.preprocess import PreprocessSpec
@@ -64,6 +65,16 @@ class Bundle:
     @property
     def operating_points(self) -> tuple[float, ...] | None:
         return self.manifest.operating_points
+
+    @property
+    def clinical(self) -> ClinicalInfo:
+        """Intended use, training data and validation figures (for older bundles: what is known)."""
+        return self.manifest.clinical or legacy_clinical(self.manifest.provenance.training_dataset)
+
+    @property
+    def synthetic(self) -> bool:
+        """Trained on synthetic data: every result carries the synthetic mark."""
+        return self.clinical.synthetic
 
     def model(self, name: str) -> ModelEntry:
         """The model entry called ``name`` (e.g. ``onnx-int8``)."""

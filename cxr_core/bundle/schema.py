@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from cxr_core.bundle.clinical import ClinicalInfo
 from cxr_core.bundle.errors import BundleError
 from cxr_core.errors import PreprocessSpecError
 from cxr_core.formats import FORMATS, PRECISIONS, RUNTIME_FAMILIES, SUFFIX_RUNTIME, Precision
@@ -461,6 +462,67 @@ class Provenance:
         return {**self.extra, **data}
 
 
+@dataclass(frozen=True)
+class RevisionInfo:
+    """A revision of a bundle made on site by ``cxr-calibrate``: who, when, on what, and what it replaced.
+
+    The exported bundle is revision 1 (no ``revision`` block). Model files are the parent's, byte
+    for byte; what changes is the operating points, the calibration they define and the validation
+    figures, now measured on the site's images.
+    """
+
+    number: int
+    site: str
+    created_at: str
+    images: int
+    refused: int
+    parent: str
+    parent_manifest_sha256: str
+    previous_operating_points: tuple[float, ...] | None
+    kept: tuple[str, ...]
+    tool: str
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str) -> RevisionInfo:
+        data = _mapping(data, where)
+        previous = data.get("previous_operating_points")
+        return cls(
+            number=_integer(_get(data, "number", where), f"{where}.number", 2),
+            site=_text(_get(data, "site", where), f"{where}.site"),
+            created_at=_text(_get(data, "created_at", where), f"{where}.created_at"),
+            images=_integer(_get(data, "images", where), f"{where}.images", 0),
+            refused=_integer(data.get("refused", 0), f"{where}.refused", 0),
+            parent=_text(_get(data, "parent", where), f"{where}.parent"),
+            parent_manifest_sha256=_text(
+                _get(data, "parent_manifest_sha256", where), f"{where}.parent_manifest_sha256"
+            ),
+            previous_operating_points=None
+            if previous is None
+            else tuple(
+                _number(p, f"{where}.previous_operating_points[{i}]", 0.0, 1.0)
+                for i, p in enumerate(_sequence(previous, f"{where}.previous_operating_points"))
+            ),
+            kept=tuple(str(k) for k in _sequence(data.get("kept") or [], f"{where}.kept")),
+            tool=str(data.get("tool") or "cxr-calibrate"),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "number": self.number,
+            "site": self.site,
+            "created_at": self.created_at,
+            "images": self.images,
+            "refused": self.refused,
+            "parent": self.parent,
+            "parent_manifest_sha256": self.parent_manifest_sha256,
+            "previous_operating_points": None
+            if self.previous_operating_points is None
+            else list(self.previous_operating_points),
+            "kept": list(self.kept),
+            "tool": self.tool,
+        }
+
+
 # ----------------------------------------------------------------------------- the manifest
 
 
@@ -488,6 +550,8 @@ class Manifest:
     golden: GoldenInfo = field(default_factory=GoldenInfo)
     cam: CamInfo = field(default_factory=CamInfo)
     provenance: Provenance = field(default_factory=Provenance)
+    clinical: ClinicalInfo | None = None
+    revision: RevisionInfo | None = None
     model_config: dict[str, Any] | None = None
     outputs: dict[str, Any] | None = None
     parity: dict[str, Any] | None = None
@@ -582,6 +646,12 @@ class Manifest:
             golden=GoldenInfo.from_dict(data.get("golden") or {}, f"{where}.golden"),
             cam=CamInfo.from_dict(data.get("cam") or {}, f"{where}.cam"),
             provenance=Provenance.from_dict(data.get("provenance") or {}, f"{where}.provenance"),
+            clinical=None
+            if data.get("clinical") is None
+            else ClinicalInfo.from_dict(data["clinical"], f"{where}.clinical"),
+            revision=None
+            if data.get("revision") is None
+            else RevisionInfo.from_dict(data["revision"], f"{where}.revision"),
             model_config=_optional_mapping(data, "model_config", where),
             outputs=_optional_mapping(data, "outputs", where),
             parity=_optional_mapping(data, "parity", where),
@@ -610,6 +680,8 @@ class Manifest:
             "golden": self.golden.to_dict(),
             "cam": self.cam.to_dict(),
             "provenance": self.provenance.to_dict(),
+            "clinical": None if self.clinical is None else self.clinical.to_dict(),
+            "revision": None if self.revision is None else self.revision.to_dict(),
             "model_config": self.model_config,
             "outputs": self.outputs,
             "parity": self.parity,

@@ -24,6 +24,7 @@ AAR, the APK starting, pyjnius calls. ``python -m edge_app.android.spec_check`` 
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import importlib.util
 import io
@@ -209,8 +210,14 @@ def check_spec(spec: str | Path = SPEC_PATH) -> SpecReport:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    report = check_spec(Path(args[0]) if args else SPEC_PATH)
+    parser = argparse.ArgumentParser(
+        prog="python -m edge_app.android.spec_check",
+        description="Check buildozer.spec offline with buildozer's own spec check and p4a's resolver "
+        "(no SDK/NDK download).",
+    )
+    parser.add_argument("spec", nargs="?", type=Path, default=SPEC_PATH, help=f"default: {SPEC_PATH}")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    report = check_spec(args.spec)
     print(report.summary())
     return 0 if report.ok else 1
 

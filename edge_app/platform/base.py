@@ -1,4 +1,4 @@
-"""The platform services the app needs, behind one small interface (ARCHITECTURE.md, convention 10).
+"""The platform services the app needs, behind one small interface (docs/architecture.md, "Conventions").
 
 The app asks its adapter to pick an image, capture one with the camera, or pick a folder; the
 adapter answers through a callback, on the UI thread, with a local file path (content from an

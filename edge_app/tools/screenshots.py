@@ -13,6 +13,7 @@ colour "photo" that gets refused is drawn here. Nothing is downloaded.
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -118,6 +119,14 @@ def capture(bundle: Path, out: Path, image: Path | None = None) -> list[Path]:
     saved.append(session.save_screenshot(out / "kiosk-start.png"))
     _scored(app, session, image)
     saved.append(session.save_screenshot(out / "kiosk-result.png"))
+    # The study log's history: the kiosk's watch folder gets an image and a refused photo.
+    shutil.copyfile(image, watch / f"scan{image.suffix}")
+    shutil.copyfile(photo, watch / f"phone{photo.suffix}")
+    session.wait_until(lambda: len(app.study_log.studies()) == 2, 120, "two studies logged")
+    session.wait_until(lambda: app.study_log.health().queued == 0 and not app.busy, 120, "studies done")
+    session.wait_idle()
+    app.show_history()
+    saved.append(session.save_screenshot(out / "kiosk-history.png"))
     session.stop()
     return saved
 

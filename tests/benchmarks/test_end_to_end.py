@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from benchmarks.report import markdown_report, terminal_report
 from benchmarks.schema import validate_results
 from cxr_core.labels import CHESTXRAY14_LABELS
 from tests.benchmarks.conftest import EVAL_IMAGES, Run
@@ -148,3 +149,23 @@ def test_results_json_validates_against_the_shipped_schema(loose_run: Run) -> No
     assert [e.message for e in validator.iter_errors(results)] == []
     broken = dict(results, rows=[dict(results["rows"][0], status="ok", latency_ms=None)])
     assert list(validator.iter_errors(broken))
+
+
+def test_report_header_names_the_model_and_the_machine_once(loose_run: Run) -> None:
+    results = loose_run.results
+    architecture = results["bundle"]["architecture"]
+    head = terminal_report(results).splitlines()[0]
+    assert head.count(architecture) == 1 and results["bundle"]["path"] in head
+    # A bundle folder named after its architecture: the architecture is not repeated beside it.
+    named = {
+        **results,
+        "bundle": {**results["bundle"], "path": f"bundles/{architecture}", "name": architecture},
+    }
+    assert terminal_report(named).splitlines()[0] == f"edge-bench: bundles/{architecture}"
+    assert markdown_report(named).splitlines()[0] == f"# edge-bench: {architecture}"
+    # A device named after its CPU model: the model is printed once.
+    cpu = results["machine"]["cpu"]["model"]
+    same = {**results, "device_name": cpu}
+    machine_line = terminal_report(same).splitlines()[1]
+    assert machine_line.count(cpu) == 1, machine_line
+    assert terminal_report(results).splitlines()[1].startswith(f"laptop: {cpu} (")

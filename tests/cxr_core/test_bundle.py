@@ -19,8 +19,8 @@ from cxr_core.bundle import (
     read_manifest,
     sha256_file,
 )
+from cxr_core.bundle.writer import write_manifest, write_npz
 from cxr_core.preprocess import PreprocessSpec
-from quantize.bundle_writer import write_manifest, write_npz
 from tests.manifest_entries import entry_of
 
 LABELS = ["A", "B", "C"]

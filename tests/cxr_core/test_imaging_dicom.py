@@ -315,5 +315,5 @@ def test_truncated_dicom_refused(tmp_path: Path) -> None:
 def test_missing_pydicom_gives_install_hint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = write_dicom(tmp_path / "m.dcm", gradient(32, 32, 12))
     monkeypatch.setitem(sys.modules, "pydicom", None)  # import pydicom now raises ImportError
-    with pytest.raises(MissingDependencyError, match=r"pip install 'cxr-edge\[dicom\]'"):
+    with pytest.raises(MissingDependencyError, match=r"pip install -e '\.\[dicom\]'"):
         decode_image(path)

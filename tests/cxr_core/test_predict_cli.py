@@ -78,10 +78,10 @@ def test_partial_failure_scores_the_good_files_and_names_the_bad_ones(
     assert len(pngs) == 2
     for result, shape in zip(document["results"], [(320, 288), (300, 400)], strict=True):
         png = Path(result["heatmap"]["file"])
-        top = max(result["findings"], key=lambda f: f["calibrated"])["label"]
+        top = max(result["findings"], key=lambda f: f["score"])["label"]
         assert result["heatmap"]["finding"] == top and png.name.endswith(f".{top}.png")
-        with Image.open(png) as img:
-            assert img.mode == "RGB" and img.size == (shape[1], shape[0])
+        with Image.open(png) as img:  # the radiograph (at most 1024 px) above a caption panel
+            assert img.mode == "RGB" and img.size[0] >= max(shape[1], 480) and img.size[1] > shape[0]
     assert not list(out_json.parent.glob(".*")), "no temp files left behind"
 
 
@@ -94,6 +94,10 @@ def test_json_schema(session_bundle: Path, tmp_path: Path, capsys: pytest.Captur
         "tool",
         "version",
         "disclaimer",
+        "score_definition",
+        "synthetic_training_data",
+        "notices",
+        "clinical",
         "bundle",
         "architecture",
         "model",
@@ -118,14 +122,26 @@ def test_json_schema(session_bundle: Path, tmp_path: Path, capsys: pytest.Captur
         "warnings",
         "timings_ms",
         "provenance",
+        "notices",
         "heatmap",
     }
     assert result["heatmap"] is None
+    assert doc["synthetic_training_data"] is True  # the test bundles are trained on "synthetic" data
+    assert doc["notices"] == result["notices"] == ["Synthetic training data: not for patients"]
+    assert "not a probability" in doc["score_definition"]
     assert [f["label"] for f in result["findings"]] == doc["labels"]
     for finding in result["findings"]:
-        assert set(finding) == {"label", "probability", "calibrated", "operating_point", "positive"}
-        assert isinstance(finding["positive"], bool)
-        assert all(isinstance(finding[k], float) for k in ("probability", "calibrated", "operating_point"))
+        assert set(finding) == {
+            "label",
+            "model_output",
+            "score",
+            "operating_point",
+            "above_operating_point",
+            "threshold_note",
+        }
+        assert isinstance(finding["above_operating_point"], bool)
+        assert all(isinstance(finding[k], float) for k in ("model_output", "score", "operating_point"))
+        assert 0.0 <= finding["score"] <= 100.0
     assert set(result["timings_ms"]) == {"decode", "gate", "preprocess", "inference", "calibrate"}
     assert result["warnings"][0].startswith("a lateral view")
     assert result["provenance"]["view_position"] == "LL" and result["provenance"]["format"] == "dicom"

@@ -33,3 +33,34 @@ def test_the_whole_chain_runs_and_prints_every_artefact(
     for name in ("bundle", "predictions", "heatmaps", "bench_results", "bench_report"):
         assert name in printed
     assert "not a diagnosis" in printed
+
+
+#: cxr-demo with the [export] packages made unimportable, as after ``pip install -e '.[train]'`` only.
+WITHOUT_EXPORT = """
+import importlib.abc, sys
+class Refuse(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {"onnx", "onnxruntime"}:
+            raise ImportError(f"No module named {name!r} (blocked by the test)")
+        return None
+sys.meta_path.insert(0, Refuse())
+from cxr_demo.main_job import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_without_the_export_extra_it_stops_before_training_and_names_the_extra(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    out = tmp_path / "demo"
+    result = subprocess.run(
+        [sys.executable, "-c", WITHOUT_EXPORT, "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "pip install -e '.[export]'" in result.stderr and "'onnx'" in result.stderr
+    assert not out.exists()  # nothing generated or trained

@@ -150,8 +150,8 @@ def test_predictor_with_the_android_backend(session_bundle_all_formats: Path, im
         desktop = desk.predict_file(image_files["png"])
     assert phone.runtime == "litert-android" and phone.model_name == desktop.model_name
     for mine, theirs in zip(phone.findings, desktop.findings, strict=True):
-        assert mine.label == theirs.label and mine.positive == theirs.positive
-        assert mine.probability == pytest.approx(theirs.probability, abs=1e-6)
+        assert mine.label == theirs.label and mine.above_operating_point == theirs.above_operating_point
+        assert mine.model_output == pytest.approx(theirs.model_output, abs=1e-6)
     label = phone.ranked()[0].label
     np.testing.assert_allclose(phone.heatmap(label), desktop.heatmap(label), atol=1e-5)
 

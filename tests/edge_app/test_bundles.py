@@ -50,3 +50,34 @@ def test_discover_and_choose(tmp_path: Path, session_bundle: Path) -> None:
     assert choose_bundle(None, None, root).path == root / "b-second"
     assert choose_bundle(None, "/saved", root).path == Path("/saved")
     assert choose_bundle(Path("/flag"), "/saved", root).source == "command line / environment"
+
+
+def test_a_site_revision_is_listed_beside_its_parent_and_either_can_be_chosen(
+    tmp_path: Path, session_bundle: Path
+) -> None:
+    """cxr-calibrate writes a revision as a sibling folder: the app lists both; switching back is choosing."""
+    import csv
+
+    from cxr_core.recalibrate import recalibrate_bundle
+    from tests.cxr_core.test_input_gate import chest
+    from tests.file_factory import write_png
+
+    bundles = tmp_path / "bundles"
+    bundles.mkdir()
+    parent = bundles / "chexnet"
+    shutil.copytree(session_bundle, parent)
+    site = tmp_path / "site"
+    site.mkdir()
+    with open(site / "labels.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "Atelectasis"])
+        for i in range(24):
+            write_png(site / f"{i}.png", chest(300 + i, 290))
+            writer.writerow([f"{i}.png", int(i % 2)])
+    result = recalibrate_bundle(parent, site, "Clinic A", resamples=50)
+    assert result.path == bundles / "chexnet-rev2"
+    found = {info.path.name: info for info in discover_bundles(bundles)}
+    assert set(found) == {"chexnet", "chexnet-rev2"}
+    assert found["chexnet-rev2"].version.startswith("rev 2 (Clinic A, ")
+    assert not found["chexnet"].version.startswith("rev")
+    assert found["chexnet-rev2"].ok and found["chexnet"].ok

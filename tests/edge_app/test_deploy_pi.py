@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+
+from edge_app.options import WATCH_ENV, parse_args
 
 PI_DIR = Path(__file__).resolve().parents[2] / "edge_app" / "deploy" / "pi"
 INSTALL = PI_DIR / "install.sh"
@@ -43,7 +46,8 @@ def test_dry_run_kms(tmp_path: Path, session_bundle: Path) -> None:
     assert "EnvironmentFile=/etc/default/cxr-edge-kiosk" in unit
     assert not any(mark in unit for mark in ("@USER@", "@PREFIX@", "@ENV_FILE@"))
     settings = (root / "etc/default/cxr-edge-kiosk").read_text()
-    assert "CXR_EDGE_APP_ARGS=--watch /media/xrays --idle-reset 90" in settings
+    assert "CXR_EDGE_APP_ARGS=--idle-reset 90" in settings
+    assert 'CXR_EDGE_WATCH="/media/xrays"' in settings
     assert "SDL_VIDEODRIVER=kmsdrm" in settings and "CXR_EDGE_DATA_DIR=/var/lib/cxr-edge" in settings
     installed = root / "var/lib/cxr-edge/bundles" / session_bundle.name
     assert sorted(p.name for p in installed.iterdir()) == sorted(p.name for p in session_bundle.iterdir())
@@ -94,3 +98,37 @@ def test_rendered_unit_passes_systemd_analyze(tmp_path: Path) -> None:
     result = subprocess.run([analyze, "verify", str(path)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "Unknown key" not in result.stderr and "Unknown section" not in result.stderr
+
+
+def _environment_file(path: Path) -> dict[str, str]:
+    """Read a systemd EnvironmentFile the way systemd does for our lines (double quotes, escapes)."""
+    values = {}
+    for line in path.read_text().splitlines():
+        if not line or line.startswith("#"):
+            continue
+        key, _, value = line.partition("=")
+        if value.startswith('"') and value.endswith('"'):
+            value = re.sub(r"\\(.)", r"\1", value[1:-1])
+        values[key] = value
+    return values
+
+
+def test_watch_folder_with_spaces_stays_one_path(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    watch = '/media/usb stick/x "rays" $HOME'
+    result = _install("--root", str(root), "--mode", "kms", "--watch", watch)
+    assert result.returncode == 0, result.stderr
+    settings = _environment_file(root / "etc/default/cxr-edge-kiosk")
+    assert settings["CXR_EDGE_WATCH"] == watch
+    assert "--watch" not in settings["CXR_EDGE_APP_ARGS"]
+    # The app takes the folder from the environment as one path.
+    options = parse_args(["--kiosk"], environ={WATCH_ENV: settings["CXR_EDGE_WATCH"]})
+    assert options.watch == Path(watch)
+    assert parse_args(["--watch", "/other"], environ={WATCH_ENV: watch}).watch == Path("/other")
+
+
+def test_install_without_source_is_refused_outside_a_dry_run(tmp_path: Path) -> None:
+    # Outside --root the script needs root and aarch64 first; the --source check comes before both.
+    result = _install("--bundle", str(tmp_path / "missing"))
+    assert result.returncode == 1
+    assert "--source is required" in result.stderr and "not published" in result.stderr

@@ -26,7 +26,7 @@ def test_report_shows_the_image_the_overlay_and_the_table(prediction) -> None:  
     picture = np.asarray(render_report(prediction, label, 0.7, "tiny 2026"))
     plain = fit_for_display(grey_to_rgb8(prediction.image.pixels), REPORT_IMAGE_SIDE)
     overlay = fit_for_display(prediction.overlay(label, alpha=0.7), REPORT_IMAGE_SIDE)
-    top = 110
+    top = 110 + (44 if prediction.notices else 0)  # the synthetic band above the header
     h, w = plain.shape[:2]
     assert np.array_equal(picture[top : top + h, _PAD : _PAD + w], plain)
     left = _PAD * 2 + w
@@ -36,6 +36,8 @@ def test_report_shows_the_image_the_overlay_and_the_table(prediction) -> None:  
     red = np.all(table == (200, 70, 50), axis=-1).any()
     assert blue or red  # probability bars drawn
     assert picture.shape[1] > 2 * w + 500
+    if prediction.notices:  # the synthetic-data mark: a red band across the top of the report
+        assert np.all(picture[5, :, :] == (178, 24, 24), axis=-1).mean() > 0.9
 
 
 def test_export_writes_both_files_atomically(prediction, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

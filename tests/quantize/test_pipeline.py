@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from cxr_core.bundle import load_bundle, load_cam_weights, load_golden, sha256_file
+from cxr_core.bundle import writer as bundle_writer
 from cxr_core.formats import ModelFormat
 from cxr_core.parity import ParityGateError, ParityThresholds
-from quantize import bundle_writer
 from quantize.formats import FORMATS, ExportFormat, get_format, parse_formats
 from quantize.pipeline import ExportError, ExportRequest, export_bundle
 

@@ -88,3 +88,34 @@ def test_auc_gate_refuses_a_broken_int8_model(
     assert parity["labelled_images"] > 0 and "auc_drop" in parity
     assert not info.value.report["onnx"]["failures"]
     assert not (tmp_path / "bundle").exists()
+
+
+def test_the_bundle_states_its_training_data_and_validation_figures(
+    phantom_checkpoint: Path, tmp_path: Path
+) -> None:
+    request = ExportRequest(
+        phantom_checkpoint,
+        tmp_path / "bundle",
+        formats=("onnx",),
+        calibration_images=6,
+        time_formats=False,
+    )
+    clinical = export_bundle(request).manifest.clinical
+    assert clinical is not None and clinical.synthetic  # the phantom set
+    training = clinical.training_data
+    assert training.dataset == "synthetic" and "phantom" in training.label_source
+    assert sum(training.images.values()) == 96 and training.images["val"] > 0
+    assert 0 < training.patients["train"] <= training.images["train"]
+    validation = clinical.validation
+    assert validation is not None and validation.images > 0 and validation.bootstrap_resamples == 1000
+    assert len(validation.findings) == 14
+    for finding in validation.findings:
+        assert finding.positives + finding.negatives <= validation.images
+        if finding.auc_ci is not None:
+            assert finding.auc_ci[0] <= finding.auc <= finding.auc_ci[1]
+        if finding.sensitivity is not None:
+            assert finding.sensitivity_ci[0] <= finding.sensitivity <= finding.sensitivity_ci[1]
+        # 96 phantoms, a quarter for validation: most thresholds rest on fewer than 10 positives
+        assert finding.threshold_reliable == (finding.threshold_positives >= 10)
+        assert (finding.threshold_note() is None) == finding.threshold_reliable
+    assert sum(not f.threshold_reliable for f in validation.findings) >= 7

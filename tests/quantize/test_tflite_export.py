@@ -95,7 +95,7 @@ def test_missing_toolchain_names_the_pip_commands(monkeypatch: pytest.MonkeyPatc
     with pytest.raises(MissingDependencyError, match="no_such_converter_module") as info:
         tflite_export.check_toolchain()
     assert "pip install --no-deps onnx2tf==1.29.24" in str(info.value)
-    assert "pip install 'cxr-edge[export]'" in str(info.value)
+    assert "pip install -e '.[export]'" in str(info.value)
 
 
 def test_missing_toolchain_is_a_failed_row_not_a_crash(

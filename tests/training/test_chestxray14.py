@@ -24,7 +24,7 @@ HEADER_2020 = (
     "Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Sex,View Position,"
     "OriginalImage[Width,Height],OriginalImagePixelSpacing[x,y]"
 )
-FINDINGS = ["No Finding", "Atelectasis|Effusion", "Cardiomegaly", "Mass|Nodule|Pneumothorax", "Hernia"]
+FINDING_CELLS = ["No Finding", "Atelectasis|Effusion", "Cardiomegaly", "Mass|Nodule|Pneumothorax", "Hernia"]
 
 
 def write_png(path: Path, seed: int, size: int = 64) -> None:
@@ -49,7 +49,7 @@ def build_nih(
     for patient in range(1, n_patients + 1):
         for follow_up in range(per_patient):
             name = f"{patient:08d}_{follow_up:03d}.png"
-            findings = FINDINGS[(patient + follow_up) % len(FINDINGS)]
+            findings = FINDING_CELLS[(patient + follow_up) % len(FINDING_CELLS)]
             age = f"{30 + patient:03d}Y" if variant == "2020" else str(30 + patient)
             sex = "M" if patient % 2 else "F"
             view = "PA" if follow_up % 2 == 0 else "AP"
@@ -79,7 +79,7 @@ def test_2017_header_parsed_into_records(tmp_path: Path) -> None:
     splits = load_chestxray14(tmp_path)
     records = {r.path.name: r for r in splits.train + splits.val + splits.test}
     assert len(records) == 40
-    rec = records["00000001_000.png"]  # patient 1, follow-up 0 -> FINDINGS[1]
+    rec = records["00000001_000.png"]  # patient 1, follow-up 0 -> FINDING_CELLS[1]
     expected = [1.0 if label in ("Atelectasis", "Effusion") else 0.0 for label in CHESTXRAY14_LABELS]
     assert rec.labels == tuple(expected)
     assert rec.patient_id == "1" and rec.study_id == "00000001_000"

@@ -7,7 +7,7 @@ exported graph has no random node. The baseline (``dgc-baseline``) is the same n
 sampling layer: the two share every parameter name except ``sampling.v``.
 
 The max pool is written ``torch.amax(x, dim=(2, 3))``: the litert-torch converter needs amax
-instead of an adaptive max pool (FINDINGS.md), and ONNX export handles it.
+instead of an adaptive max pool (docs/toolchain-notes.md), and ONNX export handles it.
 
 Class activation maps: the logits are ``W @ max_hw(map) + b``, not ``W @ mean_hw(map) + b``, so
 ``W @ map + b`` at each location (what a CAM shows) is only an approximation of where the evidence

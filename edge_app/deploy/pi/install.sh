@@ -6,10 +6,10 @@
 #   sudo ./install.sh --source /path/to/cxr-edge --bundle /path/to/bundle [--watch /media/xrays]
 #
 # Options:
-#   --source SPEC     what pip installs with the [pi] extra: a checkout folder or a wheel file
-#                     (default: cxr-edge from the package index)
+#   --source SPEC     what pip installs with the [pi] extra: a checkout folder or a built wheel
+#                     (required: cxr-edge is not published on a package index)
 #   --bundle DIR      model bundle folder to install (copied to DATA_DIR/bundles/<name>)
-#   --watch DIR       watch folder for new images (e.g. a USB stick mount point)
+#   --watch DIR       watch folder for new images (e.g. a USB stick mount point; spaces allowed)
 #   --idle-reset S    seconds without a touch before the kiosk returns to its start screen (120)
 #   --user NAME       account that runs the app (default: the user who called sudo, else pi)
 #   --mode MODE       kms (Raspberry Pi OS Lite, no desktop; default when the boot target is not
@@ -20,7 +20,7 @@
 #                     (a dry run that shows what would be installed; used by the tests)
 set -euo pipefail
 
-SOURCE="cxr-edge"
+SOURCE=""
 BUNDLE=""
 WATCH=""
 IDLE_RESET="120"
@@ -50,6 +50,13 @@ while [[ $# -gt 0 ]]; do
     esac
 done
 
+if [[ -z "$ROOT" && -z "$SOURCE" ]]; then
+    die "--source is required: a cxr-edge checkout folder or a wheel built with 'python -m build' \
+(cxr-edge is not published on a package index)"
+fi
+if [[ -n "$SOURCE" && ! -e "$SOURCE" ]]; then
+    die "--source '$SOURCE' does not exist; expected a cxr-edge checkout folder or a .whl file"
+fi
 [[ "$IDLE_RESET" =~ ^[0-9]+([.][0-9]+)?$ ]] || die "--idle-reset '$IDLE_RESET' is not a number of seconds"
 if [[ -n "$BUNDLE" && ! -f "$BUNDLE/manifest.json" ]]; then
     die "--bundle '$BUNDLE' has no manifest.json; expected a bundle folder written by cxr-export"
@@ -73,10 +80,19 @@ the 64-bit edition (the inference runtimes have no 32-bit ARM wheels)"
     id "$RUN_USER" >/dev/null 2>&1 || die "user '$RUN_USER' does not exist (--user NAME)"
 fi
 
-APP_ARGS=""
-[[ -n "$WATCH" ]] && APP_ARGS="--watch $WATCH"
-APP_ARGS="$APP_ARGS --idle-reset $IDLE_RESET"
-APP_ARGS="${APP_ARGS# }"
+# The watch folder travels in a variable of its own (the app reads CXR_EDGE_WATCH): systemd splits
+# $CXR_EDGE_APP_ARGS at whitespace, which would cut a folder name with spaces in two.
+APP_ARGS="--idle-reset $IDLE_RESET"
+
+# A value for a systemd EnvironmentFile: double-quoted, with \ " $ and ` escaped.
+env_quote() {
+    local value="$1"
+    value="${value//\\/\\\\}"
+    value="${value//\"/\\\"}"
+    value="${value//\$/\\\$}"
+    value="${value//\`/\\\`}"
+    printf '"%s"' "$value"
+}
 
 if [[ "$MODE" == kms ]]; then
     ENV_FILE="/etc/default/cxr-edge-kiosk"
@@ -98,7 +114,11 @@ if [[ -z "$ROOT" ]]; then
     say "virtual environment in $PREFIX/venv with cxr-edge[pi]"
     python3 -m venv "$PREFIX/venv"
     "$PREFIX/venv/bin/pip" install --upgrade pip
-    "$PREFIX/venv/bin/pip" install "$SOURCE[pi]"
+    if [[ -d "$SOURCE" ]]; then
+        "$PREFIX/venv/bin/pip" install "$(cd "$SOURCE" && pwd)[pi]"
+    else
+        "$PREFIX/venv/bin/pip" install "${SOURCE}[pi]"
+    fi
 fi
 
 mkdir -p "$ROOT$DATA_DIR/bundles" "$ROOT$DATA_DIR/reports" "$ROOT$(dirname "$ENV_FILE")" \
@@ -121,6 +141,8 @@ say "settings -> $ENV_FILE"
     echo "CXR_EDGE_DATA_DIR=$DATA_DIR"
     echo "# A bundle folder; empty = the first one under \$CXR_EDGE_DATA_DIR/bundles."
     echo "CXR_EDGE_BUNDLE="
+    echo "# The folder watched for new images; empty = none."
+    echo "CXR_EDGE_WATCH=$(env_quote "$WATCH")"
     echo "CXR_EDGE_APP_ARGS=$APP_ARGS"
     echo "KIVY_WINDOW=sdl2"
     echo "KIVY_NO_ARGS=1"

@@ -1,4 +1,9 @@
-"""Kiosk mode in the real app: large targets, no cursor, a watch folder, the inactivity reset."""
+"""Kiosk mode in the real app: large targets, no cursor, a watch folder, the inactivity reset.
+
+The watch folder feeds the study log (``edge_app.studylog``): a file already there at start is
+processed too (the log has not seen it), every outcome is logged and scored studies get their
+report written automatically.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +24,7 @@ def watch_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def running(app_bundle: Path, watch_dir: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    (watch_dir / "already_there.png").write_bytes(b"present before the kiosk started: ignored")
+    (watch_dir / "already_there.png").write_bytes(b"present before the kiosk started: not an image")
     app, session = start_app(
         tmp_path_factory.mktemp("kiosk_data"),
         size=(1280, 800),
@@ -51,7 +56,12 @@ def test_kiosk_look(running, watch_dir: Path) -> None:  # type: ignore[no-untype
     assert app.screens.get_screen("start").ids.open_button.height >= dp(48) * 1.5
     assert Window.show_cursor is False
     assert str(watch_dir) in app.screens.get_screen("start").ids.watch_label.text
-    assert app.last_outcome is None  # the file present at start was not processed
+    # The file present at start is new to the log: processed (it is no image: failed, and said so).
+    _session.wait_until(lambda: app.study_log.health().counts["failed"] == 1, 30, "file at start logged")
+    study = app.study_log.studies()[0]
+    assert study.name == "already_there.png" and study.gate == "unreadable"
+    _session.wait_until(lambda: "Failing file" in app.kiosk_health_text, 10, "health line")
+    assert "already_there.png" in app.root.ids.kiosk_status.text
 
 
 def test_watch_folder_waits_for_a_complete_file(running, watch_dir: Path, image_files) -> None:  # type: ignore[no-untyped-def]
@@ -62,11 +72,16 @@ def test_watch_folder_waits_for_a_complete_file(running, watch_dir: Path, image_
         handle.write(data[: len(data) // 2])
         handle.flush()
         _wait(session, 0.6)
-        assert app.last_outcome is None and not app.busy, "a half-written file was processed"
+        assert all(s.name != target.name for s in app.study_log.studies()), "a half-written file was logged"
         handle.write(data[len(data) // 2 :])
     session.wait_until(lambda: app.screens.current == "result", 30, "watch-folder image scored")
     assert app.prediction.source == str(target)
     assert len(app.screens.get_screen("result").findings.findings_list.rows()) == 14
+    study = app.study_log.studies()[0]
+    assert study.name == target.name and study.state == "scored" and study.sha256
+    assert Path(study.report_png).is_file() and Path(study.report_json).is_file()  # written automatically
+    assert app.report_text.startswith("Report saved")
+    assert "Last: from_scanner.png (scored)" in app.kiosk_health_text
 
 
 def test_inactivity_resets_to_the_start_screen(running, watch_dir: Path, image_files) -> None:  # type: ignore[no-untyped-def]

@@ -76,13 +76,13 @@ def test_png_findings_sorted_with_bars(running, image_files) -> None:  # type: i
     rows = screen.findings.findings_list.rows()
     assert len(rows) == 14 == len(prediction.findings)
     assert [r.label for r in rows] == [f.label for f in prediction.ranked()]
-    values = [r.calibrated for r in rows]
+    values = [r.score for r in rows]
     assert values == sorted(values, reverse=True)
     assert {r.label for r in rows} == set(prediction.labels)
     assert rows[0].selected and not any(r.selected for r in rows[1:])
     for row, finding in zip(rows, prediction.ranked(), strict=True):
-        assert row.calibrated == pytest.approx(finding.calibrated)
-        assert row.positive == finding.positive
+        assert row.score == pytest.approx(finding.score)
+        assert row.positive == finding.above_operating_point
     assert app.selected_label == rows[0].label
     assert rows[0].label.replace("_", " ") in screen.radiograph.ids.caption.text
 
@@ -224,3 +224,43 @@ def test_portrait_and_landscape_layouts(running, image_files) -> None:  # type: 
     finally:
         session.resize(1280, 800)
     assert not app.portrait and isinstance(screen.layout, LandscapeResult)
+
+
+def test_the_synthetic_mark_is_drawn_and_no_setting_hides_it(running, image_files) -> None:  # type: ignore[no-untyped-def]
+    """The test bundle is trained on 'synthetic' data: a red band under the header, whatever the settings."""
+    app, session = running
+    band = app.root.ids.notice_band
+
+    def shown() -> bool:
+        if (
+            "SYNTHETIC TRAINING DATA: NOT FOR PATIENTS" not in band.text
+            or band.height <= 0
+            or band.opacity < 1
+        ):
+            return False
+        frame = session.screenshot()
+        x, y = band.to_window(band.x + 4, band.center_y)
+        row, col = int(frame.shape[0] - y), int(x)
+        red, green, blue = frame[row, col, :3].astype(int)
+        return red > 150 and green < 60 and blue < 60
+
+    _result(running, image_files["png"])
+    assert shown()
+    app.show_overlay = False  # every setting the app has: overlay, opacity, the settings screen itself
+    app.overlay_opacity = 0.0
+    app.show_settings()
+    session.pump(3)
+    assert shown()
+    app.go_home()
+    session.pump(3)
+    assert shown()
+    app.show_overlay = True
+    app.overlay_opacity = 0.45
+
+
+def test_scores_are_not_percentages(running, image_files) -> None:  # type: ignore[no-untyped-def]
+    screen = _result(running, image_files["png"])
+    for row in screen.findings.findings_list.rows():
+        texts = [child.text for child in row.children if hasattr(child, "text")]
+        assert not any("%" in text for text in texts), texts
+        assert f"{row.score:.0f}" in " ".join(texts)

@@ -1,5 +1,8 @@
 """Write a model bundle atomically: build it in a temp folder beside the target, then rename.
 
+Used by ``cxr-export`` (a new bundle) and ``cxr-calibrate`` (a new revision of one), so both
+publish the same way. numpy + json only.
+
 A failure at any point (an exception, a refused parity gate, a killed process before the
 rename) leaves no half bundle under the target name and an existing bundle there intact. The
 manifest is written last, with the sha256 of every other file in the folder.
@@ -18,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cxr_core.bundle import MANIFEST_NAME, FileRecord, Manifest, sha256_file
+from cxr_core.bundle.reader import sha256_file
+from cxr_core.bundle.schema import MANIFEST_NAME, FileRecord, Manifest
 from cxr_core.errors import CxrEdgeError
 
 logger = logging.getLogger(__name__)

@@ -1,0 +1,227 @@
+"""kill -9 the headless kiosk at random moments during a burst of files, restarting it each time.
+
+Used by ``test_kiosk_engine.py`` (a few kills in the default suite, 50 in the slow one) and runnable
+alone for the figures: ``python -m tests.edge_app.kill_harness BUNDLE --files 200 --kills 50``.
+The kiosk runs as ``python -m edge_app.kiosk_engine`` (the real worker, the real Predictor, no
+window) in a child process; the harness copies the files into the watch folder the way a scanner
+or a USB copy does (a hidden partial file renamed into place), independently of the kills, so
+some arrive while the kiosk is down.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class KillFigures:
+    files: int
+    kills: int
+    kills_while_processing: int = 0
+    rows: int = 0
+    distinct_paths: int = 0
+    states: dict[str, int] = field(default_factory=dict)
+    lost: int = 0
+    duplicated: int = 0
+    integrity: str = ""
+    report_pngs: int = 0
+    temp_files_left: int = 0
+    recovery_s: list[float] = field(default_factory=list)  # restart -> next study finished
+    total_s: float = 0.0
+    final_run_files_per_s: float | None = None
+
+
+def make_images(folder: Path, count: int) -> list[Path]:
+    """``count`` different radiograph-like PNGs (distinct content, so none is linked to another)."""
+    from tests.edge_app.conftest import radiograph
+    from tests.file_factory import write_png
+
+    folder.mkdir(parents=True, exist_ok=True)
+    return [write_png(folder / f"study_{i:04d}.png", radiograph(seed=1000 + i)) for i in range(count)]
+
+
+def _app_command(data: Path, watch: Path, bundle: Path) -> list[str]:
+    """The real app: kiosk mode, an offscreen window (``app_env``), the watch folder."""
+    cmd = [sys.executable, "-m", "edge_app.main", "--kiosk", "--bundle", str(bundle), "--data-dir", str(data)]
+    return cmd + ["--watch", str(watch), "--watch-interval", "0.1", "--watch-settle", "0", "--threads", "1"]
+
+
+def app_env(root: Path) -> dict[str, str]:
+    from edge_app.headless import OFFSCREEN_ENV
+
+    return {**OFFSCREEN_ENV, "KIVY_HOME": str(root / "kivy-home")}
+
+
+def _command(data: Path, watch: Path, bundle: Path, exit_when_idle: bool, app: bool = False) -> list[str]:
+    if app:
+        return _app_command(data, watch, bundle)
+    cmd = [sys.executable, "-m", "edge_app.kiosk_engine", "--data-dir", str(data), "--watch", str(watch)]
+    cmd += ["--bundle", str(bundle), "--settle", "0", "--interval", "0.05", "--threads", "1"]
+    return cmd + (["--exit-when-idle"] if exit_when_idle else [])
+
+
+def _finished(db: Path) -> tuple[int, int]:
+    """(finished studies, studies with an attempt but no outcome) read from the log while it runs."""
+    if not db.exists():
+        return 0, 0
+    try:
+        conn = sqlite3.connect(db, timeout=5)
+        try:
+            done = conn.execute("SELECT COUNT(*) FROM studies WHERE state != 'pending'").fetchone()[0]
+            busy = conn.execute(
+                "SELECT COUNT(*) FROM studies WHERE state = 'pending' AND attempts > 0"
+            ).fetchone()[0]
+            return int(done), int(busy)
+        finally:
+            conn.close()
+    except sqlite3.Error:  # no table yet (the child is creating it)
+        return 0, 0
+
+
+def run(bundle: Path, root: Path, files: int = 200, kills: int = 50, seed: int = 0,
+        burst_s: float = 2.0, max_kill_delay_s: float = 1.2, app: bool = False) -> KillFigures:  # fmt: skip
+    """``kills`` SIGKILLs during a burst of ``files`` files, then one run to the end; the figures.
+
+    ``app``: kill the real app (kiosk mode, offscreen window) instead of the headless kiosk; its
+    restarts take longer (Kivy and the window), so give it a longer ``max_kill_delay_s``.
+    """
+    rng = random.Random(seed)
+    images = make_images(root / "source", files)
+    watch, data = root / "watch", root / "data"
+    watch.mkdir(parents=True, exist_ok=True)
+    db = data / "studies.sqlite"
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    if app:
+        env.update(app_env(root))
+    figures = KillFigures(files=files, kills=kills)
+    logs = (root / "kiosk.log").open("ab")
+
+    def copy_burst() -> None:
+        for image in images:
+            partial = watch / f".{image.name}.part"
+            shutil.copyfile(image, partial)
+            os.replace(partial, watch / image.name)
+            time.sleep(burst_s / max(1, files))
+
+    start = time.monotonic()
+    copier = threading.Thread(target=copy_burst, daemon=True)
+    copier.start()
+    for _ in range(kills):
+        before, _busy = _finished(db)
+        child = subprocess.Popen(
+            _command(data, watch, bundle, False), cwd=REPO, env=env, stdout=logs, stderr=logs
+        )
+        started = time.monotonic()
+        deadline = started + rng.uniform(0.05, max_kill_delay_s)
+        recovered = False
+        while time.monotonic() < deadline:
+            if not recovered:
+                done, _busy = _finished(db)
+                if done > before:
+                    figures.recovery_s.append(round(time.monotonic() - started, 3))
+                    recovered = True
+            time.sleep(0.01)
+        _done, busy = _finished(db)
+        child.kill()  # SIGKILL: no clean-up of any kind
+        child.wait()
+        figures.kills_while_processing += int(busy > 0)
+    copier.join()
+    final_start = time.monotonic()
+    done_before, _ = _finished(db)
+    if app:  # the app does not stop by itself: wait until every file has its outcome, then close it
+        child = subprocess.Popen(
+            _command(data, watch, bundle, False, app), cwd=REPO, env=env, stdout=logs, stderr=logs
+        )
+        deadline = time.monotonic() + 600
+        while _finished(db)[0] < files and time.monotonic() < deadline and child.poll() is None:
+            time.sleep(0.05)
+        child.terminate()
+        child.wait(30)
+    else:
+        subprocess.run(_command(data, watch, bundle, True), cwd=REPO, env=env, stdout=logs, stderr=logs,
+                       check=True, timeout=600)  # fmt: skip
+    final_s = time.monotonic() - final_start
+    figures.total_s = round(time.monotonic() - start, 2)
+    logs.close()
+
+    conn = sqlite3.connect(db)
+    rows = conn.execute("SELECT path, sha256, state FROM studies").fetchall()
+    figures.integrity = conn.execute("PRAGMA integrity_check").fetchone()[0]
+    conn.close()
+    figures.rows = len(rows)
+    figures.distinct_paths = len({r[0] for r in rows})
+    for _path, _sha, state in rows:
+        figures.states[state] = figures.states.get(state, 0) + 1
+    expected = {str(watch / image.name) for image in images}
+    figures.lost = len(expected - {r[0] for r in rows if r[2] != "pending"})
+    figures.duplicated = len(rows) - figures.distinct_paths + len({r[0] for r in rows} - expected)
+    figures.report_pngs = len(list((data / "reports").glob("*.png")))
+    figures.temp_files_left = len(list(data.rglob("*.tmp")))
+    if final_s > 0 and files > done_before:
+        figures.final_run_files_per_s = round((files - done_before) / final_s, 2)
+    return figures
+
+
+def burst_throughput(bundle: Path, root: Path, files: int = 200) -> dict[str, float]:
+    """Files per second of one uninterrupted kiosk run over ``files`` files already in the folder."""
+    images = make_images(root / "source", files)
+    watch, data = root / "watch", root / "data"
+    watch.mkdir(parents=True, exist_ok=True)
+    for image in images:
+        shutil.copyfile(image, watch / image.name)
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    start = time.monotonic()
+    subprocess.run(_command(data, watch, bundle, True), cwd=REPO, env=env, check=True, timeout=600,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    wall = time.monotonic() - start
+    conn = sqlite3.connect(data / "studies.sqlite")
+    first, last = conn.execute("SELECT MIN(processed_at), MAX(processed_at) FROM studies").fetchone()
+    conn.close()
+    from datetime import datetime
+
+    span = (datetime.fromisoformat(last) - datetime.fromisoformat(first)).total_seconds()
+    return {
+        "files": files,
+        "wall_s_incl_start": round(wall, 2),
+        "files_per_s": round((files - 1) / span, 2) if span > 0 else float("nan"),
+        "ms_per_file": round(1000 * span / max(1, files - 1), 1),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("bundle", type=Path)
+    parser.add_argument("--root", type=Path, default=None)
+    parser.add_argument("--files", type=int, default=200)
+    parser.add_argument("--kills", type=int, default=50)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    import tempfile
+
+    root = args.root or Path(tempfile.mkdtemp(prefix="kill-harness-"))
+    figures = run(args.bundle, root / "kills", args.files, args.kills, args.seed)
+    out = asdict(figures)
+    rec = np.asarray(figures.recovery_s or [np.nan])
+    out["recovery_s_median"], out["recovery_s_max"] = float(np.median(rec)), float(np.max(rec))
+    out["throughput"] = burst_throughput(args.bundle, root / "burst", args.files)
+    print(json.dumps(out, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
