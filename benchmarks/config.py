@@ -11,6 +11,7 @@ from typing import Any
 
 from benchmarks.latency import TimingPlan
 from benchmarks.machine import physical_cores
+from cxr_core.cli_common import MAX_BATCH, max_threads
 from cxr_core.errors import CxrEdgeError
 
 
@@ -103,19 +104,25 @@ class BenchConfig:
     allow_untrusted: bool = False
 
     def __post_init__(self) -> None:
-        checks = {
-            "batch": self.batch >= 1,
-            "e2e_images": self.e2e_images >= 0,
-            "e2e_repeats": self.e2e_repeats >= 1,
-            "rounds": self.rounds >= 1,
-            "idle_seconds": self.idle_seconds >= 0,
-            "limit": self.limit is None or self.limit >= 1,
+        checks = {  # name: (ok, expected range): a sane maximum keeps a typo from exhausting the machine
+            "batch": (1 <= self.batch <= MAX_BATCH, f"1..{MAX_BATCH}"),
+            "e2e_images": (0 <= self.e2e_images <= 1000, "0..1000"),
+            "e2e_repeats": (1 <= self.e2e_repeats <= 1000, "1..1000"),
+            "rounds": (1 <= self.rounds <= 100, "1..100"),
+            "idle_seconds": (0 <= self.idle_seconds <= 3600, "0..3600 seconds"),
+            "limit": (self.limit is None or self.limit >= 1, "at least 1"),
         }
-        for name, ok in checks.items():
+        for name, (ok, expected) in checks.items():
             if not ok:
-                raise BenchConfigError(f"--{name.replace('_', '-')} {getattr(self, name)!r} is out of range")
-        if not self.threads or any(t < 1 for t in self.threads):
-            raise BenchConfigError(f"threads {self.threads!r}; expected positive integers")
+                raise BenchConfigError(
+                    f"--{name.replace('_', '-')} {getattr(self, name)!r} is out of range; expected {expected}"
+                )
+        top = max_threads()
+        if not self.threads or any(not 1 <= t <= top for t in self.threads):
+            raise BenchConfigError(
+                f"threads {list(self.threads)!r}; expected integers from 1 to {top} "
+                "(twice the CPUs here, at most 64)"
+            )
         self.gates.check(self.data is not None)
 
     def to_dict(self) -> dict[str, Any]:

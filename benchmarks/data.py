@@ -29,8 +29,9 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from cxr_core.errors import DatasetError, ImageDecodeError
+from cxr_core.errors import CxrEdgeError, DatasetError, ImageDecodeError
 from cxr_core.preprocess import PreprocessSpec, preprocess
+from cxr_core.text import printable
 
 logger = logging.getLogger(__name__)
 
@@ -228,6 +229,18 @@ def load_eval_set(path: str | Path, labels: Sequence[str], limit: int | None = N
     )
 
 
+def _skip_message(path: Path, exc: Exception) -> str:
+    """One line for an image left out of the evaluation: the file (escaped) and why."""
+    if isinstance(exc, ImageDecodeError):
+        return f"{printable(path)}: {exc.reason}"
+    if isinstance(exc, CxrEdgeError):
+        return f"{printable(path)}: {exc}"
+    if isinstance(exc, OSError):
+        return f"{printable(path)}: cannot be read ({exc.strerror or exc})"
+    logger.error("unexpected %s on %s: %s", type(exc).__name__, printable(path), exc)
+    return f"{printable(path)}: unexpected {type(exc).__name__}: {exc} (a bug in cxr-edge)"
+
+
 def preprocess_eval_set(
     eval_set: EvalSet, spec: PreprocessSpec, out_path: Path, progress: Callable[[int], None] | None = None
 ) -> tuple[Path, NDArray[np.int64], list[str]]:
@@ -245,8 +258,8 @@ def preprocess_eval_set(
     for i, path in enumerate(eval_set.paths):
         try:
             tensor = preprocess(decode_image(path).pixels, spec)
-        except (ImageDecodeError, ValueError) as exc:
-            skipped.append(f"{path}: {exc}")
+        except Exception as exc:  # noqa: BLE001 - one image never ends the run; it is counted and reported
+            skipped.append(_skip_message(path, exc))
         else:
             array[len(kept)] = np.transpose(tensor, (2, 0, 1)) if spec.layout == "NHWC" else tensor
             kept.append(i)
@@ -254,6 +267,11 @@ def preprocess_eval_set(
             progress(1)
     array.flush()
     del array
+    if not kept:
+        raise DatasetError(
+            f"{eval_set.source}: none of the {len(eval_set)} evaluation image(s) could be decoded "
+            f"(first: {skipped[0] if skipped else '-'}); expected readable PNG, JPEG or DICOM files"
+        )
     if skipped:
         logger.warning("%d evaluation image(s) could not be decoded and are left out", len(skipped))
         trimmed = np.load(out_path)[: len(kept)]

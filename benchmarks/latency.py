@@ -32,12 +32,12 @@ class TimingPlan:
     max_seconds: float = 30.0
 
     def __post_init__(self) -> None:
-        if not isinstance(self.runs, int) or self.runs < 1:
-            raise LatencyError(f"runs={self.runs!r}; expected an integer >= 1")
-        if not isinstance(self.warmup, int) or self.warmup < 0:
-            raise LatencyError(f"warmup={self.warmup!r}; expected an integer >= 0")
-        if not (isinstance(self.max_seconds, int | float) and self.max_seconds > 0):
-            raise LatencyError(f"max_seconds={self.max_seconds!r}; expected a number > 0")
+        if not isinstance(self.runs, int) or not 1 <= self.runs <= 1_000_000:
+            raise LatencyError(f"runs={self.runs!r}; expected an integer from 1 to 1000000")
+        if not isinstance(self.warmup, int) or not 0 <= self.warmup <= 10_000:
+            raise LatencyError(f"warmup={self.warmup!r}; expected an integer from 0 to 10000")
+        if not (isinstance(self.max_seconds, int | float) and 0 < self.max_seconds <= 3600):
+            raise LatencyError(f"max_seconds={self.max_seconds!r}; expected a number of seconds in (0, 3600]")
 
 
 def time_calls(call: Callable[[], Any], plan: TimingPlan) -> tuple[list[float], bool]:

@@ -16,6 +16,7 @@ from typing import Any
 from benchmarks.e2e import STAGES
 from benchmarks.tables import MISSING, markdown_table, mb, ms, num, pct, sci, text_table
 from cxr_core.metrics import AUC_DROP_LABEL, CLASS_AUC_DROP_LABEL
+from cxr_core.text import printable
 
 
 @dataclass
@@ -128,6 +129,12 @@ def _parity_section(results: dict[str, Any]) -> Section:
             "format's mean AUC minus this format's (positive = worse), |dp| against the same format; "
             "agreement = same positive call at the operating points."
         )
+        skipped = ev.get("skipped") or []
+        if skipped:
+            notes.append(
+                f"{len(skipped)} image(s) of the evaluation set could not be read, were damaged or refused, "
+                f"and are excluded from every format's AUC alike (first: {printable(skipped[0])})."
+            )
     return Section("Parity", headers, rows, notes)
 
 

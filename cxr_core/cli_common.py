@@ -15,9 +15,12 @@ The commands are ``cxr-synth``, ``cxr-train``, ``cxr-demo``, ``cxr-export``, ``c
         or a missing optional dependency (the message names the ``pip install`` extra)
   3     command-specific (``cxr-export``: the parity gate stopped the bundle from being published;
         ``edge-bench``: a format could not be measured)
+  4     internal error: an unexpected exception (a bug), reported with its traceback; commands that
+        process inputs one by one (``cxr-predict``) record it as that input's failure, finish the
+        others and then exit 4
   ====  ==========================================================================================
 
-  An unexpected error (a bug) ends with Python's traceback and exit status 1.
+  A command that does not list 4 ends an unexpected error with Python's traceback and exit status 1.
 * reports a :class:`~cxr_core.errors.CxrEdgeError` as one line on stderr,
   ``<prog>: error: <message>``, never as a traceback (:func:`error_exit`).
 
@@ -28,7 +31,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from functools import lru_cache
 from typing import TextIO
@@ -42,6 +45,35 @@ DISTRIBUTION = "cxr-edge"
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_INTERNAL = 4
+
+#: Upper bounds for size flags, so a typo (``--threads 20000``, ``--batch 100000``) is refused clearly.
+MAX_BATCH = 256
+
+
+def max_threads() -> int:
+    """The most threads a command accepts: twice the CPUs here, at most 64."""
+    import os
+
+    return max(1, min(64, 2 * (os.cpu_count() or 1)))
+
+
+def bounded_int(what: str, maximum: int | Callable[[], int], minimum: int = 1) -> Callable[[str], int]:
+    """An argparse ``type`` for an integer in ``[minimum, maximum]`` with a message naming the limit."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer; expected {what}") from None
+        top = maximum() if callable(maximum) else maximum
+        if not minimum <= value <= top:
+            raise argparse.ArgumentTypeError(
+                f"{value} is outside {minimum}..{top}; expected {what} (the limit on this machine is {top})"
+            )
+        return value
+
+    return parse
 
 
 @lru_cache(maxsize=1)
@@ -92,6 +124,8 @@ def add_progress_flag(
 def exit_codes_epilog(codes: Mapping[int, str]) -> str:
     """The ``--help`` epilog: ``exit codes: 0 ...; 1 ...; 2 ...`` in order (the command's own wording)."""
     listed = "; ".join(f"{code} {text}" for code, text in sorted(codes.items()))
+    if EXIT_INTERNAL in codes:
+        return f"exit codes: {listed}."
     return f"exit codes: {listed}; an unexpected error (a bug) prints a traceback and exits 1."
 
 

@@ -20,9 +20,11 @@ class ImageDecodeError(CxrEdgeError, ValueError):
     """
 
     def __init__(self, path: str | Path, reason: str) -> None:
+        from cxr_core.text import printable
+
         self.path = str(path)
         self.reason = reason
-        super().__init__(f"{self.path}: {reason}")
+        super().__init__(f"{printable(self.path)}: {reason}")
 
 
 class UnsupportedImageError(ImageDecodeError):

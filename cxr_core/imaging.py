@@ -19,6 +19,10 @@ Decisions, and why:
   ``DecompressionBombError`` (and its warning, if a caller turned warnings into errors) maps to
   :class:`~cxr_core.errors.ImageTooLargeError`. No global Pillow state is changed:
   ``ImageFile.LOAD_TRUNCATED_IMAGES`` stays as it is (False by default), so truncated files fail.
+* **Damaged JPEGs** that Pillow decodes without an error (libjpeg's warnings are dropped: a file cut
+  short with its end marker put back, a progressive file missing its last scans) are refused by
+  :mod:`cxr_core.jpeg_integrity`: the scans must complete the image and the image must not end in
+  the decoder's flat grey fill. PNG data is covered by its CRCs and zlib checksums (Pillow checks).
 * **Grey.** RGB becomes grey with the ITU-R BT.601 luma weights ``0.299 R + 0.587 G + 0.114 B``.
   RGBA and grey+alpha are composited over **black** (``value * alpha``): black is the background
   of a radiograph (air), and the colour hidden under transparent pixels is arbitrary, so dropping
@@ -74,6 +78,7 @@ from cxr_core.imaging_common import (  # re-exported: this is the public module
     colourfulness,
     rgb_to_grey,
 )
+from cxr_core.jpeg_integrity import check_fill, check_scans
 
 logger = logging.getLogger(__name__)
 
@@ -110,8 +115,13 @@ def decode_image(
     """
     path = Path(path)
     name = str(path)
-    if not path.exists():
-        raise ImageFileError(name, f"file not found; expected {EXPECTED_FORMATS} file")
+    try:
+        path.stat()
+    except FileNotFoundError:
+        raise ImageFileError(name, f"file not found; expected {EXPECTED_FORMATS} file") from None
+    except OSError as exc:  # a folder on the way without search permission, a name too long, ...
+        reason = f"cannot be accessed ({exc.strerror or exc}); expected a readable {EXPECTED_FORMATS} file"
+        raise ImageFileError(name, reason) from exc
     if path.is_dir():
         raise ImageFileError(name, f"is a directory; expected {EXPECTED_FORMATS} file")
     if not path.is_file():
@@ -192,6 +202,9 @@ def _decode_raster(fh: BinaryIO, name: str, fmt: str, limits: DecodeLimits) -> D
     header = _png_header(fh, name) if fmt == "png" else _jpeg_header(fh, name)
     check_dimensions(name, header.width, header.height, limits)
     fh.seek(0)
+    if fmt == "jpeg":
+        check_scans(fh.read(), name)
+        fh.seek(0)
     notes: list[str] = []
     try:
         with Image.open(fh, formats=["PNG"] if fmt == "png" else ["JPEG"]) as img:
@@ -203,6 +216,8 @@ def _decode_raster(fh: BinaryIO, name: str, fmt: str, limits: DecodeLimits) -> D
                 )
             _check_frames(img, name, fmt, notes)
             img.load()
+            if fmt == "jpeg":
+                check_fill(np.asarray(img), name)
             img = _apply_exif_orientation(img, notes)
             grey, colour = _pillow_to_grey(img, name, header, notes)
             mode = img.mode

@@ -141,9 +141,11 @@ class ImageRefusedError(CxrEdgeError, ValueError):
     """The input gate refused an image: ``path`` names the file, ``reasons`` says why (one per check)."""
 
     def __init__(self, path: str | Path, reasons: Sequence[str]) -> None:
+        from cxr_core.text import printable
+
         self.path = str(path)
         self.reasons = tuple(reasons)
-        super().__init__(f"{self.path}: refused, not scored: {'; '.join(self.reasons)}")
+        super().__init__(f"{printable(self.path)}: refused, not scored: {'; '.join(self.reasons)}")
 
 
 class GateCheckError(CxrEdgeError, TypeError):

@@ -1,17 +1,29 @@
 """``cxr-predict``: score chest radiographs with a model bundle, on the device, without torch.
 
-    cxr-predict IMAGE_OR_FOLDER... --bundle BUNDLE [--json OUT.json | --json -] [--heatmap-dir DIR]
-                [--finding NAME] [--model NAME] [--runtime RUNTIME] [--threads N] [--alpha A]
+    cxr-predict IMAGE_OR_FOLDER... --bundle BUNDLE [--jsonl OUT.jsonl | -] [--json OUT.json | -]
+                [--heatmap-dir DIR] [--finding NAME] [--model NAME] [--runtime RUNTIME] [--threads N]
 
 Prints a table per image (findings ranked by calibrated probability, the operating point and the
-call) and a "decision support, not a diagnosis" line; ``--json`` writes the same as JSON (atomically;
-``-`` prints it instead of the tables). ``--heatmap-dir`` writes one PNG per image: the heat map of
-the top finding (or ``--finding``) coloured onto the radiograph. Folders are expanded (recursively)
-to their PNG, JPEG and DICOM files. A file that cannot be read or that the input gate refuses is
-reported with the reason and skipped; the others are still scored.
+call) and a "decision support, not a diagnosis" line. Folders are expanded (recursively) to their
+PNG, JPEG and DICOM files; a sub-folder that cannot be listed is reported, not skipped silently.
 
-Exit status: 0 every image scored, 1 some image failed or was refused (or none was found),
-2 usage error, an unusable bundle / runtime or a missing optional dependency (``--help``).
+**A batch survives any file.** Every failure of one input (unreadable, no permission, damaged data,
+refused by the input gate, unusable model output, a heat map that cannot be written, even an
+unexpected exception) becomes that file's failure record with the reason; the others are scored.
+
+**Output that survives a crash.** ``--jsonl OUT`` streams one JSON line per image as it finishes
+(flushed and fsynced: a crash or power cut keeps every finished image; see
+:mod:`cxr_core.predict_stream`). ``--json OUT`` writes the whole document atomically at the end
+(all or nothing: an interrupted run leaves the previous file untouched). Both may be given.
+Heat maps are written as each image finishes. Memory does not grow with the number of images:
+only each image's small result record is kept (for ``--json``), never its pixels or feature map.
+Stale ``.NAME.xxxxxxxx.tmp`` files left by an interrupted atomic write (older than a minute) are
+removed on start from the folders this run writes to.
+
+Exit status: 0 every image scored; 1 some input was refused or unreadable (or none was found) and
+the others were scored; 2 usage error, an unusable bundle / runtime, an output that cannot be
+opened, or a missing optional dependency; 4 internal error (an unexpected exception: for one file
+it is that file's failure record and the run goes on; the exit status says a bug was met).
 A thin layer over :class:`cxr_core.predictor.Predictor`.
 """
 
@@ -24,7 +36,7 @@ import logging
 import os
 import re
 import sys
-import tempfile
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,26 +46,34 @@ import numpy as np
 from PIL import Image
 
 from cxr_core import __version__
+from cxr_core.atomic import atomic_write, clean_stale_temps
 from cxr_core.cli_common import (
     EXIT_FAILED,
+    EXIT_INTERNAL,
     EXIT_OK,
     EXIT_USAGE,
     add_progress_flag,
     add_version,
+    bounded_int,
     error_exit,
     exit_codes_epilog,
+    max_threads,
     optional_dependencies,
 )
 from cxr_core.errors import CxrEdgeError, ImageDecodeError
 from cxr_core.imaging import DICOM_SUFFIXES, sniff_format
 from cxr_core.input_gate import ImageRefusedError
+from cxr_core.predict_stream import JsonlWriter
 from cxr_core.predictor import DISCLAIMER, SCORE_DEFINITION, Prediction, Predictor
+from cxr_core.text import printable
 
 logger = logging.getLogger(__name__)
 
 #: Suffixes picked up when a folder is expanded (files without a suffix are taken if they are DICOM).
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".jpe", ".jfif", *DICOM_SUFFIXES)
 EXIT_SOME_FAILED = EXIT_FAILED
+#: The ``error`` of a failure record for an unexpected exception (a bug) while processing one file.
+INTERNAL_ERROR = "InternalError"
 
 
 @dataclass
@@ -70,19 +90,17 @@ class Failure:
 
 @dataclass
 class BatchResult:
-    predictions: list[Prediction] = field(default_factory=list)
-    heatmaps: dict[str, tuple[str, str]] = field(default_factory=dict)  # source -> (finding, png path)
+    """What a batch did. ``records`` are the small per-image result dicts (no pixels), kept only when
+    asked for (``keep_records``) so that memory does not grow with the number of images."""
+
+    scored: int = 0
+    records: list[dict[str, Any]] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
+    output_errors: int = 0  # scored images whose heat map could not be written
 
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer; expected e.g. 2") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} threads; expected at least 1")
-    return value
+    @property
+    def internal_errors(self) -> int:
+        return sum(1 for f in self.failures if f.error == INTERNAL_ERROR)
 
 
 def _alpha(text: str) -> float:
@@ -99,14 +117,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cxr-predict",
         description="Score chest radiographs (PNG, JPEG, DICOM) with a cxr-edge model bundle, offline and "
-        "without torch. Decision support, not a diagnosis.",
+        "without torch. Decision support, not a diagnosis. A file that cannot be read, is damaged or is "
+        "refused by the input gate is reported with the reason and the others are scored. "
+        "--jsonl survives a crash (one line per finished image, fsynced); --json is written "
+        "atomically at the end (all or nothing).",
         epilog=exit_codes_epilog(
             {
                 EXIT_OK: "every image was scored",
-                EXIT_SOME_FAILED: "some image could not be read or was refused by the input gate (the others "
-                "were scored), or no image was found",
-                EXIT_USAGE: "usage error, an unusable bundle or runtime, an output that cannot be written, "
+                EXIT_SOME_FAILED: "some input could not be read, was damaged or was refused by the input "
+                "gate (the others were scored), a heat map could not be written, or no image was found",
+                EXIT_USAGE: "usage error, an unusable bundle or runtime, an output that cannot be opened, "
                 "or a missing optional dependency (the runtime extra; dicom for DICOM files)",
+                EXIT_INTERNAL: "internal error: an unexpected exception (a bug); for one file it is that "
+                "file's failure record (error InternalError) and the others are still scored",
             }
         ),
     )
@@ -114,11 +137,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="image files or folders")
     parser.add_argument("--bundle", type=Path, required=True, help="model bundle folder (cxr-export)")
     parser.add_argument(
+        "--jsonl",
+        dest="jsonl_out",
+        default=None,
+        metavar="OUT.jsonl",
+        help="stream the results as JSON Lines, one line per image as it finishes, flushed and fsynced: "
+        "survives a crash or power cut ('-' streams to stdout instead of tables)",
+    )
+    parser.add_argument(
         "--json",
         dest="json_out",
         default=None,
         metavar="OUT.json",
-        help="write the results as JSON to this file ('-' prints JSON instead of tables)",
+        help="write the results as one JSON document, atomically at the end: all or nothing, an "
+        "interrupted run keeps the previous file ('-' prints JSON instead of tables)",
     )
     parser.add_argument(
         "--heatmap-dir", type=Path, default=None, help="write one heat-map PNG per image into this folder"
@@ -134,9 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--runtime", default=None, help="onnxruntime or litert (default: automatic)")
     parser.add_argument(
         "--threads",
-        type=_positive_int,
+        type=bounded_int("a number of inference threads", max_threads),
         default=None,
-        help="inference threads (default: physical cores, at most 4)",
+        help=f"inference threads, 1..{max_threads()} here (default: physical cores, at most 4)",
     )
     parser.add_argument("--alpha", type=_alpha, default=0.45, help="heat-map opacity at its hottest (0.45)")
     parser.add_argument(
@@ -153,16 +185,32 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def expand_inputs(paths: Sequence[Path], exclude: Sequence[Path] = ()) -> tuple[list[Path], list[Failure]]:
-    """Files as given; folders expanded recursively (sorted) to image files, skipping ``exclude`` folders."""
+    """Files as given; folders expanded recursively (sorted) to image files, skipping ``exclude`` folders.
+
+    A folder (or sub-folder) that cannot be listed is a failure record, never skipped silently.
+    """
     files: list[Path] = []
     failures: list[Failure] = []
     skip = [p.resolve() for p in exclude]
     for path in paths:
-        if not path.is_dir():
+        try:
+            is_dir = path.is_dir()
+        except OSError:
+            is_dir = False
+        if not is_dir:
             files.append(path)  # a missing or unreadable file is reported when it is decoded
             continue
-        found = [p for p in sorted(path.rglob("*")) if _is_image_file(p, path, skip)]
-        if not found:
+        found: list[Path] = []
+        listing_errors: list[Failure] = []
+        seen = {os.path.realpath(path)}  # symlinked folders are followed, each real folder once (no loops)
+        for folder, dirs, names in os.walk(
+            path, onerror=lambda exc, errs=listing_errors: errs.append(_unlisted(exc)), followlinks=True
+        ):
+            dirs[:] = [d for d in dirs if not d.startswith(".") and _first_visit(Path(folder) / d, seen)]
+            found.extend(Path(folder) / n for n in names if _is_image_file(Path(folder) / n, path, skip))
+        found.sort()
+        failures.extend(listing_errors)
+        if not found and not listing_errors:
             reason = (
                 f"folder has no PNG, JPEG or DICOM files (looked for {', '.join(IMAGE_SUFFIXES)} "
                 "and DICOM files without a suffix)"
@@ -172,11 +220,27 @@ def expand_inputs(paths: Sequence[Path], exclude: Sequence[Path] = ()) -> tuple[
     return files, failures
 
 
+def _first_visit(folder: Path, seen: set[str]) -> bool:
+    real = os.path.realpath(folder)
+    if real in seen:
+        return False
+    seen.add(real)
+    return True
+
+
+def _unlisted(exc: OSError) -> Failure:
+    reason = f"folder cannot be listed ({exc.strerror or exc}); its images were not scored"
+    return Failure(str(exc.filename), "FolderUnreadable", (reason,))
+
+
 def _is_image_file(path: Path, root: Path, skip: Sequence[Path]) -> bool:
     relative = path.relative_to(root)
-    if any(part.startswith(".") for part in relative.parts) or not path.is_file():
-        return False
-    resolved = path.resolve()
+    try:
+        if any(part.startswith(".") for part in relative.parts) or not path.is_file():
+            return False
+        resolved = path.resolve()
+    except OSError:
+        return True  # listed but not accessible: decoding reports why
     if any(resolved.is_relative_to(s) for s in skip):
         return False
     suffix = path.suffix.lower()
@@ -194,27 +258,14 @@ def _is_image_file(path: Path, root: Path, skip: Sequence[Path]) -> bool:
 # ----------------------------------------------------------------------------- outputs
 
 
-def _atomic_write(path: Path, write: Any, suffix: str) -> None:
-    """Write through ``write(handle)`` into a temp file beside ``path``, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_json(path: Path, document: dict[str, Any]) -> None:
     data = (json.dumps(document, indent=2) + "\n").encode("utf-8")
-    _atomic_write(path, lambda handle: handle.write(data), ".tmp")
+    atomic_write(path, lambda handle: handle.write(data))
 
 
 def write_png(path: Path, rgb: np.ndarray) -> None:
     image = Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8))
-    _atomic_write(path, lambda handle: image.save(handle, format="PNG"), ".tmp")
+    atomic_write(path, lambda handle: image.save(handle, format="PNG"))
 
 
 def _safe(text: str) -> str:
@@ -249,14 +300,15 @@ def heatmap_png(pred: Prediction, label: str, alpha: float) -> np.ndarray:
 
 
 def format_table(pred: Prediction, heatmap: tuple[str, str] | None) -> str:
-    """The human-readable block for one image."""
+    """The human-readable block for one image (file names escaped)."""
     prov = pred.image.provenance
     details = [f"{prov.width}x{prov.height} {prov.format.upper()}"]
-    details += [v for v in (prov.modality, prov.view_position) if v]
+    details += [printable(v) for v in (prov.modality, prov.view_position) if v]
     total = sum(v for k, v in pred.timings_ms.items() if k != "cam")
     lines = [f"  *** {notice.upper()} ***" for notice in pred.notices]
     lines += [
-        f"{pred.source}  ({', '.join(details)}; {pred.model_name} on {pred.runtime}, {total:.0f} ms)",
+        f"{printable(pred.source)}  ({', '.join(details)}; {pred.model_name} on {pred.runtime}, "
+        f"{total:.0f} ms)",
         f"  {'finding':<28} {'score':>5} {'output':>7} {'op. point':>9}  call",
     ]
     for f in pred.ranked():
@@ -268,28 +320,20 @@ def format_table(pred: Prediction, heatmap: tuple[str, str] | None) -> str:
     lines.append(
         "  score: 0-100, 50 = the finding's operating point; not a probability (output: the model's)"
     )
-    lines += [f"  warning: {w}" for w in pred.warnings]
+    lines += [f"  warning: {printable(w)}" for w in pred.warnings]
     if heatmap is not None:
-        lines.append(f"  heat map ({heatmap[0]}): {heatmap[1]}")
+        lines.append(f"  heat map ({heatmap[0]}): {printable(heatmap[1])}")
     return "\n".join(lines)
 
 
-def build_document(predictor: Predictor, result: BatchResult) -> dict[str, Any]:
-    """The JSON document (:class:`cxr_core.outputs.PredictionsDocument`): the run, the scored, the failed."""
-    from cxr_core.outputs import (
-        FailureRecord,
-        HeatmapRef,
-        PredictionRecord,
-        PredictionsDocument,
-        Summary,
-        bundle_trust,
-    )
+def run_header(predictor: Predictor) -> dict[str, Any]:
+    """The run's fields shared by ``--json`` and the ``run`` line of ``--jsonl``.
 
-    records = []
-    for pred in result.predictions:
-        finding, png = result.heatmaps.get(pred.source, (None, None))
-        heatmap = HeatmapRef(finding=str(finding), file=str(png)) if png else None
-        records.append(PredictionRecord.from_prediction(pred, heatmap))
+    Built from :class:`cxr_core.outputs.PredictionsDocument` (the one home of the document's
+    fields, and of its JSON Schema) without the per-image parts.
+    """
+    from cxr_core.outputs import PredictionsDocument, bundle_trust
+
     document = PredictionsDocument(
         tool="cxr-predict",
         version=__version__,
@@ -305,23 +349,72 @@ def build_document(predictor: Predictor, result: BatchResult) -> dict[str, Any]:
         load_ms=round(predictor.load_ms, 3),
         labels=list(predictor.labels),
         clinical=predictor.bundle.clinical.to_dict(),
-        results=records,
-        failures=[FailureRecord(f.file, f.error, list(f.reasons)) for f in result.failures],
-        summary=Summary(scored=len(result.predictions), failed=len(result.failures)),
         bundle_trust=bundle_trust(predictor.bundle.trust),
-    )
-    return document.to_dict()
+    ).to_dict()
+    for per_image in ("results", "failures", "summary"):
+        document.pop(per_image)
+    return document
+
+
+def build_document(predictor: Predictor, result: BatchResult) -> dict[str, Any]:
+    """The JSON document (:class:`cxr_core.outputs.PredictionsDocument`): the run, the scored, the failed."""
+    return {
+        **run_header(predictor),
+        "results": list(result.records),
+        "failures": [f.to_dict() for f in result.failures],
+        "summary": {"scored": result.scored, "failed": len(result.failures)},
+    }
 
 
 # ----------------------------------------------------------------------------- run
 
 
-def _failure(path: Path, exc: CxrEdgeError) -> Failure:
+def _failure(path: Path, exc: BaseException) -> Failure:
     if isinstance(exc, ImageRefusedError):
         return Failure(str(path), type(exc).__name__, exc.reasons)
     if isinstance(exc, ImageDecodeError):
         return Failure(str(path), type(exc).__name__, (exc.reason,))
-    return Failure(str(path), type(exc).__name__, (str(exc),))
+    if isinstance(exc, CxrEdgeError):
+        return Failure(str(path), type(exc).__name__, (str(exc),))
+    if isinstance(exc, MemoryError):
+        return Failure(str(path), "OutOfMemory", ("not enough memory to process this image",))
+    if isinstance(exc, OSError):
+        reason = f"input/output error ({exc.strerror or exc}); expected a readable file"
+        return Failure(str(path), "ImageFileError", (reason,))
+    reason = f"unexpected {type(exc).__name__}: {exc} (a bug in cxr-edge; please report it with this file)"
+    return Failure(str(path), INTERNAL_ERROR, (reason,))
+
+
+def _score_one(
+    predictor: Predictor,
+    path: Path,
+    heatmap_dir: Path | None,
+    finding: str | None,
+    alpha: float,
+    used: set[str],
+) -> tuple[dict[str, Any], Prediction, bool]:
+    """Score one file; return its result record, the prediction and whether its heat map was written."""
+    from cxr_core.outputs import HeatmapRef, PredictionRecord
+
+    pred: Prediction = predictor.predict_file(path)
+    heatmap, ok = None, True
+    if heatmap_dir is not None:
+        label = finding or pred.ranked()[0].label
+        out = heatmap_dir / heatmap_name(pred.source, label, used)
+        try:
+            write_png(out, heatmap_png(pred, label, alpha))
+            heatmap = HeatmapRef(finding=label, file=str(out))
+        except OSError as exc:
+            ok = False
+            warning = f"heat map not written to {out} ({exc.strerror or exc})"
+            pred = _with_warning(pred, warning)
+    return PredictionRecord.from_prediction(pred, heatmap).to_dict(), pred, ok
+
+
+def _with_warning(pred: Prediction, warning: str) -> Prediction:
+    import dataclasses
+
+    return dataclasses.replace(pred, warnings=(*pred.warnings, warning))
 
 
 def run_batch(
@@ -330,32 +423,37 @@ def run_batch(
     heatmap_dir: Path | None = None,
     finding: str | None = None,
     alpha: float = 0.45,
-    on_result: Callable[[Prediction, tuple[str, str] | None], None] | None = None,
+    on_result: Callable[[dict[str, Any], Prediction], None] | None = None,
     on_failure: Callable[[Failure], None] | None = None,
+    *,
+    keep_records: bool = True,
 ) -> BatchResult:
-    """Score ``files`` one by one; a failing file becomes a :class:`Failure` and the rest go on.
+    """Score ``files`` one by one; any failure of one file becomes its :class:`Failure` and the rest go on.
 
-    ``on_result`` / ``on_failure`` are called as each file finishes (the CLI prints from them).
+    ``on_result`` (the result record and the prediction) / ``on_failure`` are called as each file
+    finishes (the CLI prints and streams from them). Only the small records are kept
+    (``keep_records``), never an image.
     """
     result = BatchResult()
     used: set[str] = set()
     for path in files:
         try:
-            pred = predictor.predict_file(path)
-        except CxrEdgeError as exc:  # unreadable, refused by the gate, or unusable model output
+            record, pred, heatmap_ok = _score_one(predictor, path, heatmap_dir, finding, alpha, used)
+        except Exception as exc:  # noqa: BLE001 - one file must never end the batch (KeyboardInterrupt does)
             failure = _failure(path, exc)
+            if failure.error == INTERNAL_ERROR:
+                logger.error("unexpected error on %s:\n%s", printable(path), traceback.format_exc())
             result.failures.append(failure)
             if on_failure is not None:
                 on_failure(failure)
             continue
-        result.predictions.append(pred)
-        if heatmap_dir is not None:
-            label = finding or pred.ranked()[0].label
-            out = heatmap_dir / heatmap_name(pred.source, label, used)
-            write_png(out, heatmap_png(pred, label, alpha))
-            result.heatmaps[pred.source] = (label, str(out))
+        result.scored += 1
+        result.output_errors += 0 if heatmap_ok else 1
+        if keep_records:
+            result.records.append(record)
         if on_result is not None:
-            on_result(pred, result.heatmaps.get(pred.source))
+            on_result(record, pred)
+        del pred  # nothing of the image is kept past its callback
     return result
 
 
@@ -370,7 +468,15 @@ def _check_finding(finding: str | None, labels: Sequence[str]) -> str | None:
 
 
 def _report(failure: Failure) -> None:
-    print(f"cxr-predict: skipped {failure.file}: {'; '.join(failure.reasons)}", file=sys.stderr, flush=True)
+    reasons = "; ".join(printable(r) for r in failure.reasons)
+    print(f"cxr-predict: skipped {printable(failure.file)}: {reasons}", file=sys.stderr, flush=True)
+
+
+def _output_folders(args: argparse.Namespace) -> list[Path]:
+    folders = [Path(out).parent for out in (args.json_out, args.jsonl_out) if out not in (None, "-")]
+    if args.heatmap_dir is not None:
+        folders.append(args.heatmap_dir)
+    return folders
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -379,10 +485,26 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits 2 on usage errors, 0 for --help
         return int(exc.code or 0)
+    if args.json_out == "-" and args.jsonl_out == "-":
+        return error_exit("cxr-predict", "--json - and --jsonl - both print to stdout; expected at most one")
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
-    json_to_stdout = args.json_out == "-"
+    try:
+        return _run(args)
+    except KeyboardInterrupt:
+        print("cxr-predict: interrupted", file=sys.stderr)
+        return 130
+    except Exception:  # noqa: BLE001 - a bug outside one file's processing: say so, exit 4
+        traceback.print_exc()
+        print("cxr-predict: internal error (a bug); see the traceback above", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+def _run(args: argparse.Namespace) -> int:
+    for folder in _output_folders(args):
+        clean_stale_temps(folder)
+    quiet = "-" in (args.json_out, args.jsonl_out)
     try:
         with optional_dependencies("cxr-predict"):
             predictor = Predictor.load(
@@ -398,46 +520,88 @@ def main(argv: list[str] | None = None) -> int:
         problem = _check_finding(args.finding, predictor.labels)
         if problem is not None:
             return error_exit("cxr-predict", problem)
-        exclude = [args.heatmap_dir] if args.heatmap_dir is not None else []
-        files, failures = expand_inputs(args.images, exclude)
-        for failure in failures:
-            _report(failure)
-        done = 0
+        stream: JsonlWriter | None = None
+        if args.jsonl_out is not None:
+            try:
+                stream = JsonlWriter(args.jsonl_out)
+            except OSError as exc:
+                return error_exit("cxr-predict", f"cannot open {printable(args.jsonl_out)} ({exc})")
+            stream.write("run", run_header(predictor))
+        try:
+            return _score_all(args, predictor, stream, quiet)
+        finally:
+            if stream is not None:
+                stream.close()
 
-        def progress() -> None:
-            nonlocal done
-            done += 1
-            if args.progress:
-                print(f"cxr-predict: {done}/{len(files)} images", file=sys.stderr, flush=True)
 
-        def show(pred: Prediction, heatmap: tuple[str, str] | None) -> None:
-            if not json_to_stdout:
-                print(format_table(pred, heatmap) + "\n", flush=True)
-            progress()
+def _score_all(
+    args: argparse.Namespace, predictor: Predictor, stream: JsonlWriter | None, quiet: bool
+) -> int:
+    exclude = [args.heatmap_dir] if args.heatmap_dir is not None else []
+    files, failures = expand_inputs(args.images, exclude)
+    for failure in failures:
+        _report(failure)
+        if stream is not None:
+            stream.write("failure", failure.to_dict())
+    done = 0
 
-        def skipped(failure: Failure) -> None:
-            _report(failure)
-            progress()
+    def progress() -> None:
+        nonlocal done
+        done += 1
+        if args.progress:
+            print(f"cxr-predict: {done}/{len(files)} images", file=sys.stderr, flush=True)
 
-        try:  # a DICOM file without pydicom is one skipped file (MissingDependencyError), not an exit
-            result = run_batch(predictor, files, args.heatmap_dir, args.finding, args.alpha, show, skipped)
-        except OSError as exc:
-            print(f"cxr-predict: error: cannot write a heat map ({exc})", file=sys.stderr)
-            return EXIT_USAGE
-        result.failures[:0] = failures
-        document = build_document(predictor, result)
-    if json_to_stdout:
-        print(json.dumps(document, indent=2))
-    else:
+    def show(record: dict[str, Any], pred: Prediction) -> None:
+        if stream is not None:
+            stream.write("result", record)
+        if not quiet:
+            heatmap = record.get("heatmap")
+            shown = (heatmap["finding"], heatmap["file"]) if heatmap else None
+            print(format_table(pred, shown) + "\n", flush=True)
+        progress()
+
+    def skipped(failure: Failure) -> None:
+        if stream is not None:
+            stream.write("failure", failure.to_dict())
+        _report(failure)
+        progress()
+
+    try:
+        result = run_batch(
+            predictor,
+            files,
+            args.heatmap_dir,
+            args.finding,
+            args.alpha,
+            show,
+            skipped,
+            keep_records=args.json_out is not None,
+        )
+    except KeyboardInterrupt:
+        if stream is not None:
+            stream.write("summary", {"scored": None, "failed": None, "complete": False})
+        raise
+    result.failures[:0] = failures
+    if stream is not None:
+        stream.write("summary", {"scored": result.scored, "failed": len(result.failures), "complete": True})
+    if args.json_out == "-":
+        print(json.dumps(build_document(predictor, result), indent=2))
+    elif not quiet:
         for notice in predictor.notices:
             print(f"*** {notice.upper()} ***")
         print(DISCLAIMER)
-        print(f"{len(result.predictions)} image(s) scored, {len(result.failures)} skipped.")
-        if args.json_out is not None:
-            try:
-                write_json(Path(args.json_out), document)
-            except OSError as exc:
-                print(f"cxr-predict: error: cannot write {args.json_out} ({exc})", file=sys.stderr)
-                return EXIT_USAGE
-    ok = result.predictions and not result.failures
+        print(f"{result.scored} image(s) scored, {len(result.failures)} skipped.")
+    if args.json_out not in (None, "-"):
+        try:
+            write_json(Path(args.json_out), build_document(predictor, result))
+        except OSError as exc:
+            print(f"cxr-predict: error: cannot write {printable(args.json_out)} ({exc})", file=sys.stderr)
+            return EXIT_USAGE
+    if result.internal_errors:
+        return EXIT_INTERNAL
+    ok = result.scored and not result.failures and not result.output_errors
     return EXIT_OK if ok else EXIT_SOME_FAILED
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

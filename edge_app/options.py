@@ -11,7 +11,14 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from cxr_core.cli_common import EXIT_OK, EXIT_USAGE, add_progress_flag, add_version, exit_codes_epilog
+from cxr_core.cli_common import (
+    EXIT_OK,
+    EXIT_USAGE,
+    add_progress_flag,
+    add_version,
+    exit_codes_epilog,
+    max_threads,
+)
 from edge_app.watch import DEFAULT_SETTLE_S
 
 #: Environment variable naming the model bundle folder (overridden by ``--bundle``).
@@ -174,8 +181,12 @@ def parse_args(argv: list[str] | None = None, environ: dict[str, str] | None = N
             f"--watch {args.watch}: is a file; expected the folder to watch for images "
             "(it may be missing until a USB drive is plugged in)"
         )
-    if args.threads is not None and args.threads < 1:
-        build_parser().error(f"--threads {args.threads}: expected a positive number of threads")
+    top = max_threads()
+    if args.threads is not None and not 1 <= args.threads <= top:
+        build_parser().error(
+            f"--threads {args.threads}: expected a number of threads from 1 to {top} "
+            "(twice the CPUs here, at most 64)"
+        )
     bundle = args.bundle or (Path(env[BUNDLE_ENV]) if env.get(BUNDLE_ENV) else None)
     data_dir = args.data_dir or (Path(env[DATA_DIR_ENV]) if env.get(DATA_DIR_ENV) else None)
     return AppOptions(

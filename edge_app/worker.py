@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from cxr_core.bundle import BundleError
 from cxr_core.errors import CxrEdgeError, ImageDecodeError, MissingDependencyError
+from cxr_core.text import printable
 from edge_app.display import DISPLAY_MAX_SIDE, DisplayImages, display_images
 from edge_app.report import ExportedReport, export_report
 
@@ -256,7 +257,7 @@ class PredictionService:
         except OSError as exc:  # a report folder that cannot be written, a file that vanished
             return Failed(job.source, "error", "A file could not be read or written", str(exc))
         except Exception as exc:  # a worker thread must survive anything; the traceback goes to the log
-            logger.exception("unexpected error while processing %s", job.source)
+            logger.exception("unexpected error while processing %s", printable(job.source))
             return Failed(job.source, "error", "Unexpected error", f"{type(exc).__name__}: {exc}")
 
     def _load(self, bundle: Path, kwargs: dict[str, Any]) -> Loaded:

@@ -114,10 +114,10 @@ def test_sigmoid_window_and_first_of_several(tmp_path: Path) -> None:
     np.testing.assert_allclose(decoded.pixels[0, :2], [0.5, 1 / (1 + np.exp(-4.0))], atol=1e-6)
 
 
-def test_invalid_window_falls_back_to_range(tmp_path: Path) -> None:
-    decoded = decode_image(write_dicom(tmp_path / "bad.dcm", probe([4095, 0]), window=(100, 0)))
-    assert list(decoded.pixels[0, :2]) == [1.0, 0.0]
-    assert any("window width 0 invalid" in n for n in decoded.provenance.notes)
+def test_invalid_window_is_refused_not_guessed(tmp_path: Path) -> None:
+    # A window the file states but that cannot be applied is damage: refused, never replaced by a guess.
+    with pytest.raises(CorruptImageError, match="WindowWidth 0 is invalid"):
+        decode_image(write_dicom(tmp_path / "bad.dcm", probe([4095, 0]), window=(100, 0)))
 
 
 def test_voi_lut_preferred_over_window(tmp_path: Path) -> None:

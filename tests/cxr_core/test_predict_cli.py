@@ -212,7 +212,8 @@ def test_an_empty_folder_is_a_failure(
         (["--bundle", "{bundle}", "--finding", "effusion"], "did you mean 'Effusion'"),
         (["--bundle", "{bundle}", "--model", "tflite"], "has no model 'tflite'"),
         (["--bundle", "{bundle}", "--runtime", "onxruntime"], "unknown runtime 'onxruntime'"),
-        (["--bundle", "{bundle}", "--threads", "0"], "expected at least 1"),
+        (["--bundle", "{bundle}", "--threads", "0"], "0 is outside 1.."),
+        (["--bundle", "{bundle}", "--threads", "20000"], "20000 is outside 1.."),
         ([], "--bundle"),
     ],
 )

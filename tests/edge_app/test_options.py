@@ -47,7 +47,8 @@ def test_kiosk_flags(tmp_path: Path) -> None:
         (["--size", "10x10"], "too small"),
         (["--size", "big"], "WIDTHxHEIGHT"),
         (["--idle-reset", "-1"], "negative"),
-        (["--threads", "0"], "positive number of threads"),
+        (["--threads", "0"], "a number of threads from 1 to"),
+        (["--threads", "1000"], "a number of threads from 1 to"),
     ],
 )
 def test_bad_flags_name_the_problem(

@@ -109,3 +109,26 @@ def test_bundle_failures_and_unexpected_errors(tmp_path: Path, image_files) -> N
         crashing.shutdown()
     finally:
         svc.shutdown()
+
+
+def test_damaged_files_are_refused_and_the_worker_goes_on(service, image_files, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Issue-15 cases that crashed or were scored silently: each a decode failure, then a good file."""
+    from tests.fuzz_corpus import crafted_cases
+
+    wanted = {
+        "dicom WindowWidth text",
+        "dicom WindowWidth NaN",
+        "dicom VOI LUT 0 bits",
+        "dicom unknown VR XX",
+        "dicom Rows smaller than pixel data",
+        "jpeg truncated 50% + EOI",
+    }
+    svc, _inbox = service
+    cases = [c for c in crafted_cases() if c.name in wanted]
+    assert len(cases) == len(wanted)
+    for i, case in enumerate(cases):
+        path = tmp_path / f"damaged{i}{case.suffix}"
+        path.write_bytes(case.data)
+        outcome = _ask(service, lambda done, p=path: svc.predict(p, done))
+        assert isinstance(outcome, Failed) and outcome.kind == "decode", (case.name, outcome)
+    assert isinstance(_ask(service, lambda done: svc.predict(image_files["png"], done)), Scored)
