@@ -40,7 +40,8 @@ class FigureText:
     source: str | None = None
 
 
-def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+def font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    """Pillow's built-in font at ``size`` px (every figure and report of cxr-edge uses it)."""
     try:
         return ImageFont.load_default(size=size)
     except TypeError:  # Pillow < 10.1: the bitmap font, one size
@@ -70,11 +71,11 @@ def heatmap_figure(
     picture = _fit(overlay_rgb, side)
     width = max(picture.width, 480)
     unit = max(14, width // 48)
-    font, small = _font(unit), _font(max(11, unit * 3 // 4))
+    big, small = font(unit), font(max(11, unit * 3 // 4))
     chars = max(30, int(width / (unit * 0.55)))
     call = "above its operating point" if text.above_operating_point else "below its operating point"
     lines: list[tuple[str, object, tuple[int, int, int]]] = [
-        (f"{text.finding}: score {text.score:.0f} / 100 ({call})", font, TEXT_COLOUR),
+        (f"{text.finding}: score {text.score:.0f} / 100 ({call})", big, TEXT_COLOUR),
     ]
     if text.threshold_note:
         lines.append((text.threshold_note, small, WARN_COLOUR))
@@ -96,7 +97,7 @@ def heatmap_figure(
     draw = ImageDraw.Draw(figure)
     if band:
         draw.rectangle((0, 0, width, band), fill=MARK_COLOUR)
-        draw.text((unit // 2, unit // 2), "  |  ".join(text.notices).upper(), fill=(255, 255, 255), font=font)
+        draw.text((unit // 2, unit // 2), "  |  ".join(text.notices).upper(), fill=(255, 255, 255), font=big)
     figure.paste(picture, ((width - picture.width) // 2, band))
     y = band + picture.height + unit
     x = unit // 2

@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
 from cxr_core import __version__
+from cxr_core.heatmap_figure import MARK_COLOUR, font
 from cxr_core.predictor import SCORE_DEFINITION
 from edge_app.display import fit_for_display, grey_to_rgb8
 from edge_app.storage import write_atomic
@@ -46,8 +47,7 @@ class ExportedReport:
     json: Path
 
 
-def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-    return ImageFont.load_default(size=size)
+_font = font
 
 
 def report_stem(source: str, when: datetime) -> str:
@@ -87,7 +87,7 @@ def render_report(prediction: Prediction, label: str, opacity: float, bundle_tit
     canvas = Image.new("RGB", (width, height), _BG)
     draw = ImageDraw.Draw(canvas)
     if band_h:  # the synthetic-data mark: part of every report of such a bundle, not a setting
-        draw.rectangle((0, 0, width, band_h), fill=(178, 24, 24))
+        draw.rectangle((0, 0, width, band_h), fill=MARK_COLOUR)
         draw.text(
             (_PAD, 10), "  |  ".join(n.upper() for n in prediction.notices), fill="white", font=_font(22)
         )
