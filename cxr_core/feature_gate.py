@@ -132,8 +132,10 @@ def threshold_at(distances: NDArray[np.floating], acceptance: float = DEFAULT_AC
     A 99% point cannot be read off a few dozen validation images (the empirical quantile of 31
     images is their maximum, and new in-distribution images exceed it far more often than 1 in
     100). So the log-distances are fitted with a normal distribution and its ``acceptance``
-    quantile is used -- or the empirical (conformal) quantile ``ceil((n + 1) * acceptance)``-th
-    smallest distance when it exists and is larger: whichever refuses fewer in-distribution images.
+    quantile is used -- or the empirical (conformal) quantile, the ``ceil((n + 1) * acceptance)``-th
+    smallest distance (the largest when there are too few images for that rank), when it is larger:
+    whichever refuses fewer in-distribution images. On the demo (31 held-out images) the fit alone
+    refused 4 of 97 test images; with the floor, 1 of 97.
     Needs at least :data:`MIN_VALIDATION_IMAGES` distances.
     """
     values = np.sort(np.asarray(distances, dtype=np.float64))
@@ -147,6 +149,7 @@ def threshold_at(distances: NDArray[np.floating], acceptance: float = DEFAULT_AC
     logs = np.log(values)
     spread = float(logs.std(ddof=1))
     fitted = float(np.exp(logs.mean() + NormalDist().inv_cdf(acceptance) * spread))
-    rank = math.ceil((values.size + 1) * acceptance)
-    empirical = float(values[rank - 1]) if rank <= values.size else -math.inf
-    return max(fitted, empirical)
+    # With fewer than 1 / (1 - acceptance) - 1 images the conformal rank is past the largest
+    # distance: the largest is then the floor (every validation image is accepted).
+    rank = min(values.size, math.ceil((values.size + 1) * acceptance))
+    return max(fitted, float(values[rank - 1]))
