@@ -32,8 +32,6 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-# The function ``preprocess`` shares its name with its module: bind the function now, or the first
-# ``import cxr_core.preprocess`` anywhere would leave the module under ``cxr_core.preprocess``.
 __version__ = "0.1.0"
 
 from cxr_core.privacy import disable_telemetry  # noqa: E402
@@ -42,6 +40,8 @@ from cxr_core.privacy import disable_telemetry  # noqa: E402
 # is imported, and its telemetry otherwise contacts Microsoft (cxr_core.privacy, docs/runtime.md).
 disable_telemetry()
 
+# The function ``preprocess`` shares its name with its module: bind the function now, or the first
+# ``import cxr_core.preprocess`` anywhere would leave the module under ``cxr_core.preprocess``.
 from cxr_core.preprocess import PreprocessSpec, preprocess  # noqa: E402
 
 #: Public name -> the module that defines it.
