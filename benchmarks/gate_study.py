@@ -19,6 +19,7 @@ classifier's inference time. It measures and prints; it asserts nothing.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gzip
 import json
 import sys
@@ -37,6 +38,7 @@ from cxr_core.imaging import decode_image
 from cxr_core.input_gate import ImageRefusedError
 from cxr_core.metrics import roc_auc
 from cxr_core.predictor import Predictor
+from cxr_core.preprocess import PreprocessSpec, preprocess
 from cxr_core.runtime import open_backend
 
 SIDE = 512
@@ -141,16 +143,12 @@ def build_corpus(in_distribution: list[Path], folder: Path) -> dict[str, list[Pa
     return corpus
 
 
-def _learned_distance(bundle: Any, backend: Any, gate: Any, path: Path) -> float | None:
-    from cxr_core.preprocess import preprocess
-
+def _learned_distance(spec: PreprocessSpec, backend: Any, gate: Any, path: Path) -> float | None:
+    """The gate's distance of an image (also for one the gate or a rule would refuse)."""
     try:
         decoded = decode_image(path)
     except ImageDecodeError:
         return None
-    import dataclasses
-
-    spec = dataclasses.replace(bundle.spec, layout="NCHW")
     outputs = backend(preprocess(decoded.pixels, spec)[None])
     return gate.score(np.asarray(outputs["feature_map"])[0])
 
@@ -194,12 +192,11 @@ def run_study(bundle_dir: Path, in_folder: Path, work: Path, limit: int = 200) -
         refused = sum(c["images"] * c["true_refusal_rate"] for c in row["categories"].values())
         row["true_refusal_rate"] = round(refused / max(1, total), 4)
         if gate is not None:
-            inside = [
-                d for d in (_learned_distance(bundle, backend, gate, p) for p in images) if d is not None
-            ]
-            outside = [
-                d for d in (_learned_distance(bundle, backend, gate, p) for p in ood_all) if d is not None
-            ]
+            spec = dataclasses.replace(bundle.spec, layout="NCHW")  # the backend's canonical layout
+            inside = [_learned_distance(spec, backend, gate, p) for p in images]
+            outside = [_learned_distance(spec, backend, gate, p) for p in ood_all]
+            inside = [d for d in inside if d is not None]
+            outside = [d for d in outside if d is not None]
             truth = np.r_[np.zeros(len(inside)), np.ones(len(outside))]
             row["learned_gate_auroc"] = round(float(roc_auc(truth, np.r_[inside, outside])), 4)
             feature_map = backend(

@@ -29,8 +29,7 @@ from PIL import Image
 from cxr_core.bundle import load_bundle
 from cxr_core.cli_common import add_version
 from cxr_core.local_labels import LocalLabels, read_local_labels
-from cxr_core.predictor import Predictor
-from cxr_core.recalibrate import recalibrate_bundle
+from cxr_core.recalibrate import recalibrate_bundle, score_images
 
 
 def _write_site(
@@ -52,18 +51,6 @@ def _write_site(
     return folder
 
 
-def _scores(bundle: Path, local: LocalLabels) -> tuple[np.ndarray, list[int]]:
-    outputs, kept = [], []
-    with Predictor.load(bundle) as predictor:
-        for i, path in enumerate(local.files):
-            try:
-                outputs.append([f.model_output for f in predictor.predict_file(path).findings])
-                kept.append(i)
-            except Exception:  # noqa: BLE001 - a refused image is left out of both columns alike
-                continue
-    return np.asarray(outputs), kept
-
-
 def _rates(truth: np.ndarray, scores: np.ndarray, point: float) -> tuple[float | None, float | None]:
     called = scores >= point
     pos, neg = truth > 0.5, truth <= 0.5
@@ -82,7 +69,7 @@ def run_study(bundle_dir: Path, data: Path, work: Path, gamma: float, min_positi
         bundle_dir, site, "study site", out=work / "revision", min_positives=min_positives
     )
     held_out = read_local_labels(future, labels)
-    scores, kept = _scores(bundle_dir, held_out)
+    kept, scores, _refused = score_images(bundle_dir, held_out)
     truth, mask = held_out.truth[kept], held_out.mask[kept]
     old_points = bundle.operating_points or (0.5,) * len(labels)
     new_points = result.manifest.operating_points

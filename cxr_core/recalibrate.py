@@ -44,7 +44,7 @@ from cxr_core.bundle import (
 from cxr_core.bundle.writer import staging, write_manifest
 from cxr_core.calibrate import youden_operating_point
 from cxr_core.clinical_stats import DEFAULT_RESAMPLES, validation_figures
-from cxr_core.errors import CxrEdgeError, ImageDecodeError
+from cxr_core.errors import CxrEdgeError
 from cxr_core.local_labels import LocalLabels, read_local_labels
 
 logger = logging.getLogger(__name__)
@@ -83,14 +83,19 @@ class RecalibrationResult:
     trust: str = ""  # the revision's signature as this machine sees it (empty: signed by a trusted key)
 
 
-def _score_images(
+def score_images(
     bundle_dir: Path,
     local: LocalLabels,
-    model: str | None,
-    runtime: str | None,
-    threads: int | None,
-    on_image: Callable[[int, int], None] | None,
+    model: str | None = None,
+    runtime: str | None = None,
+    threads: int | None = None,
+    on_image: Callable[[int, int], None] | None = None,
 ) -> tuple[list[int], np.ndarray, list[tuple[str, str]]]:
+    """Model outputs ``(K, L)`` of the images the device path scores, their indices, and the refused.
+
+    Every image goes through the Predictor (decode, input gate, learned gate); one that is refused
+    or unreadable is left out and listed with its reason.
+    """
     from cxr_core.predictor import Predictor
 
     kept: list[int] = []
@@ -100,7 +105,7 @@ def _score_images(
         for index, path in enumerate(local.files):
             try:
                 prediction = predictor.predict_file(path)
-            except (ImageDecodeError, CxrEdgeError) as exc:  # refused or unreadable: left out, counted
+            except CxrEdgeError as exc:  # refused or unreadable: left out, counted
                 refused.append((str(path), f"{type(exc).__name__}: {exc}"))
             else:
                 kept.append(index)
@@ -148,7 +153,7 @@ def recalibrate_bundle(
     bundle = load_bundle(bundle_dir)
     labels = bundle.labels
     local = read_local_labels(data, labels, csv_file)
-    kept, scores, refused = _score_images(bundle_dir, local, model, runtime, threads, on_image)
+    kept, scores, refused = score_images(bundle_dir, local, model, runtime, threads, on_image)
     if not kept:
         raise RecalibrationError(
             f"none of the {len(local.files)} images in {data} could be scored ({len(refused)} refused or "

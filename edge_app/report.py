@@ -47,9 +47,6 @@ class ExportedReport:
     json: Path
 
 
-_font = font
-
-
 def report_stem(source: str, when: datetime) -> str:
     """``<image stem>-<UTC yyyymmdd-hhmmss>``: unusual characters become ``_``, no leading dot (hidden)."""
     stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(source).stem)[:60].lstrip(".") or "image"
@@ -89,42 +86,42 @@ def render_report(prediction: Prediction, label: str, opacity: float, bundle_tit
     if band_h:  # the synthetic-data mark: part of every report of such a bundle, not a setting
         draw.rectangle((0, 0, width, band_h), fill=MARK_COLOUR)
         draw.text(
-            (_PAD, 10), "  |  ".join(n.upper() for n in prediction.notices), fill="white", font=_font(22)
+            (_PAD, 10), "  |  ".join(n.upper() for n in prediction.notices), fill="white", font=font(22)
         )
     draw.text(
-        (_PAD, band_h + 16), f"cxr-edge report: {Path(prediction.source).name}", fill=_INK, font=_font(26)
+        (_PAD, band_h + 16), f"cxr-edge report: {Path(prediction.source).name}", fill=_INK, font=font(26)
     )
     draw.text(
         (_PAD, band_h + 52),
         f"Model: {bundle_title} | {prediction.model_name} on {prediction.runtime}",
         fill=_MUTED,
-        font=_font(18),
+        font=font(18),
     )
     warnings = "; ".join(prediction.warnings)
     if warnings:
-        draw.text((_PAD, band_h + 78), f"Warning: {warnings}", fill=_BAR_POSITIVE, font=_font(18))
+        draw.text((_PAD, band_h + 78), f"Warning: {warnings}", fill=_BAR_POSITIVE, font=font(18))
     top = header_h
     canvas.paste(plain, (_PAD, top))
     canvas.paste(picture, (_PAD * 2 + plain.width, top))
     selected = prediction.finding(label)
     caption = f"Heat map: {label}, score {selected.score:.0f} (colour strength = score / 100)"
-    draw.text((_PAD * 2 + plain.width, top + picture.height + 8), caption, fill=_MUTED, font=_font(16))
+    draw.text((_PAD * 2 + plain.width, top + picture.height + 8), caption, fill=_MUTED, font=font(16))
     _draw_table(draw, ranked, label, (_PAD * 4 + plain.width + picture.width, top))
     info = [line for line in prediction.model_information if line not in prediction.notices]
     if info:
-        draw.text((_PAD, height - 60), " | ".join(info), fill=_MUTED, font=_font(14))
-    draw.text((_PAD, height - 36), DISCLAIMER, fill=_BAR_POSITIVE, font=_font(18))
+        draw.text((_PAD, height - 60), " | ".join(info), fill=_MUTED, font=font(14))
+    draw.text((_PAD, height - 36), DISCLAIMER, fill=_BAR_POSITIVE, font=font(18))
     return canvas
 
 
 def _draw_table(draw: ImageDraw.ImageDraw, ranked: list, selected: str, origin: tuple[int, int]) -> None:
     x, y = origin
     bar_x, bar_w = x + 230, 200
-    head = _font(16)
+    head = font(16)
     draw.text((x, y), "Finding", fill=_MUTED, font=head)
     draw.text((bar_x, y), "Score 0-100 (not a probability)", fill=_MUTED, font=head)
     draw.text((bar_x + bar_w + 12, y), "score  output / threshold", fill=_MUTED, font=head)
-    body = _font(18)
+    body = font(18)
     for index, finding in enumerate(ranked, start=1):
         row_y = y + index * _ROW
         weight = _INK if finding.label != selected else _BAR
@@ -144,7 +141,7 @@ def _draw_table(draw: ImageDraw.ImageDraw, ranked: list, selected: str, origin: 
         (x, note_y),
         "* above the operating point (marker = 50). ! threshold unreliable (fallback or < 10 positives).",
         fill=_MUTED,
-        font=_font(14),
+        font=font(14),
     )
 
 

@@ -269,7 +269,7 @@ class PredictionService:
         predictor = loader(bundle, **kwargs)
         self.predictor = predictor
         notices = tuple(getattr(predictor, "notices", ()))
-        provenance = tuple(predictor.bundle.clinical.summary()) if hasattr(predictor, "bundle") else ()
+        provenance = tuple(getattr(predictor, "model_information", ()))
         status = getattr(getattr(predictor, "bundle", None), "trust", None)
         trust = status.describe() if status is not None and not status.trusted else ""
         return Loaded(

@@ -83,10 +83,7 @@ class Bundle:
 
     def model(self, name: str) -> ModelEntry:
         """The model entry called ``name`` (e.g. ``onnx-int8``)."""
-        for entry in self.models:
-            if entry.name == name:
-                return entry
-        raise BundleError(f"bundle {self.root} has no model {name!r}; it has {[m.name for m in self.models]}")
+        return self.manifest.model(name, f"bundle {self.root}")
 
     def path(self, entry: ModelEntry | str) -> Path:
         """Absolute path of a model entry's (or a listed file's) file, which must stay inside the bundle."""

@@ -632,11 +632,12 @@ class Manifest:
     calibration: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict, compare=False, metadata={"json": "inline"})
 
-    def model(self, name: str) -> ModelEntry:
+    def model(self, name: str, where: str = "the manifest") -> ModelEntry:
+        """The model entry called ``name``; ``where`` names the bundle in the error."""
         for entry in self.models:
             if entry.name == name:
                 return entry
-        raise BundleError(f"the manifest has no model {name!r}; it has {[m.name for m in self.models]}")
+        raise BundleError(f"{where} has no model {name!r}; it has {[m.name for m in self.models]}")
 
     def with_files(self, files: Mapping[str, FileRecord]) -> Manifest:
         """This manifest with its file table and each model's sha256 and size taken from ``files``."""
