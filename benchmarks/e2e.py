@@ -20,7 +20,7 @@ from PIL import Image
 
 logger = logging.getLogger(__name__)
 
-STAGES: tuple[str, ...] = ("decode", "gate", "preprocess", "inference", "calibrate", "cam")
+STAGES: tuple[str, ...] = ("decode", "gate", "preprocess", "inference", "learned_gate", "calibrate", "cam")
 SAMPLE_SIZE = 1024
 
 

@@ -16,14 +16,23 @@ is the honest answer, and the reason says so.
 
 from __future__ import annotations
 
+import logging
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from statistics import NormalDist
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from cxr_core.errors import CxrEdgeError
+
+if TYPE_CHECKING:
+    from cxr_core.bundle import Bundle
+    from cxr_core.gate_signals import SignalDecision
+
+logger = logging.getLogger(__name__)
 
 #: Share of in-distribution (validation) images a threshold accepts.
 DEFAULT_ACCEPTANCE = 0.99
@@ -153,3 +162,42 @@ def threshold_at(distances: NDArray[np.floating], acceptance: float = DEFAULT_AC
     # distance: the largest is then the floor (every validation image is accepted).
     rank = min(values.size, math.ceil((values.size + 1) * acceptance))
     return max(fitted, float(values[rank - 1]))
+
+
+class FeatureGateSignal:
+    """The feature-space distance as a gate signal (:class:`cxr_core.gate_signals.OutputSignal`)."""
+
+    name = SIGNAL
+
+    def __init__(self, gate: FeatureGate, threshold: float, acceptance: float) -> None:
+        self.gate = gate
+        self.threshold = float(threshold)
+        self.acceptance = float(acceptance)
+
+    @classmethod
+    def from_bundle(cls, bundle: Bundle, model_name: str) -> FeatureGateSignal | None:
+        """The bundle's feature gate with ``model_name``'s own threshold, or None without a gate."""
+        from cxr_core.bundle import load_feature_gate
+
+        info = bundle.manifest.gate
+        gate = load_feature_gate(bundle)
+        if gate is None or info is None:
+            return None
+        threshold = info.thresholds.get(model_name)
+        if threshold is None:
+            threshold = max(info.thresholds.values())
+            logger.warning(
+                "the gate records no threshold for model %r; using the largest (%.3f)", model_name, threshold
+            )
+        return cls(gate, threshold, info.acceptance)
+
+    def evaluate(self, outputs: Mapping[str, NDArray[Any]]) -> list[SignalDecision]:
+        from cxr_core.gate_signals import SignalDecision
+
+        distance = self.gate.score(outputs["feature_map"][0])
+        reason = (
+            f"unlike the images this model was trained on: feature distance {distance:.1f} above the "
+            f"threshold {self.threshold:.1f}, which accepts {self.acceptance:.0%} of its validation "
+            "images; the model cannot vouch for this image"
+        )
+        return [SignalDecision.measure(self.name, distance, self.threshold, reason=reason)]

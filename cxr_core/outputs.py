@@ -24,13 +24,21 @@ class HeatmapRef:
 
 
 @dataclass(frozen=True)
-class LearnedGateDecision:
-    """The learned out-of-distribution gate's score for an accepted image (refused ones are failures)."""
+class GateSignalRecord:
+    """One learned-gate signal's verdict (:class:`cxr_core.gate_signals.SignalDecision`).
+
+    ``score`` is null when it was not a finite number (such an image is refused). With
+    ``refuse_above`` a score above ``threshold`` refuses, otherwise one below it does.
+    """
 
     signal: str
-    score: float
+    score: float | None
     threshold: float
+    refuse_above: bool
     accepted: bool
+    reason: str | None
+    fix: str | None
+    learned: bool
 
 
 @dataclass(frozen=True)
@@ -46,7 +54,8 @@ class PredictionRecord:
     timings_ms: dict[str, float]
     provenance: ImageProvenance
     notices: list[str] = field(default_factory=list)
-    learned_gate: LearnedGateDecision | None = None
+    gate_signals: list[GateSignalRecord] = field(default_factory=list)
+    gate_override: list[str] = field(default_factory=list)
     heatmap: HeatmapRef | None = None
 
     @classmethod
@@ -61,9 +70,8 @@ class PredictionRecord:
             timings_ms={k: round(v, 3) for k, v in prediction.timings_ms.items()},
             provenance=prediction.image.provenance,
             notices=list(prediction.notices),
-            learned_gate=None
-            if prediction.learned_gate is None
-            else LearnedGateDecision(**prediction.learned_gate),
+            gate_signals=[GateSignalRecord(**d.to_dict()) for d in prediction.gate_signals],
+            gate_override=list(prediction.gate_override),
             heatmap=heatmap,
         )
 
@@ -80,7 +88,8 @@ class PredictionRecord:
             "timings_ms": dict(self.timings_ms),
             "provenance": provenance,
             "notices": list(self.notices),
-            "learned_gate": None if self.learned_gate is None else dataclasses.asdict(self.learned_gate),
+            "gate_signals": [dataclasses.asdict(s) for s in self.gate_signals],
+            "gate_override": list(self.gate_override),
             "heatmap": None if self.heatmap is None else dataclasses.asdict(self.heatmap),
         }
 
@@ -92,9 +101,16 @@ class FailureRecord:
     file: str
     error: str
     reasons: list[str]
+    #: Every learned-gate signal's verdict when the learned gate refused the file (else empty).
+    gate_signals: list[GateSignalRecord] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"file": self.file, "error": self.error, "reasons": list(self.reasons)}
+        return {
+            "file": self.file,
+            "error": self.error,
+            "reasons": list(self.reasons),
+            "gate_signals": [dataclasses.asdict(s) for s in self.gate_signals],
+        }
 
 
 @dataclass(frozen=True)

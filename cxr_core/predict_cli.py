@@ -61,6 +61,7 @@ from cxr_core.cli_common import (
     optional_dependencies,
 )
 from cxr_core.errors import CxrEdgeError, ImageDecodeError
+from cxr_core.gate_signals import GateRefusedError
 from cxr_core.imaging import DICOM_SUFFIXES, sniff_format
 from cxr_core.input_gate import ImageRefusedError
 from cxr_core.predict_stream import JsonlWriter
@@ -83,9 +84,16 @@ class Failure:
     file: str
     error: str
     reasons: tuple[str, ...]
+    #: Every learned-gate signal's verdict when the learned gate refused the file (JSON-ready rows).
+    gate_signals: tuple[dict[str, Any], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return {"file": self.file, "error": self.error, "reasons": list(self.reasons)}
+        return {
+            "file": self.file,
+            "error": self.error,
+            "reasons": list(self.reasons),
+            "gate_signals": list(self.gate_signals),
+        }
 
 
 @dataclass
@@ -175,6 +183,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--allow-untrusted",
         action="store_true",
         help="score with a bundle that is unsigned or not signed by a trusted key; every result says so",
+    )
+    parser.add_argument(
+        "--score-anyway",
+        action="store_true",
+        help="score images the learned input gate refuses (not the rules on the file); each such result "
+        "carries the overridden reasons in its warnings and in 'gate_override'",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log what is done (INFO)")
     add_progress_flag(parser, default=False, help="a 'k/N images' line on stderr as each image finishes")
@@ -370,6 +384,9 @@ def build_document(predictor: Predictor, result: BatchResult) -> dict[str, Any]:
 
 
 def _failure(path: Path, exc: BaseException) -> Failure:
+    if isinstance(exc, GateRefusedError):
+        signals = tuple(d.to_dict() for d in exc.decisions)
+        return Failure(str(path), type(exc).__name__, exc.reasons, signals)
     if isinstance(exc, ImageRefusedError):
         return Failure(str(path), type(exc).__name__, exc.reasons)
     if isinstance(exc, ImageDecodeError):
@@ -392,11 +409,12 @@ def _score_one(
     finding: str | None,
     alpha: float,
     used: set[str],
+    score_anyway: bool = False,
 ) -> tuple[dict[str, Any], Prediction, bool]:
     """Score one file; return its result record, the prediction and whether its heat map was written."""
     from cxr_core.outputs import HeatmapRef, PredictionRecord
 
-    pred: Prediction = predictor.predict_file(path)
+    pred: Prediction = predictor.predict_file(path, override_gate=score_anyway)
     heatmap, ok = None, True
     if heatmap_dir is not None:
         label = finding or pred.ranked()[0].label
@@ -427,18 +445,22 @@ def run_batch(
     on_failure: Callable[[Failure], None] | None = None,
     *,
     keep_records: bool = True,
+    score_anyway: bool = False,
 ) -> BatchResult:
     """Score ``files`` one by one; any failure of one file becomes its :class:`Failure` and the rest go on.
 
     ``on_result`` (the result record and the prediction) / ``on_failure`` are called as each file
     finishes (the CLI prints and streams from them). Only the small records are kept
-    (``keep_records``), never an image.
+    (``keep_records``), never an image. ``score_anyway`` scores images the learned gate refuses,
+    each marked (:meth:`cxr_core.predictor.Predictor.predict_file`).
     """
     result = BatchResult()
     used: set[str] = set()
     for path in files:
         try:
-            record, pred, heatmap_ok = _score_one(predictor, path, heatmap_dir, finding, alpha, used)
+            record, pred, heatmap_ok = _score_one(
+                predictor, path, heatmap_dir, finding, alpha, used, score_anyway
+            )
         except Exception as exc:  # noqa: BLE001 - one file must never end the batch (KeyboardInterrupt does)
             failure = _failure(path, exc)
             if failure.error == INTERNAL_ERROR:
@@ -576,6 +598,7 @@ def _score_all(
             show,
             skipped,
             keep_records=args.json_out is not None,
+            score_anyway=args.score_anyway,
         )
     except KeyboardInterrupt:
         if stream is not None:

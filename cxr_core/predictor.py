@@ -52,12 +52,17 @@ from cxr_core.bundle import (
     BundleError,
     load_bundle,
     load_cam_weights,
-    load_feature_gate,
 )
 from cxr_core.calibrate import DEFAULT_OPERATING_POINT, calibrate
 from cxr_core.errors import CxrEdgeError
+from cxr_core.gate_signals import (
+    NO_LEARNED_GATE_WARNING,  # noqa: F401  (re-exported: callers that warn about older bundles)
+    LearnedGate,
+    SignalDecision,
+    learned_gate_for,
+)
 from cxr_core.imaging import DecodedImage, decode_image
-from cxr_core.input_gate import ImageRefusedError, InputGate
+from cxr_core.input_gate import InputGate
 from cxr_core.preprocess import PreprocessGeometry, compute_geometry, preprocess
 
 logger = logging.getLogger(__name__)
@@ -150,11 +155,8 @@ def clear_bundle_cache() -> None:
 # ----------------------------------------------------------------------------- results
 
 
-#: With every prediction of a bundle exported without a learned gate (older, or from a folder of images).
-NO_LEARNED_GATE_WARNING = (
-    "this bundle has no learned out-of-distribution gate: an image unlike the training data is not "
-    "detected (re-export it from its training data with this cxr-edge)"
-)
+#: Opens the warning a result carries when the user chose to score an image the gate refused.
+OVERRIDE_WARNING = "scored at the user's request although the input gate refused it"
 
 #: What the score means, shown beside it wherever it is printed or drawn.
 SCORE_DEFINITION = (
@@ -209,7 +211,10 @@ class Prediction:
     geometry: PreprocessGeometry = field(repr=False)
     notices: tuple[str, ...] = ()  # e.g. the synthetic-data mark; shown with the result, never hidden
     model_information: tuple[str, ...] = ()  # the bundle's ClinicalInfo.summary(), for reports
-    learned_gate: dict[str, Any] | None = None  # signal, score, threshold, accepted (None: no learned gate)
+    #: Every learned-gate signal's verdict on this image (empty: the bundle has no learned gate).
+    gate_signals: tuple[SignalDecision, ...] = ()
+    #: The refusal reasons the user overrode with "score anyway" (empty: the gate accepted the image).
+    gate_override: tuple[str, ...] = ()
     _heatmaps: dict[tuple[str, tuple[int, int] | None], NDArray[np.float32]] = field(
         default_factory=dict, repr=False, compare=False
     )
@@ -307,7 +312,8 @@ class Prediction:
             "provenance": provenance,
             "notices": list(self.notices),
             "score_definition": SCORE_DEFINITION,
-            "learned_gate": None if self.learned_gate is None else dict(self.learned_gate),
+            "gate_signals": [d.to_dict() for d in self.gate_signals],
+            "gate_override": list(self.gate_override),
         }
 
 
@@ -363,20 +369,9 @@ class Predictor:
         self.threshold_notes: tuple[str | None, ...] = tuple(notes)
         #: Shown with every result and cannot be hidden: the synthetic-data mark, when it applies.
         self.notices: tuple[str, ...] = (SYNTHETIC_MARK,) if clinical.synthetic else ()
-        self._feature_gate = load_feature_gate(self.bundle)
-        gate_info = self.bundle.manifest.gate
-        self._gate_threshold: float | None = None
-        if self._feature_gate is None or gate_info is None:
-            self._bundle_warnings += (NO_LEARNED_GATE_WARNING,)
-        else:
-            self._gate_threshold = gate_info.thresholds.get(self.model_name)
-            if self._gate_threshold is None:
-                self._gate_threshold = max(gate_info.thresholds.values())
-                logger.warning(
-                    "the gate records no threshold for model %r; using the largest (%.3f)",
-                    self.model_name,
-                    self._gate_threshold,
-                )
+        #: The bundle's learned signals (feature distance, ...) for this model file (docs/input-gate.md).
+        self.learned_gate: LearnedGate = learned_gate_for(self.bundle, self.model_name)
+        self._bundle_warnings += self.learned_gate.warnings
         #: What the bundle says of itself (training data, validation AUC, thresholds), for reports.
         self.model_information: tuple[str, ...] = tuple(clinical.summary())
         size = getattr(backend, "input_size", None)
@@ -433,22 +428,28 @@ class Predictor:
     def bundle_name(self) -> str:
         return self.bundle.root.name
 
-    def predict_file(self, path: str | Path) -> Prediction:
+    def predict_file(self, path: str | Path, *, override_gate: bool = False) -> Prediction:
         """Decode, gate, preprocess, infer and calibrate the image at ``path``.
 
         Raises :class:`~cxr_core.errors.ImageDecodeError` for a file that is not a readable image and
-        :class:`~cxr_core.input_gate.ImageRefusedError` for one the gate refuses.
+        :class:`~cxr_core.input_gate.ImageRefusedError` for one the gate refuses
+        (:class:`~cxr_core.gate_signals.GateRefusedError`, with every signal's verdict, when a learned
+        signal refuses it). ``override_gate`` scores an image the learned signals refuse ("score
+        anyway"): the result then carries the overridden reasons. The rules on the file (DICOM
+        modality, size, colour) cannot be overridden.
         """
         start = time.perf_counter_ns()
         decoded = decode_image(path)
         decode_ms = _ms(start)
-        return self._predict(decoded, str(path), {"decode": decode_ms})
+        return self._predict(decoded, str(path), {"decode": decode_ms}, override_gate)
 
-    def predict_image(self, decoded: DecodedImage, source: str) -> Prediction:
+    def predict_image(self, decoded: DecodedImage, source: str, *, override_gate: bool = False) -> Prediction:
         """Gate, preprocess, infer and calibrate an image decoded by the caller (e.g. from bytes)."""
-        return self._predict(decoded, source, {})
+        return self._predict(decoded, source, {}, override_gate)
 
-    def _predict(self, decoded: DecodedImage, source: str, timings: dict[str, float]) -> Prediction:
+    def _predict(
+        self, decoded: DecodedImage, source: str, timings: dict[str, float], override_gate: bool = False
+    ) -> Prediction:
         start = time.perf_counter_ns()
         warnings = self.gate.enforce(decoded, source)
         timings["gate"] = _ms(start)
@@ -459,13 +460,24 @@ class Predictor:
         batch = preprocess(decoded.pixels, self._spec)[None]
         timings["preprocess"] = _ms(start)
 
+        # Every signal runs, so a refusal reports each one's verdict (the study and the JSON need them).
+        start = time.perf_counter_ns()
+        decisions = self.learned_gate.before_inference(decoded, batch)
+        gate_ms = _ms(start)
+
         start = time.perf_counter_ns()
         outputs = self.backend(batch)
         timings["inference"] = _ms(start)
 
         start = time.perf_counter_ns()
         probabilities, feature_map = self._check_outputs(outputs, source)
-        learned_gate = self._learned_gate(feature_map, source)
+        decisions += self.learned_gate.after_inference({**outputs, "feature_map": feature_map[None]})
+        overridden = self.learned_gate.decide(decisions, source, override_gate)
+        timings["learned_gate"] = gate_ms + _ms(start)
+        if overridden:
+            warnings = (*warnings, f"{OVERRIDE_WARNING}: {'; '.join(overridden)}")
+
+        start = time.perf_counter_ns()
         calibrated = calibrate(probabilities, self.operating_points)
         rows = zip(
             self.labels, probabilities, calibrated, self.operating_points, self.threshold_notes, strict=True
@@ -482,7 +494,8 @@ class Predictor:
             warnings=self._bundle_warnings + tuple(warnings),
             notices=self.notices,
             model_information=self.model_information,
-            learned_gate=learned_gate,
+            gate_signals=tuple(decisions),
+            gate_override=overridden,
             timings_ms=timings,
             model_name=self.model_name,
             runtime=self.runtime,
@@ -491,30 +504,6 @@ class Predictor:
             cam_weight=self._weight,
             geometry=geometry,
         )
-
-    def _learned_gate(self, feature_map: NDArray[np.float32], source: str) -> dict[str, Any] | None:
-        """Score the image with the learned feature gate; refuse it when it is unlike the training data."""
-        if self._feature_gate is None or self._gate_threshold is None:
-            return None
-        info = self.bundle.manifest.gate
-        assert info is not None
-        distance = self._feature_gate.score(feature_map)
-        accepted = bool(np.isfinite(distance) and distance <= self._gate_threshold)
-        if not accepted:
-            reason = (
-                f"unlike the images this model was trained on: feature distance {distance:.1f} above the "
-                f"threshold {self._gate_threshold:.1f}, which accepts {info.acceptance:.0%} of its "
-                "validation images; the model cannot vouch for this image"
-            )
-            if self.bundle.synthetic:
-                reason += " (it was trained on synthetic phantoms, so real radiographs are refused)"
-            raise ImageRefusedError(source, [reason])
-        return {
-            "signal": info.signal,
-            "score": round(distance, 3),
-            "threshold": round(self._gate_threshold, 3),
-            "accepted": accepted,
-        }
 
     def _check_outputs(
         self, outputs: Mapping[str, NDArray[Any]], source: str

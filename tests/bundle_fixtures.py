@@ -131,3 +131,32 @@ def bundle_copy(session_bundle: Path, tmp_path: Path) -> Path:
     target = tmp_path / "bundle"
     shutil.copytree(session_bundle, target)
     return target
+
+
+@pytest.fixture(scope="session")
+def gated_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny CheXNet (FP32 and INT8 ONNX) exported from a checkpoint whose run config records a
+    120-image phantom set, so the export fits every learned-gate signal on its training split and sets
+    the thresholds on its validation split (docs/input-gate.md). Treat it as read-only."""
+    from quantize.pipeline import ExportRequest, export_bundle
+    from training.data.synthetic import generate_chestxray14
+
+    root = tmp_path_factory.mktemp("gate-phantoms")
+    generate_chestxray14(root, n_images=120, image_size=64, seed=0, progress=False, overwrite=True)
+    checkpoint = write_checkpoint(
+        tmp_path_factory.mktemp("gate-ckpt") / "chexnet.pt",
+        "chexnet",
+        {"dataset": "synthetic", "data_root": str(root), "val_fraction": 0.3},
+    )
+    out = tmp_path_factory.mktemp("gate-bundle") / "gated"
+    export_bundle(
+        ExportRequest(
+            checkpoint,
+            out,
+            formats=("onnx", "onnx-int8"),
+            calibration_images=8,
+            time_formats=False,
+            enforce_gate=False,  # random weights: parity reported, not gated
+        )
+    )
+    return out

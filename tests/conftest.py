@@ -14,6 +14,7 @@ from tests.bundle_fixtures import (
     bundle_copy,
     calibration_dir,
     checkpoint_factory,
+    gated_bundle,
     session_bundle,
     session_bundle_all_formats,
 )
@@ -23,6 +24,7 @@ __all__ = [
     "bundle_copy",
     "calibration_dir",
     "checkpoint_factory",
+    "gated_bundle",
     "session_bundle",
     "session_bundle_all_formats",
     "suite_keys",

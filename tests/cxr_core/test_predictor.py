@@ -31,7 +31,7 @@ from tests.cxr_core.test_input_gate import chest
 from tests.file_factory import truncate_copy, write_dicom, write_jpeg, write_png
 from tests.signing import resign
 
-STAGES = ("decode", "gate", "preprocess", "inference", "calibrate")
+STAGES = ("decode", "gate", "preprocess", "inference", "learned_gate", "calibrate")
 
 
 @pytest.fixture(scope="module")
@@ -320,7 +320,7 @@ def test_to_dict_is_json(predictor: Predictor, images: list[Path]) -> None:
     pred.heatmap(pred.labels[0])
     data = json.loads(json.dumps(pred.to_dict()))
     keys = {"source", "bundle", "model", "runtime", "findings", "warnings", "timings_ms", "provenance"}
-    assert set(data) == keys | {"notices", "score_definition", "learned_gate"}
+    assert set(data) == keys | {"notices", "score_definition", "gate_signals", "gate_override"}
     assert [f["label"] for f in data["findings"]] == list(predictor.labels)
     assert set(data["findings"][0]) == {
         "label",

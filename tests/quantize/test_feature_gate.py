@@ -12,11 +12,10 @@ from PIL import Image
 
 from cxr_core.bundle import BundleIntegrityError, load_bundle, load_feature_gate
 from cxr_core.feature_gate import FeatureGate, FeatureGateError, ledoit_wolf, threshold_at
+from cxr_core.gate_signals import GateRefusedError
 from cxr_core.input_gate import ImageRefusedError, InputGate, default_checks
-from cxr_core.predictor import Predictor, clear_bundle_cache
+from cxr_core.predictor import OVERRIDE_WARNING, Predictor, clear_bundle_cache
 from cxr_core.runtime import open_backend
-from quantize.pipeline import ExportRequest, export_bundle
-from tests.bundle_fixtures import write_checkpoint
 
 #: The 64 px phantoms of this module would be refused by the size check; everything else applies.
 SMALL_GATE = InputGate(default_checks(min_side=32))
@@ -48,32 +47,6 @@ def test_fitting_is_deterministic_and_thresholds_accept_the_stated_share() -> No
         threshold_at(validation[:5], 0.99)
     with pytest.raises(FeatureGateError, match="expected \\(N, 8\\)"):
         a.distances(np.zeros((2, 9)))
-
-
-@pytest.fixture(scope="module")
-def gated_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny CheXNet exported from a checkpoint whose run config records a 120-image phantom set."""
-    from training.data.synthetic import generate_chestxray14
-
-    root = tmp_path_factory.mktemp("phantoms")
-    generate_chestxray14(root, n_images=120, image_size=64, seed=0, progress=False, overwrite=True)
-    checkpoint = write_checkpoint(
-        tmp_path_factory.mktemp("ckpt") / "chexnet.pt",
-        "chexnet",
-        {"dataset": "synthetic", "data_root": str(root), "val_fraction": 0.3},
-    )
-    out = tmp_path_factory.mktemp("bundle") / "gated"
-    export_bundle(
-        ExportRequest(
-            checkpoint,
-            out,
-            formats=("onnx", "onnx-int8"),
-            calibration_images=8,
-            time_formats=False,
-            enforce_gate=False,  # random weights: parity reported, not gated
-        )
-    )
-    return out
 
 
 def test_the_gate_travels_in_the_bundle_hashed_with_a_threshold_per_model(gated_bundle: Path) -> None:
@@ -133,8 +106,9 @@ def test_in_distribution_images_pass_and_unlike_ones_are_refused(
                 refused += 1
             else:
                 accepted += 1
-                assert prediction.learned_gate["accepted"]
-                assert prediction.learned_gate["score"] <= prediction.learned_gate["threshold"]
+                (decision,) = prediction.gate_signals
+                assert decision.signal == "feature_mahalanobis" and decision.accepted
+                assert decision.score <= decision.threshold and prediction.gate_override == ()
         assert accepted >= 3 * refused and accepted > 0, (accepted, refused)
         rng = np.random.default_rng(2)
         Image.fromarray(rng.integers(0, 256, (96, 96), dtype=np.uint8)).save(tmp_path / "noise.png")
@@ -145,6 +119,13 @@ def test_in_distribution_images_pass_and_unlike_ones_are_refused(
             ) as info:
                 predictor.predict_file(ood)
             assert "synthetic phantoms" in info.value.reasons[0]
+            assert isinstance(info.value, GateRefusedError)
+            assert [d.accepted for d in info.value.decisions] == [False]
+            # "score anyway": scored, and the result carries what was overridden
+            overridden = predictor.predict_file(ood, override_gate=True)
+            assert overridden.gate_override == info.value.reasons
+            assert any(w.startswith(OVERRIDE_WARNING) for w in overridden.warnings)
+            assert not overridden.gate_signals[0].accepted
 
 
 def test_a_bundle_without_the_gate_still_loads_and_says_so(session_bundle: Path, tmp_path: Path) -> None:
@@ -154,5 +135,28 @@ def test_a_bundle_without_the_gate_still_loads_and_says_so(session_bundle: Path,
     assert json.loads((session_bundle / "manifest.json").read_text())["gate"] is None
     with Predictor.load(session_bundle, model="onnx") as predictor:
         prediction = predictor.predict_file(write_png(tmp_path / "a.png", chest()))
-    assert prediction.learned_gate is None
+    assert prediction.gate_signals == ()
     assert any("no learned out-of-distribution gate" in w for w in prediction.warnings)
+
+
+def test_cxr_predict_records_every_signal_and_score_anyway(gated_bundle: Path, tmp_path: Path) -> None:
+    """A refusal's JSON failure record carries each signal's verdict; --score-anyway scores it, marked."""
+    from cxr_core.predict_cli import main
+
+    clear_bundle_cache()
+    rng = np.random.default_rng(3)
+    noise = tmp_path / "noise.png"
+    Image.fromarray(rng.integers(0, 256, (300, 300), dtype=np.uint8)).save(noise)  # passes the size rule
+    args = [str(noise), "--bundle", str(gated_bundle), "--model", "onnx"]
+    assert main([*args, "--json", str(tmp_path / "refused.json")]) == 1
+    (failure,) = json.loads((tmp_path / "refused.json").read_text())["failures"]
+    assert failure["error"] == "GateRefusedError"
+    (signal,) = failure["gate_signals"]
+    assert signal["signal"] == "feature_mahalanobis" and signal["accepted"] is False
+    assert signal["score"] > signal["threshold"] and signal["reason"] in failure["reasons"][0]
+
+    assert main([*args, "--score-anyway", "--json", str(tmp_path / "anyway.json")]) == 0
+    (result,) = json.loads((tmp_path / "anyway.json").read_text())["results"]
+    assert result["gate_override"] == failure["reasons"]
+    assert result["gate_signals"][0]["accepted"] is False
+    assert any("at the user's request" in w for w in result["warnings"])
