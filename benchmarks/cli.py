@@ -106,6 +106,33 @@ def build_parser() -> argparse.ArgumentParser:
         help="per-operator profile of each format at the highest thread count",
     )
     parser.add_argument(
+        "--ab",
+        action="store_true",
+        help="extra rows with other runtime settings: ONNX Runtime thread spinning on and lower graph "
+        "optimisation levels, LiteRT without XNNPACK (docs/runtime.md, 'Runtime settings')",
+    )
+    parser.add_argument(
+        "--tune",
+        action="store_true",
+        help="measure every format under the candidate runtime settings, pick the fastest that passes "
+        "the golden parity check and cache the choice for this bundle on this machine "
+        "(used by open_backend(bundle, tuned=True); docs/benchmarks.md, 'Tuning')",
+    )
+    parser.add_argument(
+        "--tune-cache",
+        type=Path,
+        metavar="DIR",
+        help="folder of the tuning cache (default: $CXR_EDGE_TUNING_DIR or ~/.cache/cxr-edge/tuning)",
+    )
+    parser.add_argument(
+        "--peer",
+        action="append",
+        default=[],
+        choices=["openvino"],
+        help="add a peer runtime's rows on the bundle's FP32 ONNX file, with golden parity: openvino "
+        "(FP32 and its default precision; optional, needs 'pip install openvino'). Repeatable",
+    )
+    parser.add_argument(
         "--device-name", help="name of this device in results and comparisons (default: hostname)"
     )
     add_progress_flag(
@@ -170,6 +197,10 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         device_name=args.device_name,
         gates=Gates(args.fail_under, args.max_auc_drop, args.max_dp, args.min_agreement),
         allow_untrusted=args.allow_untrusted,
+        ab=args.ab,
+        tune=args.tune,
+        tune_dir=args.tune_cache,
+        peers=tuple(dict.fromkeys(args.peer)),
     )
 
 

@@ -84,7 +84,9 @@ def merged_rows(paths: Sequence[Path], results: Sequence[dict[str, Any]]) -> lis
                     "cpu": data["machine"]["cpu"].get("model"),
                     "arch": data["machine"]["cpu"].get("arch"),
                     "bundle": data["bundle"]["name"],
-                    "format": row["name"],
+                    "format": row["name"]
+                    if row.get("variant", "default") in ("default", row["name"])
+                    else f"{row['name']} [{row['variant']}]",
                     "runtime": row["runtime"],
                     "threads": row["threads"],
                     "status": row["status"],

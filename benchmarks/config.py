@@ -102,6 +102,14 @@ class BenchConfig:
     gates: Gates = field(default_factory=Gates)
     #: Measure a bundle that is unsigned or not signed by a trusted key (the report says so).
     allow_untrusted: bool = False
+    #: Extra rows per format and thread count with other runtime settings (benchmarks.variants).
+    ab: bool = False
+    #: Measure the candidate settings, pick the fastest passing one, cache it (cxr_core.runtime.tuning).
+    tune: bool = False
+    #: Folder of the tuning cache (None: cxr_core.runtime.tuning.tuning_dir()).
+    tune_dir: Path | None = None
+    #: Peer runtimes measured side by side on the FP32 ONNX file (benchmarks.peers).
+    peers: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         checks = {  # name: (ok, expected range): a sane maximum keeps a typo from exhausting the machine
@@ -124,6 +132,11 @@ class BenchConfig:
                 "(twice the CPUs here, at most 64)"
             )
         self.gates.check(self.data is not None)
+        if self.tune_dir is not None and not self.tune:
+            raise BenchConfigError("--tune-cache DIR names where --tune writes its choice; add --tune")
+        from benchmarks.peers import check_peers
+
+        check_peers(self.peers)
 
     def to_dict(self) -> dict[str, Any]:
         """The settings block of results.json."""
@@ -143,5 +156,8 @@ class BenchConfig:
             "rounds": self.rounds,
             "idle_seconds": self.idle_seconds,
             "profile": self.profile,
+            "ab": self.ab,
+            "tune": self.tune,
+            "peers": list(self.peers),
             "gates": self.gates.to_dict(),
         }

@@ -54,8 +54,13 @@ def sample_inputs(
     return np.ascontiguousarray(np.concatenate([base] * reps)[:count])
 
 
-def _open(bundle: Bundle, entry: ModelEntry, threads: int) -> tuple[Any, dict[str, float]]:
+def _open(
+    bundle: Bundle, entry: ModelEntry, threads: int, settings: Mapping[str, Any] | None = None
+) -> tuple[Any, dict[str, float]]:
     from cxr_core.runtime import open_model
+    from cxr_core.runtime.settings import DEFAULT_SETTINGS, RuntimeSettings
+
+    chosen = RuntimeSettings.from_dict(dict(settings)) if settings else DEFAULT_SETTINGS
 
     runtime = entry.runtime
     t0 = time.perf_counter_ns()
@@ -65,7 +70,7 @@ def _open(bundle: Bundle, entry: ModelEntry, threads: int) -> tuple[Any, dict[st
         except ImportError:
             pass  # open_model picks a fallback runtime or raises with the pip hint
     t1 = time.perf_counter_ns()
-    backend = open_model(bundle.path(entry), entry, threads=threads)
+    backend = open_model(bundle.path(entry), entry, threads=threads, settings=chosen)
     t2 = time.perf_counter_ns()
     return backend, {"import_ms": (t1 - t0) / 1e6, "load_ms": (t2 - t1) / 1e6}
 
@@ -92,7 +97,7 @@ def measure_format(task: Mapping[str, Any]) -> dict[str, Any]:
     threads = int(task["threads"])
     golden = optional_golden(bundle)
     result: dict[str, Any] = {"memory": {"source": memory_source(), "baseline_rss_mb": current_rss_mb()}}
-    backend, load = _open(bundle, entry, threads)
+    backend, load = _open(bundle, entry, threads, task.get("settings"))
     result.update(load)
     result["runtime"] = getattr(backend, "runtime", None)
     result["memory"]["after_load_rss_mb"] = current_rss_mb()

@@ -54,9 +54,10 @@ def _latency_section(results: dict[str, Any]) -> Section:
         mem = r.get("memory") or {}
         outl = lat.get("outliers") or {}
         status = r["status"] if r["status"] == "ok" else f"{r['status']} (see below)"
+        variant = r.get("variant", "default")
         rows.append(
             [
-                r["name"],
+                r["name"] if variant in ("default", r["name"]) else f"{r['name']} [{variant}]",
                 str(r["runtime"] or MISSING),
                 str(r["threads"]),
                 status,
@@ -254,11 +255,81 @@ def _gate_section(results: dict[str, Any]) -> Section:
     return Section("Gates", ["gate", "format", "figure", "value", "threshold"], rows, notes)
 
 
+def _side_by_side_section(results: dict[str, Any]) -> Section | None:
+    """A/B settings rows and peer rows against the default rows of the same run."""
+    rows = []
+    for r in results["rows"]:
+        variant = r.get("variant", "default")
+        if variant == "default" and r["kind"] != "peer":
+            continue
+        lat, golden, peer = r.get("latency_ms") or {}, r.get("golden") or {}, r.get("peer") or {}
+        rows.append(
+            [
+                r["name"],
+                variant if r["kind"] != "peer" else f"{peer.get('inference_precision', MISSING)}",
+                str(r["threads"]),
+                r["status"],
+                ms(lat.get("p50")),
+                num(r.get("vs_default"), 3),
+                sci(golden.get("max_abs_dp")),
+                MISSING if not golden else ("yes" if golden.get("passed") else "NO"),
+            ]
+        )
+    if not rows:
+        return None
+    notes = [
+        "vs default: p50 / the same format's p50 with the default settings (idle threads sleep, every "
+        "graph optimisation, XNNPACK on) at the same threads; < 1 = faster. spin = ONNX Runtime's idle "
+        "threads busy-wait (burns a core; battery and shared cores pay), pinned = worker threads pinned "
+        "to a CPU. Peer rows run the bundle's FP32 ONNX file; their precision column is what the peer "
+        "computed in, and their golden check uses the FP32 entry's tolerance.",
+    ]
+    return Section(
+        "Runtime settings A/B and peers",
+        ["row", "settings / precision", "thr", "status", "p50", "vs default", "golden max|dp|", "golden ok"],
+        rows,
+        notes,
+    )
+
+
+def _tune_section(results: dict[str, Any]) -> Section | None:
+    tune = results.get("tune")
+    if not tune:
+        return None
+    choice = tune.get("choice")
+    rows = [
+        [
+            c["model"],
+            c["variant"],
+            str(c["threads"]),
+            ms(c["p50_ms"]),
+            sci(c.get("golden_max_abs_dp")),
+        ]
+        for c in tune["candidates"][:8]
+    ]
+    notes = [f"machine: {tune['machine']}"]
+    if choice:
+        notes.append(
+            f"chosen: {choice['model']} @ {choice['threads']} thread(s) with {choice['settings']}, "
+            f"cached in {tune['cache_file']}; open it with open_backend(bundle, tuned=True)"
+        )
+    else:
+        notes.append("no format passed the golden parity check: nothing cached, the defaults stay")
+    return Section(
+        "Tuning (--tune): passing candidates, fastest first",
+        ["model", "settings", "thr", "p50", "golden max|dp|"],
+        rows,
+        notes,
+    )
+
+
 def sections(results: dict[str, Any]) -> list[Section]:
     """Every section of the report, in order (empty ones left out)."""
     found = [
         _latency_section(results),
         _parity_section(results),
+        _side_by_side_section(results),
+        _tune_section(results),
         _auc_section(results),
         _e2e_section(results),
         _ratio_section(results),

@@ -51,9 +51,19 @@ def _bundle_block(bundle: Bundle) -> dict[str, Any]:
 
 def _row(variant: Variant, infos: dict[str, dict[str, Any]]) -> dict[str, Any]:
     merged = merge_rounds(variant.results)
-    info = infos.get(
-        variant.name, {"int8": False, "fp16": False, "runtime": "torch", "file": None, "size_bytes": None}
-    )
+    if variant.kind == "peer":
+        base = infos.get(variant.format or "", {"file": None, "size_bytes": None})
+        info = {
+            "int8": False,
+            "fp16": False,
+            "runtime": variant.peer,
+            "file": base["file"],
+            "size_bytes": base["size_bytes"],
+        }
+    else:
+        info = infos.get(
+            variant.name, {"int8": False, "fp16": False, "runtime": "torch", "file": None, "size_bytes": None}
+        )
     row: dict[str, Any] = {
         "name": variant.name,
         "kind": "reference" if variant.kind == "torch" else "format",
@@ -68,7 +78,29 @@ def _row(variant: Variant, infos: dict[str, dict[str, Any]]) -> dict[str, Any]:
         "rounds": merged.get("rounds", len(variant.results)),
     }
     row.update({key: merged.get(key) for key in ROW_KEYS})
+    row["kind"] = "peer" if variant.kind == "peer" else row["kind"]
+    row["variant"] = variant.label
+    row["settings"] = variant.settings.to_dict() if variant.settings is not None else None
+    row["peer"] = merged.get("peer")
     return row
+
+
+def is_default_row(row: dict[str, Any]) -> bool:
+    """A row of a format (or the reference) with the default runtime settings: not A/B, not a peer."""
+    return row.get("variant", "default") == "default" and row.get("kind") != "peer"
+
+
+def _vs_default(rows: list[dict[str, Any]]) -> None:
+    """``vs_default``: an A/B row's p50 / the same format's default p50 at the same threads."""
+    p50 = {
+        (r["name"], r["threads"]): r["latency_ms"]["p50"]
+        for r in rows
+        if r["status"] == "ok" and is_default_row(r)
+    }
+    for row in rows:
+        base = p50.get((row["name"], row["threads"]))
+        ok = row["status"] == "ok" and row["kind"] != "peer" and not is_default_row(row) and base
+        row["vs_default"] = round(row["latency_ms"]["p50"] / base, 4) if ok else None
 
 
 def _prepare(config: BenchConfig, bundle: Bundle, work: Path, reporter: Reporter) -> dict[str, Any]:
@@ -118,6 +150,7 @@ def _evaluation(
 def _format_summaries(
     rows: list[dict[str, Any]], infos: dict[str, dict[str, Any]], parity: dict[str, dict[str, Any]]
 ) -> list[dict[str, Any]]:
+    rows = [r for r in rows if is_default_row(r) or r["kind"] == "peer"]
     names = list(dict.fromkeys(r["name"] for r in rows))
     out = []
     for name in names:
@@ -143,8 +176,18 @@ def _format_summaries(
 
 
 def latency_ratios(rows: list[dict[str, Any]], infos: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """p50 ratios at each thread count: reduced-precision format / its FP32 reference, FP32 / PyTorch."""
-    p50 = {(r["name"], r["threads"]): r["latency_ms"]["p50"] for r in rows if r["status"] == "ok"}
+    """p50 ratios at each thread count: reduced-precision format / its FP32 reference, FP32 / PyTorch,
+    and every format / each peer row (``--peer``: below 1 = ahead of the peer)."""
+    p50 = {
+        (r["name"], r["threads"]): r["latency_ms"]["p50"]
+        for r in rows
+        if r["status"] == "ok" and is_default_row(r)
+    }
+    peers = {
+        (r["name"], r["threads"]): r["latency_ms"]["p50"]
+        for r in rows
+        if r["status"] == "ok" and r["kind"] == "peer"
+    }
     ratios = []
     for (name, threads), value in sorted(p50.items()):
         if name in infos:
@@ -167,6 +210,17 @@ def latency_ratios(rows: list[dict[str, Any]], infos: dict[str, dict[str, Any]])
                         "ratio": round(value / p50[(REFERENCE_NAME, threads)], 4),
                     }
                 )
+        if name in infos:
+            for (peer, peer_threads), peer_value in sorted(peers.items()):
+                if peer_threads == threads:
+                    ratios.append(
+                        {
+                            "threads": threads,
+                            "format": name,
+                            "baseline": peer,
+                            "ratio": round(value / peer_value, 4),
+                        }
+                    )
     return ratios
 
 
@@ -182,10 +236,11 @@ def run_benchmark(config: BenchConfig, reporter: Reporter | None = None) -> dict
     with work_dir(config.out) as tmp:
         work = Path(tmp)
         shared = _prepare(config, bundle, work, reporter)
-        variants = plan_variants(config, formats)
+        variants = plan_variants(config, formats, infos)
         with reporter.bar(len(variants) * config.rounds, "measuring") as step:
             run_variants(config, variants, shared, work, reporter.variant_callback(step))
         rows = [_row(v, infos) for v in variants]
+        _vs_default(rows)
         parity, eval_block = _evaluation(config, bundle, shared, infos, work)
     results: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
@@ -207,4 +262,9 @@ def run_benchmark(config: BenchConfig, reporter: Reporter | None = None) -> dict
         "ratios": latency_ratios(rows, infos),
     }
     results["gates"] = evaluate_gates(results, config.gates)
+    results["tune"] = None
+    if config.tune:
+        from benchmarks.tune import tune_choice
+
+        results["tune"] = tune_choice(results, bundle, config.tune_dir)
     return results

@@ -29,6 +29,7 @@ from benchmarks.latency import summarize
 from benchmarks.torch_ref import REFERENCE_NAME, torch_installed
 from cxr_core.bundle import Bundle
 from cxr_core.optional import install_hint
+from cxr_core.runtime.settings import RuntimeSettings
 
 logger = logging.getLogger(__name__)
 
@@ -37,12 +38,24 @@ Progress = Callable[[str, dict[str, Any] | None], None]
 
 @dataclass
 class Variant:
-    """One row to measure: a format (or the PyTorch reference) at one thread count."""
+    """One row to measure: a format (or the PyTorch reference, or a peer) at one thread count.
+
+    ``settings`` None = the runtime defaults; otherwise the row is an A/B or tuning alternative
+    (``label`` names it). A peer row runs ``format`` (the FP32 ONNX file) with ``peer``.
+    """
 
     name: str
     threads: int
-    kind: str  # "format" | "torch"
+    kind: str  # "format" | "torch" | "peer"
     results: list[dict[str, Any]] = field(default_factory=list)
+    settings: RuntimeSettings | None = None
+    label: str = "default"
+    format: str | None = None
+    peer: str | None = None
+
+    @property
+    def is_default(self) -> bool:
+        return self.settings is None and self.kind != "peer"
 
 
 def describe_formats(bundle: Bundle) -> dict[str, dict[str, Any]]:
@@ -72,7 +85,8 @@ def child_timeout(config: BenchConfig, eval_images: int) -> float:
 
 def spawn(task: dict[str, Any], work: Path, timeout: float) -> dict[str, Any]:
     """Run one task in a fresh interpreter; a crash, timeout or missing result becomes an error result."""
-    stem = f"{task['name']}-t{task['threads']}-r{task['round']}"
+    label = "".join(c if c.isalnum() or c in "-_" else "_" for c in str(task.get("label", "default")))
+    stem = f"{task['name']}-{label}-t{task['threads']}-r{task['round']}"
     task_path, out_path = work / f"{stem}.task.json", work / f"{stem}.result.json"
     write_json_atomic(task_path, task)
     command = [sys.executable, "-m", "benchmarks.worker", str(task_path), str(out_path)]
@@ -86,11 +100,33 @@ def spawn(task: dict[str, Any], work: Path, timeout: float) -> dict[str, Any]:
     return {"status": "error", "error": f"child exited with code {done.returncode}: {' | '.join(tail)}"}
 
 
-def plan_variants(config: BenchConfig, formats: tuple[str, ...]) -> list[Variant]:
-    """Formats x threads, then the PyTorch reference x threads when asked for."""
-    variants = [Variant(name, t, "format") for name in formats for t in config.threads]
+def plan_variants(
+    config: BenchConfig, formats: tuple[str, ...], infos: dict[str, dict[str, Any]] | None = None
+) -> list[Variant]:
+    """Formats x threads (each followed by its ``--ab``/``--tune`` alternatives), then the PyTorch
+    reference x threads when asked for, then the peers' rows on the FP32 ONNX file."""
+    from benchmarks.variants import extra_settings
+
+    infos = infos or {}
+    variants = []
+    for name in formats:
+        family = infos.get(name, {}).get("runtime", "")
+        for t in config.threads:
+            variants.append(Variant(name, t, "format"))
+            for settings in extra_settings(family, config.ab, config.tune, t):
+                variants.append(Variant(name, t, "format", settings=settings, label=settings.label(family)))
     if config.reference_torch is not None:
         variants += [Variant(REFERENCE_NAME, t, "torch") for t in config.threads]
+    if config.peers:
+        from benchmarks.peers import peer_rows
+
+        fp32 = next(
+            (n for n, i in infos.items() if i["runtime"] == "onnxruntime" and i["precision"] == "fp32"), None
+        )
+        for peer in config.peers:
+            for row in peer_rows(peer):
+                for t in config.threads:
+                    variants.append(Variant(row, t, "peer", label=row, format=fp32, peer=peer))
     return variants
 
 
@@ -102,7 +138,10 @@ def build_task(
     task: dict[str, Any] = {
         "kind": variant.kind,
         "name": variant.name,
-        "format": variant.name,
+        "format": variant.format or variant.name,
+        "label": variant.label,
+        "settings": variant.settings.to_dict() if variant.settings is not None else None,
+        "peer": variant.peer,
         "bundle": str(config.bundle),
         "threads": variant.threads,
         "round": round_index,
@@ -115,6 +154,8 @@ def build_task(
     }
     if variant.kind == "torch":
         task["checkpoint"] = str(config.reference_torch)
+    if not variant.is_default:
+        return task  # A/B, tuning and peer rows: latency and golden parity only
     if round_index == 0 and top_threads and shared.get("eval_inputs"):
         task["eval_inputs"] = shared["eval_inputs"]
         task["eval_out"] = str(work / f"{variant.name}.probs.npy")
@@ -134,6 +175,15 @@ def run_variants(
     first = True
     for round_index in range(config.rounds):
         for variant in variants:
+            if variant.kind == "peer" and variant.format is None:
+                if round_index == 0:
+                    variant.results.append(
+                        {
+                            "status": "unavailable",
+                            "error": "the bundle has no FP32 ONNX model for the peer to run",
+                        }
+                    )
+                continue
             if variant.kind == "torch" and not torch_installed():
                 if round_index == 0:
                     variant.results.append(
@@ -149,7 +199,9 @@ def run_variants(
             if not first and config.idle_seconds > 0:
                 time.sleep(config.idle_seconds)
             first = False
-            label = f"{variant.name} @ {variant.threads} thread(s), round {round_index + 1}/{config.rounds}"
+            extra = "" if variant.label == "default" else f" [{variant.label}]"
+            where = f"round {round_index + 1}/{config.rounds}"
+            label = f"{variant.name}{extra} @ {variant.threads} thread(s), {where}"
             progress(label, None)
             result = spawn(build_task(config, variant, round_index, shared, work), work, timeout)
             variant.results.append(result)

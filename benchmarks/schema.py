@@ -1,7 +1,9 @@
 """The results.json schema (version 1) as data, and a validator used by ``compare`` and the tests.
 
-Each block lists its required keys and the JSON types allowed for each (``None`` = null allowed).
-Rows whose status is ``ok`` must also carry the measured blocks. Bump ``SCHEMA_VERSION`` in
+Each block lists its required keys and the JSON types allowed for each (``None`` = null allowed);
+``*_OPTIONAL`` blocks list keys added later (``--ab``, ``--tune``, ``--peer``), checked when
+present, so results written before them stay valid. Rows whose status is ``ok`` must also carry
+the measured blocks. Bump ``SCHEMA_VERSION`` in
 :mod:`benchmarks.results` when a key's meaning changes; ``compare`` refuses other versions.
 """
 
@@ -30,6 +32,8 @@ TOP: dict[str, tuple[type, ...]] = {
     "gates": (dict,),
     "plots": (list,),
 }
+#: Added with --tune / --ab / --peer: the tuning outcome (null when --tune was not given).
+TOP_OPTIONAL: dict[str, tuple[type, ...]] = {"tune": (dict, NONE)}
 MACHINE = {
     "hostname": (str, NONE),
     "os": (str,),
@@ -78,6 +82,23 @@ ROW = {
     "golden": (dict, NONE),
     "e2e": (dict, NONE),
     "profile": (dict, NONE),
+}
+#: Added with --ab / --tune / --peer. ``variant``: "default", an A/B settings label such as
+#: "spin,opt-all" or "no-xnnpack", or the peer row's name; ``settings``: the RuntimeSettings of a
+#: non-default row (null = defaults); ``peer``: what the peer ran (precision, version), null for
+#: formats; ``vs_default``: p50 / the default row's p50 (same format and threads), A/B rows only.
+ROW_OPTIONAL: dict[str, tuple[type, ...]] = {
+    "variant": (str,),
+    "settings": (dict, NONE),
+    "peer": (dict, NONE),
+    "vs_default": (*NUM, NONE),
+}
+TUNE = {
+    "status": (str,),
+    "machine": (str,),
+    "choice": (dict, NONE),
+    "cache_file": (str, NONE),
+    "candidates": (list,),
 }
 ROW_OK = {"load_ms": NUM, "latency_ms": (dict,), "memory": (dict,), "throughput": (dict,)}
 LATENCY = {
@@ -143,13 +164,21 @@ GATES = {
 STATUSES = ("ok", "error", "unavailable")
 
 
-def _check(block: Any, spec: Mapping[str, tuple[type, ...]], where: str, problems: list[str]) -> None:
+def _check(
+    block: Any,
+    spec: Mapping[str, tuple[type, ...]],
+    where: str,
+    problems: list[str],
+    optional: Mapping[str, tuple[type, ...]] | None = None,
+) -> None:
     if not isinstance(block, dict):
         problems.append(f"{where}: expected an object, got {type(block).__name__}")
         return
-    for key, types in spec.items():
+    optional = optional or {}
+    for key, types in {**spec, **optional}.items():
         if key not in block:
-            problems.append(f"{where}: missing key {key!r}")
+            if key not in optional:
+                problems.append(f"{where}: missing key {key!r}")
         elif isinstance(block[key], bool) and bool not in types:
             problems.append(f"{where}.{key}: got a boolean, expected {[t.__name__ for t in types]}")
         elif not isinstance(block[key], types):
@@ -159,7 +188,7 @@ def _check(block: Any, spec: Mapping[str, tuple[type, ...]], where: str, problem
 
 
 def _check_row(row: Any, where: str, problems: list[str]) -> None:
-    _check(row, ROW, where, problems)
+    _check(row, ROW, where, problems, ROW_OPTIONAL)
     if not isinstance(row, dict):
         return
     if row.get("status") not in STATUSES:
@@ -181,9 +210,11 @@ def _check_row(row: Any, where: str, problems: list[str]) -> None:
 def validate_results(data: Any) -> list[str]:
     """Every way ``data`` departs from the schema (an empty list when it conforms)."""
     problems: list[str] = []
-    _check(data, TOP, "results", problems)
+    _check(data, TOP, "results", problems, TOP_OPTIONAL)
     if problems and not isinstance(data, dict):
         return problems
+    if isinstance(data.get("tune"), dict):
+        _check(data["tune"], TUNE, "tune", problems)
     if isinstance(data.get("machine"), dict):
         _check(data["machine"], MACHINE, "machine", problems)
         _check(data["machine"].get("cpu"), CPU, "machine.cpu", problems)
@@ -217,6 +248,7 @@ _NESTED: dict[tuple[str, str], str] = {
     ("FORMAT", "golden"): "GOLDEN",
     ("FORMAT", "eval"): "EVAL",
     ("TOP", "gates"): "GATES",
+    ("TOP", "tune"): "TUNE",
 }
 _BLOCKS = {
     "TOP": TOP,
@@ -231,7 +263,10 @@ _BLOCKS = {
     "FORMAT": FORMAT,
     "EVAL": EVAL,
     "GATES": GATES,
+    "TUNE": TUNE,
 }
+#: Keys a block may carry that are not required (see TOP_OPTIONAL, ROW_OPTIONAL).
+_OPTIONAL = {"TOP": TOP_OPTIONAL, "ROW": ROW_OPTIONAL}
 
 
 def _types(types: tuple[type, ...]) -> list[str]:
@@ -243,7 +278,7 @@ def _types(types: tuple[type, ...]) -> list[str]:
 
 def _block_schema(block: str) -> dict[str, Any]:
     properties: dict[str, Any] = {}
-    for key, types in _BLOCKS[block].items():
+    for key, types in {**_BLOCKS[block], **_OPTIONAL.get(block, {})}.items():
         nested = _NESTED.get((block, key))
         names = _types(types)
         if nested is None:

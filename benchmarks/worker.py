@@ -48,8 +48,14 @@ def run_task(task: Mapping[str, Any]) -> dict[str, Any]:
             from benchmarks.measure import measure_format
 
             result = measure_format(task)
+        elif task["kind"] == "peer":
+            from benchmarks.peers import measure_peer
+
+            result = measure_peer(task)
         else:
-            raise BenchConfigError(f"unknown task kind {task['kind']!r}; expected 'format' or 'torch'")
+            raise BenchConfigError(
+                f"unknown task kind {task['kind']!r}; expected 'format', 'torch' or 'peer'"
+            )
         return {"status": "ok", "error": None, **result}
     except Exception as exc:  # every failure becomes a reported row (convention 3)
         logger.debug("task failed:\n%s", traceback.format_exc())

@@ -108,6 +108,12 @@ def _export_parser() -> argparse.ArgumentParser:
         help="8-bit instead of 7-bit INT8 ONNX weights: ~3x less drift, but only for CPUs with VNNI or "
         "ARM dot-product instructions (older x86 may saturate); default: reduce_range (safe everywhere)",
     )
+    parser.add_argument(
+        "--no-concat-scale-sharing",
+        action="store_true",
+        help="keep a separate INT8 ONNX scale per Concat input (slower: QLinearConcat requantizes "
+        "instead of copying; default: each Concat's inputs share its output's scale)",
+    )
     gate = parser.add_argument_group("INT8 parity gate (defaults justified in cxr_core/parity.py)")
     gate.add_argument("--max-auc-drop", type=_limit, default=0.01, help="mean AUC drop vs PyTorch (0.01)")
     gate.add_argument(
@@ -214,6 +220,7 @@ def run_export(args: argparse.Namespace) -> int:
             rewrite_batchnorm=not args.no_batchnorm_rewrite,
             reduce_range=not args.full_range_weights,
             keep_float_layers=args.keep_float_layers,
+            share_concat_scales=not args.no_concat_scale_sharing,
         ),
         int8_thresholds=ParityThresholds(
             max_abs_dp=args.max_delta_p,

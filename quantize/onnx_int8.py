@@ -4,7 +4,9 @@ The recipe measured fastest and faithful here (docs/toolchain-notes.md): u8 acti
 weights, ``reduce_range=True`` (x86 without VNNI), MinMax calibration over a fixed recorded
 image list, the pre-activation BatchNorms rewritten as 1x1 depthwise convolutions first so that
 every convolution fuses, and the classifier head (pooling, Gemm/MatMul, Sigmoid) kept in float so
-probabilities do not move in 1/255 steps.
+probabilities do not move in 1/255 steps. Afterwards every Concat's inputs and output share one
+scale/zero point (:mod:`quantize.concat_scales`), so ONNX Runtime's QLinearConcat copies instead of
+requantizing DenseNet's concatenations.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from numpy.typing import NDArray
 
 from cxr_core.errors import CxrEdgeError
 from cxr_core.optional import require
+from quantize.concat_scales import share_concat_scales
 from quantize.graph_rewrite import batchnorm_to_depthwise
 from quantize.int8_sensitivity import nodes_around, rank_activations
 from quantize.onnx_export import FEATURE_MAP, INPUT_NAME
@@ -51,6 +54,8 @@ class QuantConfig:
         keep_float_layers: re-quantize with the nodes around this many of the most sensitive
             activations (lowest SQNR in the layer-wise comparison) left in float.
         layer_report: rank the activations by sensitivity and record the worst in the manifest.
+        share_concat_scales: give each Concat's inputs and output one scale/zero point so that
+            ONNX Runtime's QLinearConcat becomes a copy (:mod:`quantize.concat_scales`).
     """
 
     calibration: str = "minmax"
@@ -61,6 +66,7 @@ class QuantConfig:
     keep_head_float: bool = True
     keep_float_layers: int = 0
     layer_report: bool = True
+    share_concat_scales: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.keep_float_layers, int) or self.keep_float_layers < 0:
@@ -148,14 +154,14 @@ def quantize_int8(
         quant_pre_process(str(rewritten), str(prepared), skip_symbolic_shape=False)
         prepared_model = onnx.load(str(prepared))
         excluded = head_nodes(prepared_model) if config.keep_head_float else []
-        _quantize_static(prepared, out_path, tensors, config, excluded, fp32_path)
+        shared = _quantize_static(prepared, out_path, tensors, config, excluded, fp32_path)
         ranking: list[dict[str, Any]] = []
         if config.layer_report or config.keep_float_layers:
             ranking = rank_activations(prepared, out_path, tensors, _reader)
         if config.keep_float_layers:
             worst = [row["tensor"] for row in ranking[: config.keep_float_layers]]
             excluded = sorted(set(excluded) | set(nodes_around(prepared_model, worst)))
-            _quantize_static(prepared, out_path, tensors, config, excluded, fp32_path)
+            shared = _quantize_static(prepared, out_path, tensors, config, excluded, fp32_path)
     logger.info(
         "INT8 model %s: %d BatchNorm(s) rewritten, %d node(s) kept float",
         out_path,
@@ -168,6 +174,7 @@ def quantize_int8(
         "nodes_kept_float": excluded,
         "calibration_images": int(len(tensors)),
         "most_sensitive_activations": ranking[:LAYER_REPORT_ROWS],
+        "concat_scale_sharing": shared,
     }
 
 
@@ -178,7 +185,8 @@ def _quantize_static(
     config: QuantConfig,
     excluded: list[str],
     fp32_path: str | Path,
-) -> None:
+) -> dict[str, int] | None:
+    """quantize_static with ``config``, then the Concat scale sharing; returns its report (or None)."""
     quantization = require("onnxruntime.quantization", extra="export", purpose="INT8 quantization")
     method = (
         quantization.CalibrationMethod.MinMax
@@ -204,3 +212,9 @@ def _quantize_static(
         raise QuantizationError(
             f"INT8 quantization of {fp32_path} failed: {type(exc).__name__}: {exc}"
         ) from exc
+    if not config.share_concat_scales:
+        return None
+    onnx = require("onnx", extra="export", purpose="INT8 quantization")
+    model, report = share_concat_scales(onnx.load(str(out_path)))
+    onnx.save(model, str(out_path))
+    return report.to_dict()

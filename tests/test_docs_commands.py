@@ -67,6 +67,8 @@ HELP_ONLY_REASONS: dict[str, str] = {
     "python -m edge_app.android.spec_check": "runs buildozer's own spec check",
     "python -m benchmarks": "shown with '...': the same program and flags as edge-bench",
     "python -m build": "builds the wheel and the sdist (tests/test_packaging.py does, marked slow)",
+    "python -m benchmarks.speed_study": "times a 224 px DenseNet-121 for minutes "
+    "(tests/benchmarks/test_speed_study.py runs it on the tiny bundle, marked slow)",
 }
 #: Sub-commands: the first argument that selects another parser (and its --help).
 SUBCOMMANDS = {

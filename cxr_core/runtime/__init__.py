@@ -7,6 +7,8 @@ opened. See docs/runtime.md. The modules, one concern each:
 * :mod:`~cxr_core.runtime.signature`: a model entry's input/outputs by role, cross-checked with the file;
 * :mod:`~cxr_core.runtime.tensors`: layout and quantization adaptation (numpy);
 * :mod:`~cxr_core.runtime.threads`: the thread policy;
+* :mod:`~cxr_core.runtime.settings`: thread-pool spinning/affinity, graph optimisation, XNNPACK;
+* :mod:`~cxr_core.runtime.tuning`: the per-device choice cached by ``edge-bench --tune``;
 * :mod:`~cxr_core.runtime.select`: which runtime and which model file to open;
 * :mod:`~cxr_core.runtime.errors`: the runtime layer's errors.
 
@@ -27,10 +29,14 @@ from cxr_core.runtime.errors import (
     UnknownRuntimeError,
 )
 from cxr_core.runtime.select import available_runtimes, choose_model, open_backend, open_model
+from cxr_core.runtime.settings import DEFAULT_SETTINGS, RuntimeSettings, RuntimeSettingsError
 from cxr_core.runtime.threads import default_threads, resolve_threads
 
 __all__ = [
+    "DEFAULT_SETTINGS",
     "Backend",
+    "RuntimeSettings",
+    "RuntimeSettingsError",
     "BackendClosedError",
     "BatchShapeError",
     "ModelFileError",

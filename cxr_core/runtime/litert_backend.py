@@ -30,6 +30,7 @@ from cxr_core.runtime.errors import (
     RuntimeUnavailableError,
     UnknownRuntimeError,
 )
+from cxr_core.runtime.settings import DEFAULT_SETTINGS, RuntimeSettings
 from cxr_core.runtime.signature import ModelSignature, check_tensor
 
 logger = logging.getLogger(__name__)
@@ -60,9 +61,10 @@ def _resolve(module: Any, dotted: str) -> Any:
     return found
 
 
-def open_interpreter(runtime: str, path: Path, threads: int) -> Any:
+def open_interpreter(runtime: str, path: Path, threads: int, xnnpack: bool = True) -> Any:
     """An allocated Interpreter of ``runtime`` for ``path`` (warning when it is a fallback).
 
+    ``xnnpack=False`` opens it without the default XNNPACK delegate (built-in kernels only).
     Raises RuntimeUnavailableError when the runtime does not import, and ModelFileError when the
     file is not a TFLite model.
     """
@@ -90,6 +92,9 @@ def open_interpreter(runtime: str, path: Path, threads: int) -> Any:
         # a plain conv/pool/dense file that ai-edge-litert and TF's reference kernels ran correctly.
         resolver = module.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
         options["experimental_op_resolver_type"] = resolver
+    elif not xnnpack:
+        # ai_edge_litert.interpreter and tflite_runtime.interpreter both export OpResolverType
+        options["experimental_op_resolver_type"] = module.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     try:
         instance = interpreter(**options)
         instance.allocate_tensors()
@@ -131,17 +136,23 @@ class LiteRTBackend(Backend):
     """Runs a .tflite file with ai-edge-litert (or a fallback interpreter)."""
 
     def __init__(
-        self, path: str | Path, signature: ModelSignature, threads: int, runtime: str = "litert"
+        self,
+        path: str | Path,
+        signature: ModelSignature,
+        threads: int,
+        runtime: str = "litert",
+        settings: RuntimeSettings = DEFAULT_SETTINGS,
     ) -> None:
         clock = Stopwatch()
         super().__init__(path, signature, threads)
+        self.settings = settings
         if runtime not in INTERPRETERS:
             raise UnknownRuntimeError(
                 f"LiteRTBackend runtime must be one of {list(INTERPRETERS)}; got {runtime!r}"
             )
         self.runtime = runtime
         try:
-            self._interpreter = open_interpreter(runtime, self.path, threads)
+            self._interpreter = open_interpreter(runtime, self.path, threads, xnnpack=settings.xnnpack)
         except ModelFileError as exc:
             raise ModelFileError(f"{exc} (format {signature.format!r})") from exc
         self.signature = self._bind(signature)
@@ -149,7 +160,14 @@ class LiteRTBackend(Backend):
         self.fixed_batch = batch if batch is not None else None
         self._allocated = int(self._interpreter.get_input_details()[0]["shape"][0])
         self.load_ms = clock.ms()
-        logger.info("opened %s with %s (%d threads, %.0f ms)", self.path.name, runtime, threads, self.load_ms)
+        logger.info(
+            "opened %s with %s (%d threads, %s, %.0f ms)",
+            self.path.name,
+            runtime,
+            threads,
+            settings.label("litert"),
+            self.load_ms,
+        )
 
     def _bind(self, signature: ModelSignature) -> ModelSignature:
         """Match the manifest's tensors to the interpreter's; cross-check shapes, dtypes, scale/zero-point."""

@@ -1,4 +1,4 @@
-"""ONNX Runtime backend: CPU provider, fixed thread pool, every graph optimisation.
+"""ONNX Runtime backend: CPU provider, fixed thread pool, settings from :mod:`cxr_core.runtime.settings`.
 
 onnxruntime is imported when a backend is opened, never at module import, so ``cxr_core`` stays
 importable on a device that only has LiteRT.
@@ -20,6 +20,7 @@ from cxr_core.optional import require
 from cxr_core.privacy import disable_telemetry
 from cxr_core.runtime.backend import Backend, Stopwatch
 from cxr_core.runtime.errors import ModelFileError, ModelSignatureError, RuntimeUnavailableError
+from cxr_core.runtime.settings import DEFAULT_SETTINGS, OPTIMIZATION_LEVELS, RuntimeSettings
 from cxr_core.runtime.signature import ModelSignature, check_tensor
 
 logger = logging.getLogger(__name__)
@@ -50,24 +51,61 @@ def import_onnxruntime() -> Any:
         raise RuntimeUnavailableError(str(exc)) from exc
 
 
+def session_options(ort: Any, threads: int, settings: RuntimeSettings = DEFAULT_SETTINGS) -> Any:
+    """``ort.SessionOptions`` for ``threads`` intra-op threads and ``settings`` (one sequential pool)."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = getattr(
+        ort.GraphOptimizationLevel, OPTIMIZATION_LEVELS[settings.optimization]
+    )
+    options.log_severity_level = _LOG_WARNING
+    # By default idle worker threads sleep instead of spinning: on a shared 2-core machine spinning
+    # cost INT8 inference 22-43 ms against 12.6-17 ms without it, and on a phone or Pi it burns
+    # battery. A dedicated device may turn it on (edge-bench --ab / --tune measure it).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if settings.spinning else "0")
+    if settings.affinity and threads > 1:
+        affinities = pinned_cpus(threads)
+        if affinities:
+            options.add_session_config_entry("session.intra_op_thread_affinities", affinities)
+    return options
+
+
+def pinned_cpus(threads: int) -> str | None:
+    """ONNX Runtime's affinity string pinning worker threads 2..N to one allowed CPU each (1-based ids).
+
+    The main thread (the caller's) is not pinned by ONNX Runtime; it keeps the first allowed CPU
+    free by convention. None when there are fewer allowed CPUs than threads.
+    """
+    import os
+
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = list(range(os.cpu_count() or 1))
+    if len(cpus) < threads:
+        return None
+    return ";".join(str(cpu + 1) for cpu in cpus[1:threads])
+
+
 class OnnxRuntimeBackend(Backend):
     """Runs an ONNX model file with ONNX Runtime's CPU execution provider."""
 
     runtime = "onnxruntime"
 
-    def __init__(self, path: str | Path, signature: ModelSignature, threads: int) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        signature: ModelSignature,
+        threads: int,
+        settings: RuntimeSettings = DEFAULT_SETTINGS,
+    ) -> None:
         clock = Stopwatch()
         super().__init__(path, signature, threads)
+        self.settings = settings
         ort = import_onnxruntime()
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = _LOG_WARNING
-        # Idle worker threads sleep instead of spinning: on a shared 2-core machine spinning cost
-        # INT8 inference 22-43 ms against 12.6-17 ms without it, and on a phone or Pi it burns battery.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options = session_options(ort, threads, settings)
         try:
             self._session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
         except (
@@ -84,10 +122,11 @@ class OnnxRuntimeBackend(Backend):
         self._roles = list(self.signature.outputs)
         self.load_ms = clock.ms()
         logger.info(
-            "opened %s with onnxruntime %s (%d threads, %.0f ms)",
+            "opened %s with onnxruntime %s (%d threads, %s, %.0f ms)",
             self.path.name,
             ort.__version__,
             threads,
+            settings.label("onnxruntime"),
             self.load_ms,
         )
 

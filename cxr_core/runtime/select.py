@@ -18,6 +18,7 @@ from cxr_core.formats import RUNTIME_FAMILIES
 from cxr_core.optional import install_hint
 from cxr_core.runtime.backend import Backend
 from cxr_core.runtime.errors import RuntimeUnavailableError, UnknownRuntimeError
+from cxr_core.runtime.settings import DEFAULT_SETTINGS, RuntimeSettings
 from cxr_core.runtime.signature import ModelSignature, signature_of
 from cxr_core.runtime.threads import resolve_threads
 
@@ -82,11 +83,13 @@ def open_model(
     entry: ModelEntry,
     runtime: str | None = None,
     threads: int | None = None,
+    settings: RuntimeSettings = DEFAULT_SETTINGS,
 ) -> Backend:
     """Open the model file at ``path`` described by the manifest entry ``entry``.
 
     ``runtime`` None picks the best installed runtime of the entry's family; a named runtime must
-    be able to run the format. ``threads`` None = physical cores, at most 4.
+    be able to run the format. ``threads`` None = physical cores, at most 4. ``settings``: thread
+    pool and optimisation settings (:mod:`cxr_core.runtime.settings`; defaults suit shared devices).
     """
     threads = resolve_threads(threads)
     family = entry.runtime
@@ -110,7 +113,7 @@ def open_model(
     failures: list[str] = []
     for name in candidates:
         try:
-            return _construct(name, path, signature, threads)
+            return _construct(name, path, signature, threads, settings)
         except RuntimeUnavailableError as exc:
             if runtime is not None:
                 raise
@@ -121,14 +124,16 @@ def open_model(
     )
 
 
-def _construct(name: str, path: str | Path, signature: ModelSignature, threads: int) -> Backend:
+def _construct(
+    name: str, path: str | Path, signature: ModelSignature, threads: int, settings: RuntimeSettings
+) -> Backend:
     if name == "onnxruntime":
         from cxr_core.runtime.onnxruntime_backend import OnnxRuntimeBackend
 
-        return OnnxRuntimeBackend(path, signature, threads)
+        return OnnxRuntimeBackend(path, signature, threads, settings)
     from cxr_core.runtime.litert_backend import LiteRTBackend
 
-    return LiteRTBackend(path, signature, threads, runtime=name)
+    return LiteRTBackend(path, signature, threads, runtime=name, settings=settings)
 
 
 def choose_model(bundle: Bundle, runtime: str | None = None) -> ModelEntry:
@@ -159,10 +164,50 @@ def choose_model(bundle: Bundle, runtime: str | None = None) -> ModelEntry:
 
 
 def open_backend(
-    bundle: Bundle, model: str | None = None, runtime: str | None = None, threads: int | None = None
+    bundle: Bundle,
+    model: str | None = None,
+    runtime: str | None = None,
+    threads: int | None = None,
+    settings: RuntimeSettings | None = None,
+    tuned: bool = False,
 ) -> Backend:
-    """Open one model of a loaded bundle: ``model`` by name, or the recommended one for the best runtime."""
+    """Open one model of a loaded bundle: ``model`` by name, or the recommended one for the best runtime.
+
+    ``tuned=True`` with no ``model``/``runtime``/``settings`` named opens the choice ``edge-bench
+    --tune`` cached for this bundle on this machine (:mod:`cxr_core.runtime.tuning`: format, runtime
+    settings and, unless ``threads`` is given, thread count), when there is one and its runtime is
+    installed; otherwise the automatic choice with the default settings.
+    """
+    if tuned and model is None and runtime is None and settings is None:
+        from cxr_core.runtime.tuning import load_choice
+
+        choice = load_choice(bundle)
+        if choice is not None:
+            entry = bundle.model(choice.model)
+            if _family_installed(entry.runtime, available_runtimes()):
+                backend = open_model(
+                    bundle.path(entry),
+                    entry,
+                    threads=threads if threads is not None else choice.threads,
+                    settings=choice.settings,
+                )
+                logger.info(
+                    "bundle %s: running the tuned choice %s on %s (%d threads, %s)",
+                    bundle.root,
+                    entry.name,
+                    backend.runtime,
+                    backend.threads,
+                    choice.settings.label(entry.runtime),
+                )
+                return backend
+            logger.warning(
+                "tuned choice %s needs %s, which is not installed; using the automatic choice",
+                choice.model,
+                entry.runtime,
+            )
     entry = bundle.model(model) if model is not None else choose_model(bundle, runtime)
-    backend = open_model(bundle.path(entry), entry, runtime=runtime, threads=threads)
+    backend = open_model(
+        bundle.path(entry), entry, runtime=runtime, threads=threads, settings=settings or DEFAULT_SETTINGS
+    )
     logger.info("bundle %s: running %s on %s", bundle.root, entry.name, backend.runtime)
     return backend

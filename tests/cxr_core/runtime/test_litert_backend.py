@@ -136,3 +136,21 @@ def test_an_output_name_the_file_lacks_is_refused(tflite_files: TFLiteFiles) -> 
     entry["outputs"][0]["name"] = "Identity_7"
     with pytest.raises(ModelSignatureError, match="'Identity_7' is not in the file"):
         open_model(tflite_files.paths["model"], entry_of(entry))
+
+
+def test_without_xnnpack_the_file_gives_the_same_outputs(
+    tflite_files: TFLiteFiles, caplog: pytest.LogCaptureFixture
+) -> None:
+    from cxr_core.runtime import RuntimeSettings
+
+    batch = sample_inputs(2)
+    entry = entry_of(tflite_files.entries["model"])
+    with caplog.at_level(logging.INFO, logger="cxr_core.runtime.litert_backend"):
+        with open_model(
+            tflite_files.paths["model"], entry, threads=1, settings=RuntimeSettings(xnnpack=False)
+        ) as plain:
+            out = plain(batch)
+    assert any("no-xnnpack" in r.getMessage() for r in caplog.records)
+    ref = tflite_files.reference(batch)
+    np.testing.assert_allclose(out["probabilities"], ref["probabilities"], atol=1e-5)
+    np.testing.assert_allclose(out["feature_map"], ref["feature_map"], atol=1e-4, rtol=1e-4)
