@@ -68,12 +68,11 @@ def screenshot(x: Pixels) -> Pixels:
 
 
 def letterboxed(x: Pixels, level: float = 0.3) -> Pixels:
-    """The square phantom centred in a 16:9 frame with flat bars of grey ``level`` (a viewer's background)."""
-    side = x.shape[0]
-    width = side * 16 // 9
-    frame = np.full((side, width), level, np.float32)
-    left = (width - side) // 2
-    frame[:, left : left + side] = x
+    """The phantom centred in a 16:9 frame with flat bars of grey ``level`` (a viewer's background)."""
+    height, width = x.shape
+    frame = np.full((height, height * 16 // 9), level, np.float32)
+    left = (frame.shape[1] - width) // 2
+    frame[:, left : left + width] = x
     return frame
 
 
@@ -85,4 +84,59 @@ CASES: dict[str, dict[str, Callable[[Pixels], Pixels]]] = {
     "exposure": {"overexposed": overexposed, "underexposed": underexposed},
     "sharpness": {"blurred": blurred},
     "framing": {"screenshot": screenshot, "letterboxed": letterboxed},
+}
+
+
+def tilted(x: Pixels, degrees: float = 8.0) -> Pixels:
+    """A few degrees of tilt, as films come (the corners filled black)."""
+    return np.asarray(Image.fromarray(x).rotate(degrees, resample=Image.Resampling.BILINEAR, fillcolor=0.0))
+
+
+def collimated(x: Pixels, share: float = 0.05, level: float = 1.0) -> Pixels:
+    """A flat strip ``share`` of the side wide on every side (collimation, padding)."""
+    return np.pad(x, max(1, int(share * x.shape[0])), constant_values=level).astype(np.float32)
+
+
+def gamma(x: Pixels, power: float) -> Pixels:
+    """Another exposure / display window (darker above 1, brighter below)."""
+    return (np.clip(x, 0.0, 1.0) ** power).astype(np.float32)
+
+
+def marked(x: Pixels) -> Pixels:
+    """A burned-in side marker and a text line in the corners, as real films carry."""
+    image = _u8(x)
+    draw = ImageDraw.Draw(image)
+    side = x.shape[0]
+    draw.rectangle((side // 20, side // 20, side // 6, side // 6), fill=255)
+    draw.text((side // 2, side - side // 8), "PORTABLE AP", fill=255)
+    return _f32(image)
+
+
+def jpeg(x: Pixels, quality: int = 60) -> Pixels:
+    import io
+
+    buffer = io.BytesIO()
+    _u8(x).save(buffer, format="JPEG", quality=quality)
+    return _f32(Image.open(io.BytesIO(buffer.getvalue())))
+
+
+#: What real films do that must NOT be refused.
+MUST_PASS: dict[str, Callable[[Pixels], Pixels]] = {
+    "tilted 8 degrees": tilted,
+    "tilted -8 degrees": lambda x: tilted(x, -8.0),
+    "white strips 5%": collimated,
+    "grey strips 10%": lambda x: collimated(x, 0.10, 0.8),
+    "darker (gamma 1.6)": lambda x: gamma(x, 1.6),
+    "brighter (gamma 0.6)": lambda x: gamma(x, 0.6),
+    "markers and text": marked,
+    "JPEG quality 60": jpeg,
+    "slight blur (0.3%)": lambda x: _f32(_u8(x).filter(ImageFilter.GaussianBlur(0.003 * x.shape[0]))),
+}
+#: Measured, neither required to pass nor to be refused (docs/input-gate.md, limits).
+LIMITS: dict[str, Callable[[Pixels], Pixels]] = {
+    "black letterbox": lambda x: letterboxed(x, 0.0),
+    "blur (1%)": lambda x: _f32(_u8(x).filter(ImageFilter.GaussianBlur(0.01 * x.shape[0]))),
+    "portrait film in a 16:9 frame": lambda x: letterboxed(x[:, x.shape[1] // 8 : -(x.shape[1] // 8)], 0.3),
+    "4:3 film in a 16:9 frame": lambda x: letterboxed(x[x.shape[0] // 8 : -(x.shape[0] // 8)], 0.3),
+    "tilted 30 degrees": lambda x: tilted(x, 30.0),
 }

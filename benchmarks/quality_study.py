@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from benchmarks.quality_cases import CASES
+from benchmarks.quality_cases import CASES, LIMITS, MUST_PASS
 from cxr_core.bundle import load_bundle
 from cxr_core.cli_common import add_version
 from cxr_core.image_quality import ImageQualityError, QualityChecks, measure
@@ -72,6 +72,18 @@ def run_study(
                 "other_checks": dict(Counter(c for r in results for c in r if c != check)),
                 "example": own[0] if own else None,
             }
+    for group, builders in (("must_pass", MUST_PASS), ("limits", LIMITS)):
+        for name, build in builders.items():
+            results = [_refused(checks, build(x)) for x in images]
+            cases[name] = {
+                "check": group,
+                "images": len(results),
+                "refused_by_its_check": None,
+                "refused_by_any_check": sum(bool(r) for r in results),
+                "other_checks": dict(Counter(c for r in results for c in r)),
+                "example": next((m for r in results for m in r.values()), None),
+            }
+    stats = [measure(x, checks.template) for x in images]
     side = images[0].shape
     big = np.asarray(Image.fromarray(images[0]).resize((1024, 1024), Image.Resampling.BILINEAR))
     return {
@@ -82,6 +94,10 @@ def run_study(
             "images": len(images),
             "refused_by_any_check": sum(bool(r) for r in in_refusals),
             "refused_per_check": {c: per_check.get(c, 0) for c in checks.thresholds},
+            "score_range": {
+                c: [round(min(s.value(c) for s in stats), 4), round(max(s.value(c) for s in stats), 4)]
+                for c in checks.thresholds
+            },
         },
         "cases": cases,
         "time_ms": {
@@ -97,10 +113,11 @@ def table(study: dict[str, Any]) -> str:
         f"thresholds: {study['thresholds']}",
         f"in-distribution: {ind['refused_by_any_check']} of {ind['images']} refused "
         f"(per check: {ind['refused_per_check']})",
+        f"in-distribution score ranges: {ind['score_range']}",
     ]
     for name, c in study["cases"].items():
         lines.append(
-            f"  {name:<14} {c['check']:<12} its check {c['refused_by_its_check']}/{c['images']}, "
+            f"  {name:<20} {c['check']:<12} its check {c['refused_by_its_check']}/{c['images']}, "
             f"any {c['refused_by_any_check']}/{c['images']}, others {c['other_checks']}"
         )
     lines.append(

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from benchmarks.quality_cases import CASES, letterboxed, rotated, screenshot
+from benchmarks.quality_cases import CASES, MUST_PASS, letterboxed, rotated, screenshot
 from cxr_core.bundle import BundleIntegrityError, Manifest, load_bundle, load_quality_template
 from cxr_core.gate_signals import GateRefusedError, learned_gate_for
 from cxr_core.image_quality import (
@@ -137,14 +137,13 @@ def test_each_check_trips_on_its_own_case(
     assert others == 0, f"{case}: other checks tripped {others} times"
 
 
-def test_a_small_tilt_is_not_a_rotation_and_thin_borders_are_not_a_frame(
-    checks: QualityChecks, held_out: list[np.ndarray]
+@pytest.mark.parametrize("case", list(MUST_PASS))
+def test_what_real_films_do_is_not_refused(
+    checks: QualityChecks, held_out: list[np.ndarray], case: str
 ) -> None:
-    """Real films come tilted a few degrees and with thin collimation or padding strips."""
-    for x in held_out[:10]:
-        tilted = np.asarray(Image.fromarray(x).rotate(8, resample=Image.Resampling.BILINEAR, fillcolor=0.0))
-        padded = np.pad(x, x.shape[0] // 20, constant_values=1.0)  # a 5% white strip on every side
-        assert _refused(checks, tilted) == {} and _refused(checks, padded) == {}
+    """A few degrees of tilt, thin collimation strips, another exposure, burned-in markers, JPEG."""
+    refused = Counter(signal for x in held_out for signal in _refused(checks, MUST_PASS[case](x)))
+    assert sum(refused.values()) == 0, refused
 
 
 def test_framing_measures_the_share_of_the_frame() -> None:
