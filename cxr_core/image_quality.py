@@ -62,6 +62,8 @@ GAP_LINES = 2
 THIN_SHARE = 0.08
 #: A border counts only when this share of the picture's first line differs from it (a straight edge).
 STRAIGHT_SHARE = 0.8
+#: How many of the picture's first lines (of the 64 px copy) the straight-edge test looks at.
+EDGE_LINES = 3
 
 #: The checks, in the order they run and report.
 CHECKS: tuple[str, ...] = ("exposure", "contrast", "polarity", "orientation", "sharpness", "framing")
@@ -198,9 +200,14 @@ def _content_span(uniform: NDArray[np.bool_]) -> tuple[int, int]:
 
 
 def _edge_is_straight(border: NDArray[np.float32], inner: NDArray[np.float32], tolerance: float) -> bool:
-    """Does the picture meet the border along a straight line (a pasted rectangle, not a silhouette)?"""
+    """Does the picture meet the border along a straight line (a pasted rectangle, not a silhouette)?
+
+    ``inner`` holds the picture's first lines (one per row), from the border inward: at most
+    pixels of the edge, some of them differ from the border's level.
+    """
     level = float(np.median(border))
-    return bool((np.abs(inner - level) > tolerance).mean() >= STRAIGHT_SHARE)
+    differs = (np.abs(inner - level) > tolerance).any(axis=0)
+    return bool(differs.mean() >= STRAIGHT_SHARE)
 
 
 def content_fraction(work: NDArray[np.float32], contrast: float = 1.0) -> float:
@@ -222,20 +229,23 @@ def content_fraction(work: NDArray[np.float32], contrast: float = 1.0) -> float:
         if cols[1] <= cols[0]:
             return 0.0
     thin = THIN_SHARE * size
-    inset = 2  # the picture's line two pixels inside (a resampled paste blends the first one)
+    depth = EDGE_LINES  # the picture's first lines: a resampled paste blends the first one
     (top, bottom), (left, right) = rows, cols
-    if top < thin or not _edge_is_straight(work[:top, left:right], work[top + inset, left:right], tol):
-        top = 0
-    if size - bottom < thin or not _edge_is_straight(
-        work[bottom:, left:right], work[bottom - 1 - inset, left:right], tol
-    ):
-        bottom = size
-    if left < thin or not _edge_is_straight(work[top:bottom, :left], work[top:bottom, left + inset], tol):
-        left = 0
-    if size - right < thin or not _edge_is_straight(
-        work[top:bottom, right:], work[top:bottom, right - 1 - inset], tol
-    ):
-        right = size
+    # each side judged on the picture's own span, then the sides that are no frame dropped
+    keep_top = top >= thin and _edge_is_straight(
+        work[:top, left:right], work[top : top + depth, left:right], tol
+    )
+    keep_bottom = size - bottom >= thin and _edge_is_straight(
+        work[bottom:, left:right], work[bottom - depth : bottom, left:right], tol
+    )
+    keep_left = left >= thin and _edge_is_straight(
+        work[top:bottom, :left], work[top:bottom, left : left + depth].T, tol
+    )
+    keep_right = size - right >= thin and _edge_is_straight(
+        work[top:bottom, right:], work[top:bottom, right - depth : right].T, tol
+    )
+    top, bottom = (top if keep_top else 0), (bottom if keep_bottom else size)
+    left, right = (left if keep_left else 0), (right if keep_right else size)
     return (bottom - top) * (right - left) / float(work.size)
 
 
