@@ -77,7 +77,7 @@ CLEAR_BOUNDS: dict[str, float] = {
     "contrast": 0.08,  # 5th-95th percentile spread under 8% of the grey range (about 20 levels)
     "polarity": -0.15,  # the negative fits the template clearly better than the image
     "orientation": -0.1,  # another quarter turn fits the template clearly better
-    "framing": 0.6,  # the picture fills less than 60% of the frame
+    "framing": 0.65,  # the picture fills less than 65% of the frame
 }
 #: Checks whose in-distribution floor is scaled down by this margin (no absolute clear bound exists:
 #: sharpness depends on the resolution and texture of the training images).
