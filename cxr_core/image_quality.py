@@ -67,6 +67,11 @@ EDGE_LINES = 3
 
 #: The checks, in the order they run and report.
 CHECKS: tuple[str, ...] = ("exposure", "contrast", "polarity", "orientation", "sharpness", "framing")
+#: Not a check: the correlation with the template of the image in its best orientation and polarity.
+#: Below its threshold the picture is not chest-like in any orientation, so polarity and orientation
+#: are not judged ("rotate the image" would be wrong advice for a photograph); the learned signals
+#: answer for it.
+TEMPLATE_FIT = "template_fit"
 #: Checks refused when the score is above the threshold (the others refuse below it).
 REFUSE_ABOVE: frozenset[str] = frozenset({"exposure"})
 #: "Clear case" bounds: a threshold is never tighter than these, whatever the validation images say.
@@ -78,10 +83,11 @@ CLEAR_BOUNDS: dict[str, float] = {
     "polarity": -0.15,  # the negative fits the template clearly better than the image
     "orientation": -0.1,  # another quarter turn fits the template clearly better
     "framing": 0.65,  # the picture fills less than 65% of the frame
+    TEMPLATE_FIT: 0.5,  # polarity and orientation are judged from this correlation up, or lower
 }
 #: Checks whose in-distribution floor is scaled down by this margin (no absolute clear bound exists:
 #: sharpness depends on the resolution and texture of the training images).
-RELATIVE_MARGIN: dict[str, float] = {"sharpness": 0.5, "contrast": 0.5}
+RELATIVE_MARGIN: dict[str, float] = {"sharpness": 0.5, "contrast": 0.5, TEMPLATE_FIT: 0.75}
 #: Checks whose statistic is positive and skewed: their floor is fitted on the logarithm.
 LOG_FITTED: frozenset[str] = frozenset({"sharpness", "contrast"})
 #: Fewer validation images than this cannot set the thresholds: the bundle gets no quality checks.
@@ -259,6 +265,8 @@ class QualityStatistics:
     orientation: float
     sharpness: float
     framing: float
+    #: Correlation with the template in the best orientation and polarity (:data:`TEMPLATE_FIT`).
+    template_fit: float
     #: Degrees clockwise that make the image fit the template best (0, 90, 180 or 270).
     best_turn: int
 
@@ -289,6 +297,7 @@ def measure(pixels: NDArray[np.floating], template: NDArray[np.float32]) -> Qual
         orientation=orientation,
         sharpness=sharpness,
         framing=content_fraction(small, contrast),
+        template_fit=float(max(turns.max(), -turns.min())),
         best_turn=90 * best if orientation < 0 else 0,
     )
 
@@ -348,7 +357,8 @@ class QualityChecks:
             )
         self.template = template
         self.thresholds = {c: float(thresholds[c]) for c in CHECKS if c in thresholds}
-        unknown = sorted(set(thresholds) - set(CHECKS))
+        self.fit_floor = float(thresholds.get(TEMPLATE_FIT, 0.0))
+        unknown = sorted(set(thresholds) - {*CHECKS, TEMPLATE_FIT})
         if unknown:
             logger.warning("the bundle's quality record has checks this cxr-edge does not know: %s", unknown)
 
@@ -386,6 +396,8 @@ class QualityChecks:
                     learned=False,
                 )
             )
+        if stats.template_fit < self.fit_floor:  # not chest-like in any orientation: not judged
+            rows = [r for r in rows if r.signal not in ("quality_polarity", "quality_orientation")]
         refused = {r.signal for r in rows if not r.accepted}
         if refused & {"quality_exposure", "quality_contrast"}:
             # A blank or flat picture has no anatomy to orient, sharpen or frame: say only that.

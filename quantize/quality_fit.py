@@ -22,6 +22,7 @@ from cxr_core.errors import CxrEdgeError
 from cxr_core.image_quality import (
     CHECKS,
     MIN_VALIDATION_IMAGES,
+    TEMPLATE_FIT,
     ImageQualityError,
     QualityStatistics,
     check_acceptance,
@@ -78,7 +79,7 @@ def fit_quality(
     per_check = check_acceptance(acceptance)
     thresholds = {
         check: round(threshold_for(check, np.array([s.value(check) for s in stats]), per_check), 6)
-        for check in CHECKS
+        for check in (*CHECKS, TEMPLATE_FIT)
     }
     logger.info("image-quality checks fitted on %d training images: %s", len(train), thresholds)
     info = QualityInfo(

@@ -540,7 +540,8 @@ class QualityInfo:
     """The image-quality checks (:mod:`cxr_core.image_quality`): their thresholds and template file.
 
     ``thresholds`` maps each check (``exposure``, ``contrast``, ``polarity``, ``orientation``,
-    ``sharpness``, ``framing``) to its threshold, set on the validation split at
+    ``sharpness``, ``framing``; and ``template_fit``, below which polarity and orientation are not
+    judged) to its threshold, set on the validation split at
     ``check_acceptance`` (the bundle's ``acceptance`` shared among the checks) and never tighter
     than the check's clear-case bound; ``file`` holds the 64 px template (mean training image).
     """

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from benchmarks.quality_cases import CASES, MUST_PASS, letterboxed, rotated, screenshot
 from cxr_core.bundle import BundleIntegrityError, Manifest, load_bundle, load_quality_template
@@ -84,9 +84,18 @@ def test_the_quality_record_travels_in_the_bundle_hashed(gated_bundle: Path, tmp
         info.check_acceptance == pytest.approx(check_acceptance(0.99), abs=1e-6)
         and info.check_acceptance > 0.99
     )
-    assert set(info.thresholds) == {"exposure", "contrast", "polarity", "orientation", "sharpness", "framing"}
+    assert set(info.thresholds) == {
+        "exposure",
+        "contrast",
+        "polarity",
+        "orientation",
+        "sharpness",
+        "framing",
+        "template_fit",
+    }
     assert info.train_images > 40 and info.validation_images >= 10 and "training images" in info.fitted_on
     # never tighter than the clear-case bounds
+    assert 0.0 < info.thresholds["template_fit"] <= CLEAR_BOUNDS["template_fit"]
     for check, bound in CLEAR_BOUNDS.items():
         if check == "exposure":
             assert info.thresholds[check] >= bound
@@ -144,6 +153,24 @@ def test_what_real_films_do_is_not_refused(
     """A few degrees of tilt, thin collimation strips, another exposure, burned-in markers, JPEG."""
     refused = Counter(signal for x in held_out for signal in _refused(checks, MUST_PASS[case](x)))
     assert sum(refused.values()) == 0, refused
+
+
+def test_no_rotation_or_inversion_advice_for_a_picture_that_is_no_chest_in_any_orientation(
+    checks: QualityChecks, held_out: list[np.ndarray]
+) -> None:
+    """A document page is unlike the template every way round: polarity and orientation say nothing
+    ("rotate the image" would be wrong advice); the learned signals answer for it."""
+    page = Image.new("L", (256, 330), 245)
+    draw = ImageDraw.Draw(page)
+    for line in range(15):
+        draw.text((20, 10 + line * 21), "patient report findings clinic history radiograph", fill=20)
+    stats = measure(np.asarray(page, dtype=np.float32) / 255.0, checks.template)
+    assert stats.template_fit < checks.fit_floor
+    signals = {d.signal for d in checks.decisions(stats)}
+    assert "quality_orientation" not in signals and "quality_polarity" not in signals
+    turned = measure(rotated(1)(held_out[0]), checks.template)
+    assert turned.template_fit >= checks.fit_floor
+    assert {"quality_orientation", "quality_polarity"} <= {d.signal for d in checks.decisions(turned)}
 
 
 def test_framing_measures_the_share_of_the_frame() -> None:
