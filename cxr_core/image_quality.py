@@ -83,11 +83,11 @@ CLEAR_BOUNDS: dict[str, float] = {
     "polarity": -0.15,  # the negative fits the template clearly better than the image
     "orientation": -0.1,  # another quarter turn fits the template clearly better
     "framing": 0.65,  # the picture fills less than 65% of the frame
-    TEMPLATE_FIT: 0.5,  # polarity and orientation are judged from this correlation up, or lower
+    TEMPLATE_FIT: 0.5,  # polarity and orientation are judged from this correlation up (or a lower floor)
 }
 #: Checks whose in-distribution floor is scaled down by this margin (no absolute clear bound exists:
 #: sharpness depends on the resolution and texture of the training images).
-RELATIVE_MARGIN: dict[str, float] = {"sharpness": 0.5, "contrast": 0.5, TEMPLATE_FIT: 0.75}
+RELATIVE_MARGIN: dict[str, float] = {"sharpness": 0.5, "contrast": 0.5}
 #: Checks whose statistic is positive and skewed: their floor is fitted on the logarithm.
 LOG_FITTED: frozenset[str] = frozenset({"sharpness", "contrast"})
 #: Fewer validation images than this cannot set the thresholds: the bundle gets no quality checks.
