@@ -116,9 +116,14 @@ def table(study: dict[str, Any]) -> str:
         f"in-distribution score ranges: {ind['score_range']}",
     ]
     for name, c in study["cases"].items():
+        own = (
+            ""
+            if c["refused_by_its_check"] is None
+            else f"its check {c['refused_by_its_check']}/{c['images']}, "
+        )
         lines.append(
-            f"  {name:<20} {c['check']:<12} its check {c['refused_by_its_check']}/{c['images']}, "
-            f"any {c['refused_by_any_check']}/{c['images']}, others {c['other_checks']}"
+            f"  {name:<30} {c['check']:<12} {own}any {c['refused_by_any_check']}/{c['images']}, "
+            f"{'checks' if c['refused_by_its_check'] is None else 'other checks'} {c['other_checks']}"
         )
     lines.append(
         "time per image (median): " + ", ".join(f"{k} {v:.2f} ms" for k, v in study["time_ms"].items())
