@@ -211,6 +211,7 @@ class LearnedGate:
 def learned_gate_for(bundle: Bundle, model_name: str) -> LearnedGate:
     """Every learned signal ``bundle`` carries, set up for its model file ``model_name``."""
     from cxr_core.feature_gate import FeatureGateSignal
+    from cxr_core.image_quality import QualityChecks
 
     image_signals: list[ImageSignal] = []
     output_signals: list[OutputSignal] = []
@@ -218,6 +219,9 @@ def learned_gate_for(bundle: Bundle, model_name: str) -> LearnedGate:
     feature = FeatureGateSignal.from_bundle(bundle, model_name)
     if feature is not None:
         output_signals.append(feature)
-    if not output_signals and not image_signals:
+    quality = QualityChecks.from_bundle(bundle, model_name)
+    if quality is not None:
+        image_signals.append(quality)
+    if not any(getattr(s, "learned", True) for s in (*output_signals, *image_signals)):
         warnings.append(NO_LEARNED_GATE_WARNING)
     return LearnedGate(image_signals, output_signals, synthetic=bundle.synthetic, warnings=warnings)

@@ -31,6 +31,7 @@ from cxr_core.bundle import (
     CLASSIFIER_NAME,
     GATE_NAME,
     GOLDEN_NAME,
+    QUALITY_NAME,
     GateInfo,
     GoldenInfo,
     Manifest,
@@ -63,6 +64,7 @@ from quantize.formats import DEFAULT_FORMATS, BuildContext, ExportFormat, parse_
 from quantize.manifest_parts import base_manifest, clinical_info, provenance
 from quantize.onnx_export import ExportError
 from quantize.onnx_int8 import QuantConfig
+from quantize.quality_fit import fit_quality_from_splits
 from quantize.run_exported import run_exported
 from quantize.speed import recommend, time_format
 from training.checkpoint import Checkpoint, load_model
@@ -273,6 +275,9 @@ def export_bundle(request: ExportRequest) -> ExportResult:
     pooling = "mean" if checkpoint.model_config.architecture == "chexnet" else "max"
     feature_gate = _fit_gate(request, checkpoint, model, splits, pooling)
     gate = None if feature_gate is None else (feature_gate[0], request.gate_acceptance)
+    quality = fit_quality_from_splits(
+        splits, request.gate_train_images, request.gate_acceptance, request.progress
+    )
     rows: list[dict[str, Any]] = []
     entries: list[ModelEntry] = []
     with tempfile.TemporaryDirectory(prefix="cxr-export-") as work, staging(request.out) as folder:
@@ -318,6 +323,8 @@ def export_bundle(request: ExportRequest) -> ExportResult:
                 validation_images=int(len(parity.tensors)),
                 thresholds=thresholds,
             )
+        if quality is not None:
+            write_npz(folder / QUALITY_NAME, **quality[1])
         manifest = base_manifest(model, checkpoint, points)
         manifest = replace(
             manifest,
@@ -339,6 +346,7 @@ def export_bundle(request: ExportRequest) -> ExportResult:
             calibration=calibration.to_dict(),
             provenance=provenance(checkpoint),
             gate=gate_info,
+            quality=None if quality is None else quality[0],
             clinical=clinical_info(
                 checkpoint,
                 splits,

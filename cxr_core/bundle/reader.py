@@ -290,3 +290,12 @@ def load_feature_gate(bundle: Bundle) -> FeatureGate | None:
         return FeatureGate.from_arrays(arrays, info.pooling, info.shrinkage)
     except FeatureGateError as exc:
         raise BundleError(f"{bundle.path(info.file)}: {exc}") from exc
+
+
+def load_quality_template(bundle: Bundle) -> NDArray[np.float32] | None:
+    """The template of the bundle's image-quality checks, or None for a bundle exported without them."""
+    info = bundle.manifest.quality
+    if info is None:
+        return None
+    path = listed_path(bundle, info.file, "quality.file")
+    return _load_npz(path, ("template",))["template"].astype(np.float32)

@@ -35,6 +35,7 @@ MANIFEST_NAME = "manifest.json"
 GOLDEN_NAME = "golden.npz"
 CLASSIFIER_NAME = "classifier.npz"
 GATE_NAME = "gate.npz"
+QUALITY_NAME = "quality.npz"
 
 #: Roles a tensor plays: the one input, and the outputs a backend returns.
 INPUT_ROLE = "input"
@@ -535,6 +536,59 @@ class GateInfo:
 
 
 @dataclass(frozen=True)
+class QualityInfo:
+    """The image-quality checks (:mod:`cxr_core.image_quality`): their thresholds and template file.
+
+    ``thresholds`` maps each check (``exposure``, ``contrast``, ``polarity``, ``orientation``,
+    ``sharpness``, ``framing``; and ``template_fit``, below which polarity and orientation are not
+    judged) to its threshold, set on the validation split at
+    ``check_acceptance`` (the bundle's ``acceptance`` shared among the checks) and never tighter
+    than the check's clear-case bound; ``file`` holds the 64 px template (mean training image).
+    """
+
+    acceptance: float
+    check_acceptance: float
+    fitted_on: str
+    train_images: int
+    validation_images: int
+    thresholds: dict[str, float]
+    file: str = QUALITY_NAME
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str) -> QualityInfo:
+        data = _mapping(data, where)
+        thresholds = _mapping(_get(data, "thresholds", where), f"{where}.thresholds")
+        if not thresholds:
+            raise BundleError(f"{where}.thresholds: got an empty object; expected check name -> threshold")
+        return cls(
+            acceptance=_number(_get(data, "acceptance", where), f"{where}.acceptance", 0.5, 1.0),
+            check_acceptance=_number(
+                _get(data, "check_acceptance", where), f"{where}.check_acceptance", 0.5, 1.0
+            ),
+            fitted_on=_text(_get(data, "fitted_on", where), f"{where}.fitted_on"),
+            train_images=_integer(_get(data, "train_images", where), f"{where}.train_images", 1),
+            validation_images=_integer(
+                _get(data, "validation_images", where), f"{where}.validation_images", 1
+            ),
+            thresholds={
+                str(name): _number(value, f"{where}.thresholds.{name}") for name, value in thresholds.items()
+            },
+            file=_text(data.get("file", QUALITY_NAME), f"{where}.file"),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "acceptance": self.acceptance,
+            "check_acceptance": self.check_acceptance,
+            "fitted_on": self.fitted_on,
+            "train_images": self.train_images,
+            "validation_images": self.validation_images,
+            "thresholds": dict(self.thresholds),
+            "file": self.file,
+        }
+
+
+@dataclass(frozen=True)
 class RevisionInfo:
     """A revision of a bundle made on site by ``cxr-calibrate``: who, when, on what, and what it replaced.
 
@@ -625,6 +679,7 @@ class Manifest:
     clinical: ClinicalInfo | None = None
     revision: RevisionInfo | None = None
     gate: GateInfo | None = None
+    quality: QualityInfo | None = None
     model_config: dict[str, Any] | None = None
     outputs: dict[str, Any] | None = None
     parity: dict[str, Any] | None = None
@@ -727,6 +782,9 @@ class Manifest:
             if data.get("revision") is None
             else RevisionInfo.from_dict(data["revision"], f"{where}.revision"),
             gate=None if data.get("gate") is None else GateInfo.from_dict(data["gate"], f"{where}.gate"),
+            quality=None
+            if data.get("quality") is None
+            else QualityInfo.from_dict(data["quality"], f"{where}.quality"),
             model_config=_optional_mapping(data, "model_config", where),
             outputs=_optional_mapping(data, "outputs", where),
             parity=_optional_mapping(data, "parity", where),
@@ -758,6 +816,7 @@ class Manifest:
             "clinical": None if self.clinical is None else self.clinical.to_dict(),
             "revision": None if self.revision is None else self.revision.to_dict(),
             "gate": None if self.gate is None else self.gate.to_dict(),
+            "quality": None if self.quality is None else self.quality.to_dict(),
             "model_config": self.model_config,
             "outputs": self.outputs,
             "parity": self.parity,

@@ -1,0 +1,418 @@
+"""Image-quality checks of the input gate: is the picture itself fit to be read? (numpy + Pillow only)
+
+Each check measures one thing on a small working copy of the decoded image (128 px, and 64 px for
+the template) and refuses only clear cases, with what is wrong in plain words and the fix:
+
+* ``exposure``: share of the frame at pure black or pure white (mostly blank or saturated);
+* ``contrast``: spread of grey levels between the 5th and 95th percentiles (almost no contrast);
+* ``polarity``: how much better the image fits the mean training image (the *template*) than its
+  negative does (bones dark and lungs bright: inverted);
+* ``orientation``: how much better the image fits the template as it is than turned by 90, 180
+  or 270 degrees (rotated);
+* ``sharpness``: high-frequency energy (mean absolute Laplacian) per unit of contrast (blurred);
+* ``framing``: share of the frame the picture fills once large uniform borders are set aside
+  (a film pasted into a screenshot, a letterbox, a flat frame around a smaller image).
+
+The template and every threshold come from in-distribution data at export
+(``quantize/quality_fit.py``): the template is the mean of the training split's working copies,
+each threshold the looser of an extreme-value floor set on the validation split and a fixed
+"clear case" bound, so an in-distribution image is essentially never refused (docs/input-gate.md,
+"Image-quality checks"). A bundle without the quality record has no quality checks.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from statistics import NormalDist
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image
+
+from cxr_core.errors import CxrEdgeError
+
+if TYPE_CHECKING:
+    from cxr_core.bundle import Bundle
+    from cxr_core.gate_signals import SignalDecision
+    from cxr_core.imaging_common import DecodedImage
+
+logger = logging.getLogger(__name__)
+
+#: Side of the working copy every check but the template ones measures (the image is squeezed to it).
+WORK_SIZE = 128
+#: Side of the template and of the copy correlated with it.
+TEMPLATE_SIZE = 64
+#: Pixels of the 64 px copy left out at each edge when it is correlated with the template.
+CENTRE_MARGIN = 5
+#: A working-copy pixel this close to 0 or 1 counts as pure black / pure white.
+EXTREME_TOLERANCE = 2.0 / 255.0
+#: A line of the working copy is uniform when this share of its pixels lies within
+#: :data:`UNIFORM_TOLERANCE` of the line's median.
+UNIFORM_SHARE = 0.95
+UNIFORM_TOLERANCE = 4.0 / 255.0
+#: ... or within this share of the image's grey-level spread, when that is smaller (a faint image).
+UNIFORM_CONTRAST_SHARE = 0.02
+#: Uniform lines at most this many (of the 64 px copy) inside the picture do not split it.
+GAP_LINES = 2
+#: A border thinner than this share of the side is ignored (collimation, padding, a scanner's margin).
+THIN_SHARE = 0.08
+#: A border counts only when this share of the picture's first line differs from it (a straight edge).
+STRAIGHT_SHARE = 0.8
+#: How many of the picture's first lines (of the 64 px copy) the straight-edge test looks at.
+EDGE_LINES = 3
+
+#: The checks, in the order they run and report.
+CHECKS: tuple[str, ...] = ("exposure", "contrast", "polarity", "orientation", "sharpness", "framing")
+#: Not a check: the correlation with the template of the image in its best orientation and polarity.
+#: Below its threshold the picture is not chest-like in any orientation, so polarity and orientation
+#: are not judged ("rotate the image" would be wrong advice for a photograph); the learned signals
+#: answer for it.
+TEMPLATE_FIT = "template_fit"
+#: Checks refused when the score is above the threshold (the others refuse below it).
+REFUSE_ABOVE: frozenset[str] = frozenset({"exposure"})
+#: "Clear case" bounds: a threshold is never tighter than these, whatever the validation images say.
+#: Real films have black backgrounds, faint exposures, a few degrees of tilt and collimation borders
+#: that phantoms lack; only pictures clearly broken in one way are refused.
+CLEAR_BOUNDS: dict[str, float] = {
+    "exposure": 0.6,  # more than 60% of the frame pure black or white
+    "contrast": 0.08,  # 5th-95th percentile spread under 8% of the grey range (about 20 levels)
+    "polarity": -0.15,  # the negative fits the template clearly better than the image
+    "orientation": -0.1,  # another quarter turn fits the template clearly better
+    "framing": 0.65,  # the picture fills less than 65% of the frame
+    TEMPLATE_FIT: 0.5,  # polarity and orientation are judged from this correlation up (or a lower floor)
+}
+#: Checks whose in-distribution floor is scaled down by this margin (no absolute clear bound exists:
+#: sharpness depends on the resolution and texture of the training images).
+RELATIVE_MARGIN: dict[str, float] = {"sharpness": 0.5, "contrast": 0.5}
+#: Checks whose statistic is positive and skewed: their floor is fitted on the logarithm.
+LOG_FITTED: frozenset[str] = frozenset({"sharpness", "contrast"})
+#: Fewer validation images than this cannot set the thresholds: the bundle gets no quality checks.
+MIN_VALIDATION_IMAGES = 10
+
+REASONS: dict[str, tuple[str, str | None]] = {
+    "exposure": (
+        "the image is mostly blank or saturated ({score:.0%} of it pure black or white)",
+        "check the exposure, or the window used to export the image",
+    ),
+    "contrast": (
+        "the image has almost no contrast (grey-level spread {score:.3f}, below {threshold:.3f})",
+        "check the exposure, or the window used to export the image",
+    ),
+    "polarity": ("the image looks inverted (bones dark, lungs bright)", "invert the image (negative)"),
+    "orientation": (
+        "the image looks rotated ({turn} degrees clockwise from upright)",
+        "rotate the image {fix_turn} degrees clockwise",
+    ),
+    "sharpness": (
+        "the image is strongly blurred (sharpness {score:.3f}, below {threshold:.3f})",
+        "retake the picture or use the original image file",
+    ),
+    "framing": (
+        "the radiograph fills only {score:.0%} of the frame (a screenshot, a letterbox, a photo of a "
+        "screen?)",
+        "crop the image to the film",
+    ),
+}
+
+
+class ImageQualityError(CxrEdgeError, ValueError):
+    """The quality checks cannot be fitted or applied (too few images, a template of another shape)."""
+
+
+def _resize(pixels: NDArray[np.floating], size: int) -> NDArray[np.float32]:
+    image = Image.fromarray(np.ascontiguousarray(pixels, dtype=np.float32), mode="F")
+    factor = min(image.size) // size
+    if factor >= 2:  # a cheap box reduction first (a 1024 px image to 128 px in one pass)
+        image = image.reduce(factor)
+    return np.asarray(image.resize((size, size), Image.Resampling.BILINEAR), dtype=np.float32)
+
+
+def working_copy(pixels: NDArray[np.floating]) -> NDArray[np.float32]:
+    """The image squeezed to :data:`WORK_SIZE` square, clipped to [0, 1]."""
+    return np.clip(_resize(pixels, WORK_SIZE), 0.0, 1.0)
+
+
+def small_copy(work: NDArray[np.float32]) -> NDArray[np.float32]:
+    """The working copy averaged down to :data:`TEMPLATE_SIZE`."""
+    factor = WORK_SIZE // TEMPLATE_SIZE
+    return work.reshape(TEMPLATE_SIZE, factor, TEMPLATE_SIZE, factor).mean(axis=(1, 3))
+
+
+def template_copy(work: NDArray[np.float32]) -> NDArray[np.float32]:
+    """The working copy at :data:`TEMPLATE_SIZE`, standardised (zero mean, unit variance)."""
+    return standardise(small_copy(work))
+
+
+def standardise(values: NDArray[np.floating]) -> NDArray[np.float32]:
+    x = np.asarray(values, dtype=np.float32)
+    spread = float(x.std())
+    return (x - x.mean()) / spread if spread > 1e-6 else np.zeros_like(x)
+
+
+def fit_template(copies: list[NDArray[np.float32]]) -> NDArray[np.float32]:
+    """The template: the standardised mean of standardised template copies of the training images."""
+    if not copies:
+        raise ImageQualityError("no training images; the template needs at least one")
+    return standardise(np.mean(np.stack(copies), axis=0))
+
+
+def _centre(image: NDArray[np.float32]) -> NDArray[np.float32]:
+    """The central part the template is compared on, standardised (borders, markers and collimation
+    strips at the edge of a film would otherwise dominate the correlation)."""
+    m, n = CENTRE_MARGIN, image.shape[0] - CENTRE_MARGIN
+    return standardise(image[m:n, m:n])
+
+
+def _turn_correlations(small: NDArray[np.float32], template: NDArray[np.float32]) -> NDArray[np.float64]:
+    """Correlation with the template of the image turned 0, 90, 180 and 270 degrees clockwise."""
+    z, t = _centre(small), _centre(template)
+    return np.array([float((np.rot90(z, -k) * t).mean()) for k in range(4)])
+
+
+def _uniform_lines(work: NDArray[np.float32], axis: int, tolerance: float) -> NDArray[np.bool_]:
+    """Per row (axis=1) or column (axis=0): is the line uniform?"""
+    median = np.median(work, axis=axis, keepdims=True)
+    close = np.abs(work - median) <= tolerance
+    return close.mean(axis=axis) >= UNIFORM_SHARE
+
+
+def _content_span(uniform: NDArray[np.bool_]) -> tuple[int, int]:
+    """First and one-past-last index of the picture along one side, given its uniform lines.
+
+    The picture is the longest run of non-uniform lines (uniform gaps of at most
+    :data:`GAP_LINES` inside it closed): an app's title bar or side bar beside a pasted film is
+    a shorter run and falls into the border.
+    """
+    flags = ~uniform
+    best, start = (0, 0), None
+    gap = 0
+    for i, busy in enumerate([*flags.tolist(), False]):
+        if busy:
+            if start is None:
+                start = i
+            gap = 0
+            last = i + 1
+            if last - start > best[1] - best[0]:
+                best = (start, last)
+        elif start is not None:
+            gap += 1
+            if gap > GAP_LINES:
+                start, gap = None, 0
+    return best
+
+
+def _edge_is_straight(border: NDArray[np.float32], inner: NDArray[np.float32], tolerance: float) -> bool:
+    """Does the picture meet the border along a straight line (a pasted rectangle, not a silhouette)?
+
+    ``inner`` holds the picture's first lines (one per row), from the border inward: at most
+    pixels of the edge, some of them differ from the border's level.
+    """
+    level = float(np.median(border))
+    differs = (np.abs(inner - level) > tolerance).any(axis=0)
+    return bool(differs.mean() >= STRAIGHT_SHARE)
+
+
+def content_fraction(work: NDArray[np.float32], contrast: float = 1.0) -> float:
+    """Share of the frame the picture fills once uniform borders are set aside.
+
+    A border counts only where it is at least :data:`THIN_SHARE` of the side thick and the picture
+    meets it along a straight edge: a radiograph's own black background around the curved body
+    (and thin collimation or padding strips) is part of the picture. ``contrast`` (the image's
+    grey-level spread) scales the tolerance of "uniform" down for a faint image.
+    """
+    tol = min(UNIFORM_TOLERANCE, UNIFORM_CONTRAST_SHARE * contrast)
+    size = work.shape[0]
+    rows, cols = (0, size), (0, work.shape[1])
+    for _ in range(2):  # rows within the picture's columns, then columns within its rows, twice
+        rows = _content_span(_uniform_lines(work[:, cols[0] : cols[1]], 1, tol))
+        if rows[1] <= rows[0]:
+            return 0.0
+        cols = _content_span(_uniform_lines(work[rows[0] : rows[1]], 0, tol))
+        if cols[1] <= cols[0]:
+            return 0.0
+    thin = THIN_SHARE * size
+    depth = EDGE_LINES  # the picture's first lines: a resampled paste blends the first one
+    (top, bottom), (left, right) = rows, cols
+    # each side judged on the picture's own span, then the sides that are no frame dropped
+    keep_top = top >= thin and _edge_is_straight(
+        work[:top, left:right], work[top : top + depth, left:right], tol
+    )
+    keep_bottom = size - bottom >= thin and _edge_is_straight(
+        work[bottom:, left:right], work[bottom - depth : bottom, left:right], tol
+    )
+    keep_left = left >= thin and _edge_is_straight(
+        work[top:bottom, :left], work[top:bottom, left : left + depth].T, tol
+    )
+    keep_right = size - right >= thin and _edge_is_straight(
+        work[top:bottom, right:], work[top:bottom, right - depth : right].T, tol
+    )
+    top, bottom = (top if keep_top else 0), (bottom if keep_bottom else size)
+    left, right = (left if keep_left else 0), (right if keep_right else size)
+    return (bottom - top) * (right - left) / float(work.size)
+
+
+@dataclass(frozen=True)
+class QualityStatistics:
+    """Every check's statistic of one image (see the module docstring), and the best quarter turn."""
+
+    exposure: float
+    contrast: float
+    polarity: float
+    orientation: float
+    sharpness: float
+    framing: float
+    #: Correlation with the template in the best orientation and polarity (:data:`TEMPLATE_FIT`).
+    template_fit: float
+    #: Degrees clockwise that make the image fit the template best (0, 90, 180 or 270).
+    best_turn: int
+
+    def value(self, check: str) -> float:
+        return float(getattr(self, check))
+
+
+def measure(pixels: NDArray[np.floating], template: NDArray[np.float32]) -> QualityStatistics:
+    """Every check's statistic of one decoded image (float32 (H, W) in [0, 1], 1 = bright)."""
+    work = working_copy(pixels)
+    exposure = float(((work <= EXTREME_TOLERANCE) | (work >= 1.0 - EXTREME_TOLERANCE)).mean())
+    low, high = np.percentile(work, (5.0, 95.0))
+    contrast = float(high - low)
+    small = small_copy(work)
+    turns = _turn_correlations(small, template)
+    # the image in its best orientation against its negative in its best orientation
+    polarity = float(turns.max() + turns.min())
+    # orientation is judged on the negative only for a clearly inverted image
+    upright = -turns if polarity < CLEAR_BOUNDS["polarity"] else turns
+    best = int(np.argmax(upright[1:])) + 1
+    orientation = float(upright[0] - upright[best])
+    lap = 4.0 * work[1:-1, 1:-1] - work[:-2, 1:-1] - work[2:, 1:-1] - work[1:-1, :-2] - work[1:-1, 2:]
+    sharpness = float(np.abs(lap).mean()) / max(contrast, 1e-3)
+    return QualityStatistics(
+        exposure=exposure,
+        contrast=contrast,
+        polarity=polarity,
+        orientation=orientation,
+        sharpness=sharpness,
+        framing=content_fraction(small, contrast),
+        template_fit=float(max(turns.max(), -turns.min())),
+        best_turn=90 * best if orientation < 0 else 0,
+    )
+
+
+def check_acceptance(acceptance: float, checks: int = len(CHECKS)) -> float:
+    """Each check's own acceptance: together they spend at most the bundle's refusal budget."""
+    return 1.0 - (1.0 - acceptance) / checks
+
+
+def threshold_for(check: str, values: NDArray[np.floating], acceptance: float) -> float:
+    """``check``'s threshold from its validation ``values`` at the per-check ``acceptance``.
+
+    The in-distribution floor (ceiling for ``exposure``) is the looser of a normal fit's
+    ``acceptance`` quantile (log-normal for positive skewed statistics) and the conformal rank
+    ``ceil((n + 1) * acceptance)`` (the most extreme validation value with few images), scaled by
+    the check's margin; the threshold is then the looser of that and the check's clear-case bound.
+    """
+    v = np.sort(np.asarray(values, dtype=np.float64))
+    if v.size < MIN_VALIDATION_IMAGES or not np.isfinite(v).all():
+        raise ImageQualityError(
+            f"{v.size} validation value(s) for {check} (finite ones needed, at least "
+            f"{MIN_VALIDATION_IMAGES}); cannot set a threshold"
+        )
+    if not 0.5 <= acceptance < 1.0:
+        raise ImageQualityError(f"acceptance={acceptance!r}; expected a share in [0.5, 1)")
+    above = check in REFUSE_ABOVE
+    z = NormalDist().inv_cdf(acceptance)
+    rank = min(v.size, math.ceil((v.size + 1) * acceptance))
+    if check in LOG_FITTED:
+        logs = np.log(np.maximum(v, 1e-6))
+        fitted = float(np.exp(logs.mean() - z * logs.std(ddof=1)))
+    else:
+        fitted = float(v.mean() + (z if above else -z) * v.std(ddof=1))
+    if above:
+        floor = max(fitted, float(v[rank - 1]))
+    else:
+        floor = min(fitted, float(v[v.size - rank])) * RELATIVE_MARGIN.get(check, 1.0)
+    bound = CLEAR_BOUNDS.get(check)
+    if bound is None:
+        return floor
+    return max(floor, bound) if above else min(floor, bound)
+
+
+class QualityChecks:
+    """The image-quality checks as a gate signal (:class:`cxr_core.gate_signals.ImageSignal`)."""
+
+    name = "image_quality"
+    #: Not a learned "unlike the training data" signal: the reasons say what is wrong with the picture.
+    learned = False
+
+    def __init__(self, template: NDArray[np.float32], thresholds: Mapping[str, float]) -> None:
+        template = np.asarray(template, dtype=np.float32)
+        if template.shape != (TEMPLATE_SIZE, TEMPLATE_SIZE) or not np.isfinite(template).all():
+            raise ImageQualityError(
+                f"quality template of shape {template.shape}; expected finite values of shape "
+                f"({TEMPLATE_SIZE}, {TEMPLATE_SIZE})"
+            )
+        self.template = template
+        self.thresholds = {c: float(thresholds[c]) for c in CHECKS if c in thresholds}
+        self.fit_floor = float(thresholds.get(TEMPLATE_FIT, 0.0))
+        unknown = sorted(set(thresholds) - {*CHECKS, TEMPLATE_FIT})
+        if unknown:
+            logger.warning("the bundle's quality record has checks this cxr-edge does not know: %s", unknown)
+
+    @classmethod
+    def from_bundle(cls, bundle: Bundle, model_name: str | None = None) -> QualityChecks | None:
+        """The bundle's quality checks (the same for every model file), or None without the record."""
+        from cxr_core.bundle import BundleError, load_quality_template
+
+        info = bundle.manifest.quality
+        template = load_quality_template(bundle)
+        if info is None or template is None:
+            return None
+        try:
+            return cls(template, info.thresholds)
+        except ImageQualityError as exc:
+            raise BundleError(f"{bundle.path(info.file)}: {exc}") from exc
+
+    def decisions(self, stats: QualityStatistics) -> list[SignalDecision]:
+        from cxr_core.gate_signals import SignalDecision
+
+        rows = []
+        for check, threshold in self.thresholds.items():
+            score = stats.value(check)
+            reason, fix = REASONS[check]
+            turn = stats.best_turn
+            words = {"score": score, "threshold": threshold, "turn": (360 - turn) % 360, "fix_turn": turn}
+            rows.append(
+                SignalDecision.measure(
+                    f"quality_{check}",
+                    score,
+                    threshold,
+                    refuse_above=check in REFUSE_ABOVE,
+                    reason=reason.format(**words),
+                    fix=None if fix is None else fix.format(**words),
+                    learned=False,
+                )
+            )
+        if stats.template_fit < self.fit_floor:  # not chest-like in any orientation: not judged
+            rows = [r for r in rows if r.signal not in ("quality_polarity", "quality_orientation")]
+        refused = {r.signal for r in rows if not r.accepted}
+        if refused & {"quality_exposure", "quality_contrast"}:
+            # A blank or flat picture has no anatomy to orient, sharpen or frame: say only that.
+            return [r for r in rows if r.signal in ("quality_exposure", "quality_contrast")]
+        if "quality_framing" in refused:
+            # The template and sharpness measure the whole frame, not the small picture inside it.
+            return [
+                r
+                for r in rows
+                if r.signal not in ("quality_polarity", "quality_orientation", "quality_sharpness")
+            ]
+        return rows
+
+    def evaluate(self, image: DecodedImage, model_input: NDArray[np.float32]) -> list[SignalDecision]:
+        return self.decisions(measure(image.pixels, self.template))
+
+    def arrays(self) -> dict[str, Any]:
+        return {"template": self.template}
