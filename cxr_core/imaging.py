@@ -78,7 +78,7 @@ from cxr_core.imaging_common import (  # re-exported: this is the public module
     colourfulness,
     rgb_to_grey,
 )
-from cxr_core.jpeg_integrity import check_fill, check_scans
+from cxr_core.jpeg_integrity import JpegLayout, check_desync, check_fill, check_scans
 
 logger = logging.getLogger(__name__)
 
@@ -202,8 +202,9 @@ def _decode_raster(fh: BinaryIO, name: str, fmt: str, limits: DecodeLimits) -> D
     header = _png_header(fh, name) if fmt == "png" else _jpeg_header(fh, name)
     check_dimensions(name, header.width, header.height, limits)
     fh.seek(0)
+    layout = JpegLayout()
     if fmt == "jpeg":
-        check_scans(fh.read(), name)
+        layout = check_scans(fh.read(), name)
         fh.seek(0)
     notes: list[str] = []
     try:
@@ -218,6 +219,7 @@ def _decode_raster(fh: BinaryIO, name: str, fmt: str, limits: DecodeLimits) -> D
             img.load()
             if fmt == "jpeg":
                 check_fill(np.asarray(img), name)
+                check_desync(np.asarray(img), name, layout)
             img = _apply_exif_orientation(img, notes)
             grey, colour = _pillow_to_grey(img, name, header, notes)
             mode = img.mode
