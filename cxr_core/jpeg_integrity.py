@@ -53,13 +53,15 @@ _FILL = 128
 _BLOCK = 8
 
 #: Smallest mean brightness step (grey levels of 255) along a block-order staircase that is refused.
-DESYNC_MIN_STEP = 8.0
+DESYNC_MIN_STEP = 6.0
 #: Share of the staircase's step that must have the same sign (1 = all of it).
 DESYNC_MIN_COHERENCE = 0.5
 #: Share of the block columns of each part of the staircase that must step the same way.
 DESYNC_MIN_SUPPORT = 0.5
-#: Share of a staircase's block columns that must not be clipped flat at 0 or 255.
-DESYNC_MIN_SEEN = 0.5
+#: Share of each part of a staircase whose block columns must not be clipped flat at 0 or 255.
+DESYNC_MIN_SEEN = 0.35
+#: Smallest ratio of the two parts' mean steps (a lost bit offsets both by the same amount).
+DESYNC_PART_RATIO = 0.3
 #: Shortest part of a staircase, as a share of the image width.
 DESYNC_MIN_PART = 0.05
 
@@ -310,7 +312,7 @@ def desync_score(pixels: NDArray, mcu_rows: int = 1) -> tuple[float, int, int, f
     ``excess`` is the staircase's mean step beyond the mean step beside it, in grey levels, minus
     the larger of :data:`DESYNC_MIN_STEP` and the image's typical boundary step: above zero means
     refuse. Only block sides not clipped flat at 0 or 255 count, and they must make up at least
-    :data:`DESYNC_MIN_SEEN` of the staircase. The step must be carried by the
+    :data:`DESYNC_MIN_SEEN` of each part of the staircase. The step must be carried by the
     whole staircase, not by a short strong edge inside it: on each of its two parts (the end of one
     block row, the start of the next), at least :data:`DESYNC_MIN_SUPPORT` of the block columns
     step by half the minimum or more in the same direction, and each part is at least
@@ -353,13 +355,17 @@ def desync_score(pixels: NDArray, mcu_rows: int = 1) -> tuple[float, int, int, f
         rising = w_signed > 0
         top_n, bot_n = np.where(rising, top_up, top_down), np.where(rising, bot_up, bot_down)
         supported = (
-            (w_count >= DESYNC_MIN_SEEN * cols)
-            & (top_k >= part)
-            & (bot_k >= part)
+            (top_k >= np.maximum(part, DESYNC_MIN_SEEN * (cols - split)))
+            & (bot_k >= np.maximum(part, DESYNC_MIN_SEEN * split))
             & (top_n >= DESYNC_MIN_SUPPORT * top_k)
             & (bot_n >= DESYNC_MIN_SUPPORT * bot_k)
         )
-        coherent = np.abs(w_signed) >= DESYNC_MIN_COHERENCE * w_abs
+        # one offset, one size: the two parts' mean steps agree within a factor of DESYNC_PART_RATIO
+        top_mean, bot_mean = top_s / np.maximum(top_k, 1), bot_s / np.maximum(bot_k, 1)
+        smaller = np.minimum(np.abs(top_mean), np.abs(bot_mean))
+        larger = np.maximum(np.abs(top_mean), np.abs(bot_mean))
+        alike = (np.sign(top_mean) == np.sign(bot_mean)) & (smaller >= DESYNC_PART_RATIO * larger)
+        coherent = alike & (np.abs(w_signed) >= DESYNC_MIN_COHERENCE * w_abs)
         mean = w_signed / np.maximum(w_count, 1)
         excess = np.abs(mean) - beside / np.maximum(beside_count, 1) - floor
         excess = np.where(supported & coherent, excess, -math.inf)
