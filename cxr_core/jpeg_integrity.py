@@ -270,33 +270,38 @@ def _luma(pixels: NDArray) -> NDArray[np.float32] | None:
     return None
 
 
-def _steps(x: NDArray[np.float32], at: NDArray[np.intp]) -> NDArray[np.float32]:
-    """Brightness step between rows ``at - 1`` and ``at`` minus the mean of the steps just above and
-    below (the local gradient): what a boundary adds that the content around it does not explain."""
-    return (x[at] - x[at - 1]) - 0.5 * ((x[at - 1] - x[at - 2]) + (x[at + 1] - x[at]))
+_ALL_SET = np.frombuffer(b"\x01" * _BLOCK, dtype=np.uint64)[0]  # 8 True bytes read as one word
+
+
+def _flat(side: NDArray[np.bool_]) -> NDArray[np.bool_]:
+    """For (n, W) booleans, whether all 8 of each block's are True: one 64-bit compare per block."""
+    n, width = side.shape
+    return np.ascontiguousarray(side).view(np.uint64).reshape(n, width // _BLOCK) == _ALL_SET
 
 
 def _boundary_steps(grey: NDArray[np.float32]) -> tuple[NDArray[np.float32], NDArray[np.bool_]]:
     """Signed steps down across the horizontal 8x8 block boundaries, and where they can be seen.
 
-    ``steps[i, j]`` is the step across the boundary below block row ``i`` in block column ``j``,
-    averaged along the block's side, less the median step of the same column's boundaries 8 and 16
-    pixels above and below (JPEG's regular blocking). ``seen[i, j]`` is False where the pixel row
-    on either side is clipped flat at 0 or 255 (air, a burned-out edge): an offset cannot show there.
+    ``steps[i, j]`` is the brightness step across the boundary below block row ``i`` in block column
+    ``j``, averaged along the block's side, minus the mean of the steps just above and below (the
+    local gradient) and less the median step of the same column's boundaries 8 and 16 pixels above
+    and below (JPEG's regular blocking). ``seen[i, j]`` is False where the pixel row on either side
+    is clipped flat at 0 or 255 (air, a burned-out edge): an offset cannot show there.
     """
     rows, cols = grey.shape[0] // _BLOCK, grey.shape[1] // _BLOCK
-    x = grey[: rows * _BLOCK, : cols * _BLOCK]
-    ys = np.arange(1, rows) * _BLOCK
-    ys = ys[ys + 1 < x.shape[0]]
-    per_block = _steps(x, ys).reshape(len(ys), cols, _BLOCK).mean(axis=2)
+    blocks = grey[: rows * _BLOCK, : cols * _BLOCK].reshape(rows, _BLOCK, cols * _BLOCK)
+    above2, above, below, below2 = blocks[:-1, -2], blocks[:-1, -1], blocks[1:, 0], blocks[1:, 1]
+    step = (below - above) - 0.5 * ((above - above2) + (below2 - below))
+    per_block = step.reshape(rows - 1, cols, _BLOCK).mean(axis=2)
     n = per_block.shape[0]
     padded = np.pad(per_block, ((2, 2), (0, 0)), mode="reflect" if n >= 3 else "edge")
-    neighbours = np.stack([padded[0:n], padded[1 : n + 1], padded[3 : n + 3], padded[4 : n + 4]])
-    steps = (per_block - np.median(neighbours, axis=0)).astype(np.float32)
+    neighbours = np.sort(
+        np.stack([padded[0:n], padded[1 : n + 1], padded[3 : n + 3], padded[4 : n + 4]]), axis=0
+    )
+    steps = per_block - 0.5 * (neighbours[1] + neighbours[2])  # the median of four
     clipped = np.zeros((n, cols), dtype=bool)
-    for side in (x[ys - 1], x[ys]):
-        blocks = side.reshape(n, cols, _BLOCK)
-        clipped |= (blocks.max(axis=2) <= 0.5) | (blocks.min(axis=2) >= 254.5)
+    for side in (above, below):
+        clipped |= _flat(side <= 0.5) | _flat(side >= 254.5)
     return np.where(clipped, 0.0, steps).astype(np.float32), ~clipped
 
 
