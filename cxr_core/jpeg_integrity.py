@@ -53,13 +53,16 @@ _FILL = 128
 _BLOCK = 8
 
 #: Smallest mean brightness step (grey levels of 255) along a block-order staircase that is refused.
-DESYNC_MIN_STEP = 6.0
+DESYNC_MIN_STEP = 8.0
 #: Share of the staircase's step that must have the same sign (1 = all of it).
 DESYNC_MIN_COHERENCE = 0.5
 #: Share of the block columns of each part of the staircase that must step the same way.
 DESYNC_MIN_SUPPORT = 0.5
 #: Share of each part of a staircase whose block columns must not be clipped flat at 0 or 255.
 DESYNC_MIN_SEEN = 0.35
+#: Smallest width and height (pixels) the staircase test runs on: smaller images have too few
+#: blocks per row to tell a staircase from an edge (no radiograph is this small).
+DESYNC_MIN_SIZE = 192
 #: Smallest ratio of the two parts' mean steps (a lost bit offsets both by the same amount).
 DESYNC_PART_RATIO = 0.3
 #: Shortest part of a staircase, as a share of the image width.
@@ -279,14 +282,19 @@ def _flat(side: NDArray[np.bool_]) -> NDArray[np.bool_]:
     return np.ascontiguousarray(side).view(np.uint64).reshape(n, width // _BLOCK) == _ALL_SET
 
 
-def _boundary_steps(grey: NDArray[np.float32]) -> tuple[NDArray[np.float32], NDArray[np.bool_]]:
-    """Signed steps down across the horizontal 8x8 block boundaries, and where they can be seen.
+def _boundary_steps(
+    grey: NDArray[np.float32],
+) -> tuple[NDArray[np.float32], NDArray[np.bool_], NDArray[np.int8]]:
+    """Signed steps down across the horizontal 8x8 block boundaries, where they can be seen, and
+    where they run into clipping.
 
     ``steps[i, j]`` is the brightness step across the boundary below block row ``i`` in block column
     ``j``, averaged along the block's side, minus the mean of the steps just above and below (the
     local gradient) and less the median step of the same column's boundaries 8 and 16 pixels above
-    and below (JPEG's regular blocking). ``seen[i, j]`` is False where the pixel row on either side
-    is clipped flat at 0 or 255 (air, a burned-out edge): an offset cannot show there.
+    and below (JPEG's regular blocking). ``seen[i, j]`` is False where the pixel rows on both sides
+    are clipped flat at 0 or 255 (air, a burned-out edge): an offset cannot show there. ``into[i, j]``
+    is +1 where the row below is clipped flat at 255 and the row above is not, -1 for 0: a step into
+    clipping, which an offset large enough to saturate makes (its measured size is cut short).
     """
     rows, cols = grey.shape[0] // _BLOCK, grey.shape[1] // _BLOCK
     blocks = grey[: rows * _BLOCK, : cols * _BLOCK].reshape(rows, _BLOCK, cols * _BLOCK)
@@ -299,10 +307,11 @@ def _boundary_steps(grey: NDArray[np.float32]) -> tuple[NDArray[np.float32], NDA
         np.stack([padded[0:n], padded[1 : n + 1], padded[3 : n + 3], padded[4 : n + 4]]), axis=0
     )
     steps = per_block - 0.5 * (neighbours[1] + neighbours[2])  # the median of four
-    clipped = np.zeros((n, cols), dtype=bool)
-    for side in (above, below):
-        clipped |= _flat(side <= 0.5) | _flat(side >= 254.5)
-    return np.where(clipped, 0.0, steps).astype(np.float32), ~clipped
+    low_above, high_above = _flat(above <= 0.5), _flat(above >= 254.5)
+    low_below, high_below = _flat(below <= 0.5), _flat(below >= 254.5)
+    blind = (low_above | high_above) & (low_below | high_below)
+    into = np.where(high_below & ~high_above, 1, 0) - np.where(low_below & ~low_above, 1, 0)
+    return np.where(blind, 0.0, steps).astype(np.float32), ~blind, into.astype(np.int8)
 
 
 def _parts(table: NDArray, gap: int, split: NDArray) -> tuple[NDArray, NDArray]:
@@ -316,8 +325,9 @@ def desync_score(pixels: NDArray, mcu_rows: int = 1) -> tuple[float, int, int, f
 
     ``excess`` is the staircase's mean step beyond the mean step beside it, in grey levels, minus
     the larger of :data:`DESYNC_MIN_STEP` and the image's typical boundary step: above zero means
-    refuse. Only block sides not clipped flat at 0 or 255 count, and they must make up at least
-    :data:`DESYNC_MIN_SEEN` of each part of the staircase. The step must be carried by the
+    refuse. Block sides clipped flat at 0 or 255 on both sides of the boundary do not count, the others
+    must make up at least :data:`DESYNC_MIN_SEEN` of each part of the staircase, and a step into
+    clipping supports a staircase going that way. The step must be carried by the
     whole staircase, not by a short strong edge inside it: on each of its two parts (the end of one
     block row, the start of the next), at least :data:`DESYNC_MIN_SUPPORT` of the block columns
     step by half the minimum or more in the same direction, and each part is at least
@@ -327,9 +337,9 @@ def desync_score(pixels: NDArray, mcu_rows: int = 1) -> tuple[float, int, int, f
     """
     grey = _luma(pixels)
     none = (-math.inf, -1, -1, 0.0)
-    if grey is None or grey.shape[0] < 5 * _BLOCK or grey.shape[1] < 4 * _BLOCK:
+    if grey is None or grey.shape[0] < DESYNC_MIN_SIZE or grey.shape[1] < DESYNC_MIN_SIZE:
         return none
-    steps, seen = _boundary_steps(grey)
+    steps, seen, into = _boundary_steps(grey)
     n, cols = steps.shape
     if not seen.any():
         return none
@@ -340,7 +350,7 @@ def desync_score(pixels: NDArray, mcu_rows: int = 1) -> tuple[float, int, int, f
         return np.concatenate([np.zeros((n, 1)), np.cumsum(values, axis=1, dtype=np.float64)], axis=1)
 
     signed, absolute, counted = run(steps), run(np.abs(steps)), run(seen)
-    ups, downs = run(steps >= 0.5 * floor), run(steps <= -0.5 * floor)
+    ups, downs = run((steps >= 0.5 * floor) | (into > 0)), run((steps <= -0.5 * floor) | (into < 0))
     part = max(2, math.ceil(DESYNC_MIN_PART * cols))
     split = np.arange(part, cols - part + 1)  # c: the first offset block column of row r + gap
     if split.size == 0:
@@ -373,6 +383,10 @@ def desync_score(pixels: NDArray, mcu_rows: int = 1) -> tuple[float, int, int, f
         coherent = alike & (np.abs(w_signed) >= DESYNC_MIN_COHERENCE * w_abs)
         mean = w_signed / np.maximum(w_count, 1)
         excess = np.abs(mean) - beside / np.maximum(beside_count, 1) - floor
+        if gap > 1:  # a luma offset in 16-pixel MCU order leaves the boundary inside the MCU row flat
+            inside_abs = sum(absolute[k : n - gap + k, -1:] for k in range(1, gap))
+            inside = inside_abs / np.maximum(sum(counted[k : n - gap + k, -1:] for k in range(1, gap)), 1)
+            excess = np.where(inside <= 0.5 * np.abs(mean), excess, -math.inf)
         excess = np.where(supported & coherent, excess, -math.inf)
         r, c = np.unravel_index(int(np.argmax(excess)), excess.shape)
         if excess[r, c] > best[0]:
