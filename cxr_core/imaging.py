@@ -22,7 +22,9 @@ Decisions, and why:
 * **Damaged JPEGs** that Pillow decodes without an error (libjpeg's warnings are dropped: a file cut
   short with its end marker put back, a progressive file missing its last scans) are refused by
   :mod:`cxr_core.jpeg_integrity`: the scans must complete the image and the image must not end in
-  the decoder's flat grey fill. PNG data is covered by its CRCs and zlib checksums (Pillow checks).
+  the decoder's flat grey fill, and the decoded pixels must not show the block-order staircase of
+  damaged scan data. PNG data is covered by its chunk CRCs, all checked by
+  :mod:`cxr_core.png_integrity` (Pillow skips the image data's CRC).
 * **Grey.** RGB becomes grey with the ITU-R BT.601 luma weights ``0.299 R + 0.587 G + 0.114 B``.
   RGBA and grey+alpha are composited over **black** (``value * alpha``): black is the background
   of a radiograph (air), and the colour hidden under transparent pixels is arbitrary, so dropping
@@ -78,7 +80,8 @@ from cxr_core.imaging_common import (  # re-exported: this is the public module
     colourfulness,
     rgb_to_grey,
 )
-from cxr_core.jpeg_integrity import check_fill, check_scans
+from cxr_core.jpeg_integrity import JpegLayout, check_desync, check_fill, check_scans
+from cxr_core.png_integrity import check_chunks
 
 logger = logging.getLogger(__name__)
 
@@ -202,9 +205,9 @@ def _decode_raster(fh: BinaryIO, name: str, fmt: str, limits: DecodeLimits) -> D
     header = _png_header(fh, name) if fmt == "png" else _jpeg_header(fh, name)
     check_dimensions(name, header.width, header.height, limits)
     fh.seek(0)
-    if fmt == "jpeg":
-        check_scans(fh.read(), name)
-        fh.seek(0)
+    raw = fh.read()
+    fh.seek(0)
+    layout = check_scans(raw, name) if fmt == "jpeg" else JpegLayout()
     notes: list[str] = []
     try:
         with Image.open(fh, formats=["PNG"] if fmt == "png" else ["JPEG"]) as img:
@@ -218,6 +221,9 @@ def _decode_raster(fh: BinaryIO, name: str, fmt: str, limits: DecodeLimits) -> D
             img.load()
             if fmt == "jpeg":
                 check_fill(np.asarray(img), name)
+                check_desync(np.asarray(img), name, layout)
+            else:  # after Pillow, so that its own messages (a truncated file) come first
+                check_chunks(raw, name)
             img = _apply_exif_orientation(img, notes)
             grey, colour = _pillow_to_grey(img, name, header, notes)
             mode = img.mode

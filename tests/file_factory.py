@@ -116,13 +116,16 @@ def write_jpeg(
     mode: str | None = None,
     quality: int = 95,
     exif_orientation: int | None = None,
+    **save_options: Any,
 ) -> Path:
-    """Write an 8-bit JPEG: (H, W) grey, (H, W, 3) RGB, or (H, W, 4) with ``mode="CMYK"``."""
+    """Write an 8-bit JPEG: (H, W) grey, (H, W, 3) RGB, or (H, W, 4) with ``mode="CMYK"``.
+
+    ``save_options`` go to Pillow (``progressive=True``, ``restart_marker_rows=1``, ...)."""
     path = Path(path)
     img = Image.fromarray(as_uint(array, 8))
     if mode is not None and img.mode != mode:
         img = Image.frombuffer(mode, img.size, as_uint(array, 8).tobytes())
-    kwargs: dict[str, Any] = {"quality": quality}
+    kwargs: dict[str, Any] = {"quality": quality, **save_options}
     if exif_orientation is not None:
         kwargs["exif"] = _exif(exif_orientation)
     img.save(path, format="JPEG", **kwargs)

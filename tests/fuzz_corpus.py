@@ -319,10 +319,19 @@ def classify(case: Case, folder: Path, originals: dict[str, NDArray[np.float32]]
     original = originals[str(case.original)]
     if pixels.shape == original.shape and np.array_equal(pixels, original):
         return "intact", "decodes to the original pixels"
+    material = f"{material_change(pixels, original):.1%} by > 8/255"
     if pixels.shape == original.shape and np.mean(np.abs(pixels - original) > 1 / 255) <= 0.01:
-        return "silent-minor", "differs from the original in <= 1% of pixels (e.g. a flipped pixel byte)"
+        return "silent-minor", f"differs from the original in <= 1% of pixels, {material}"
     changed = 1.0 if pixels.shape != original.shape else float(np.mean(pixels != original))
-    return "silent", f"{changed:.0%} of pixels differ from the original"
+    return "silent", f"{changed:.0%} of pixels differ from the original, {material}"
+
+
+def material_change(pixels: NDArray[np.float32], original: NDArray[np.float32]) -> float:
+    """Share of pixels that differ from the original by more than 8 grey levels of 255 (1.0 when the
+    size changed): how much of the image a damaged file that was scored actually changed."""
+    if pixels.shape != original.shape:
+        return 1.0
+    return float(np.mean(np.abs(pixels - original) > 8 / 255))
 
 
 def run_corpus(
@@ -353,6 +362,20 @@ def run_corpus(
     return table
 
 
+def changed_summary(details: dict[str, list[float]]) -> str:
+    """One line per format: how much the scored mutated files changed (share of pixels > 8/255)."""
+    lines = []
+    for fmt, values in sorted(details.items()):
+        if values:
+            arr = np.sort(np.asarray(values))
+            lines.append(
+                f"{fmt}: {len(arr)} damaged files scored (silent + silent-minor); pixels changed by > 8/255: "
+                f"median {np.median(arr):.1%}, max {arr[-1]:.1%}, "
+                f"{int(np.sum(arr > 0.01))} of them > 1%, {int(np.sum(arr > 0.10))} > 10%"
+            )
+    return "\n".join(lines)
+
+
 def format_table(table: dict[str, Counter[str]]) -> str:
     cols = ("tried", "handled", "crashed", "silent", "silent-minor", "intact")
     lines = [f"| {'corpus':<14} | " + " | ".join(f"{c:>12}" for c in cols) + " |"]
@@ -370,12 +393,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-v", "--verbose", action="store_true", help="one line per non-handled case")
     args = parser.parse_args(argv)
 
+    changed: dict[str, list[float]] = {}
+
     def show(case: Case, outcome: str, detail: str) -> None:
         if args.verbose and outcome in ("crashed", "silent"):
             print(f"{outcome:8} {case.name}: {detail}")
+        if case.kind == "mutated" and outcome in ("silent", "silent-minor"):
+            changed.setdefault(case.fmt, []).append(_changed_share(detail))
 
     print(format_table(run_corpus(args.mutations, args.seed, show, args.by_format)))
+    print(changed_summary(changed))
     return 0
+
+
+def _changed_share(detail: str) -> float:
+    """The '> 8/255' share ``classify`` wrote at the end of a silent or silent-minor case's detail."""
+    return float(detail.rsplit(", ", 1)[1].split("%")[0]) / 100
 
 
 if __name__ == "__main__":

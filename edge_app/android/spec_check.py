@@ -16,7 +16,9 @@ without them, with the tools' own code:
 3. p4a's own ``parse_permissions`` (from the build script it runs inside the dist) parses the
    permissions; every arch must be one p4a knows.
 4. The app's needs: arm64-v8a, the camera and media permissions, the LiteRT gradle dependency,
-   the bundle assets, kv files in ``source.include_exts``.
+   the bundle assets, kv files in ``source.include_exts``, and the bundle signature check:
+   ``cryptography`` among the requirements (a p4a recipe) and ``pub`` files (the staged trusted
+   keys) in ``source.include_exts``.
 
 Not checked (needs the SDK/NDK or a device): compiling the recipes, gradle resolving the LiteRT
 AAR, the APK starting, pyjnius calls. ``python -m edge_app.android.spec_check`` prints the report.
@@ -182,8 +184,19 @@ def _app_needs(config: Any, report: SpecReport) -> None:
         report.errors.append(
             f"android.add_assets {assets} does not ship the bundles as assets under bundles/"
         )
-    if "kv" not in getlist("app", "source.include_exts", []):
+    exts = getlist("app", "source.include_exts", [])
+    if "kv" not in exts:
         report.errors.append("source.include_exts lacks kv: the layouts would be missing from the APK")
+    if "pub" not in exts:
+        report.errors.append(
+            "source.include_exts lacks pub: the staged trusted keys (trusted-keys/*.pub) would be "
+            "missing from the APK and no bundle signature could be trusted"
+        )
+    if "cryptography" not in report.recipes:
+        report.errors.append(
+            "requirements lack cryptography: the phone could not check bundle signatures "
+            "(python-for-android has a cryptography recipe)"
+        )
     if int(get("app", "android.minapi", "21")) < 26:
         report.errors.append("android.minapi must be >= 26 (java.nio.file.Files; LiteRT needs 24)")
 

@@ -58,13 +58,20 @@ def open_android_model(bundle: Any, entry: Any, threads: int | None = None) -> A
 
 
 def load_android_predictor(
-    bundle_dir: Path, model: str | None = None, runtime: str | None = None, threads: int | None = None
+    bundle_dir: Path,
+    model: str | None = None,
+    runtime: str | None = None,
+    threads: int | None = None,
+    allow_untrusted: bool = False,
 ) -> Any:
-    """``Predictor(bundle, backend)`` with the LiteRT Android backend injected (``runtime`` is ignored)."""
+    """``Predictor(bundle, backend)`` with the LiteRT Android backend injected (``runtime`` is ignored).
+
+    The bundle's signature is checked first, against the keys the APK ships (``trusted-keys/``,
+    see :mod:`edge_app.packaged`); ``allow_untrusted`` is the app's opt-in setting."""
     from cxr_core.predictor import Predictor, load_verified_bundle
     from edge_app.platform.android_litert import open_android_backend
 
-    bundle = load_verified_bundle(bundle_dir)
+    bundle = load_verified_bundle(bundle_dir, allow_untrusted=allow_untrusted)
     return Predictor(bundle, open_android_backend(bundle, model=model, threads=threads))
 
 

@@ -179,8 +179,15 @@ def test_dicom_window_and_rescale_values_long(values: dict[str, str]) -> None:
 
 def test_the_corpus_table_has_no_crash_and_no_silent_crafted_case_but_the_known_ones() -> None:
     seen: dict[str, str] = {}
-    table = corpus.run_corpus(mutations=40, seed=15, on_case=lambda c, o, d: seen.__setitem__(c.name, o))
+    details: dict[str, str] = {}
+
+    def record(case: corpus.Case, outcome: str, detail: str) -> None:
+        seen[case.name], details[case.name] = outcome, detail
+
+    table = corpus.run_corpus(mutations=40, seed=15, on_case=record)
     assert table["crafted"]["crashed"] == 0 and table["mutated"]["crashed"] == 0
+    # damaged scan data caught by the decoded-pixel staircase check (jpeg_integrity.check_desync)
+    assert sum("offset by about" in detail for detail in details.values()) >= 2
     silent = sorted(name for name, outcome in seen.items() if outcome == "silent" and "mutation" not in name)
     assert all(
         name.startswith("progressive jpeg truncated") or name == "jpeg scan bytes zeroed" for name in silent
