@@ -218,6 +218,13 @@ def learned_gate_for(bundle: Bundle, model_name: str) -> LearnedGate:
     feature = FeatureGateSignal.from_bundle(bundle, model_name)
     if feature is not None:
         output_signals.append(feature)
+    from cxr_core.autoencoder_gate import AutoencoderSignal, missing_autoencoder_warning
+
+    autoencoder = AutoencoderSignal.from_bundle(bundle, model_name)
+    if autoencoder is not None:
+        image_signals.append(autoencoder)
+    elif (missing := missing_autoencoder_warning(bundle, model_name)) is not None:
+        warnings.append(missing)
     if not output_signals and not image_signals:
         warnings.append(NO_LEARNED_GATE_WARNING)
     return LearnedGate(image_signals, output_signals, synthetic=bundle.synthetic, warnings=warnings)

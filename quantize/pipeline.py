@@ -59,12 +59,14 @@ from cxr_core.parity import (
 )
 from quantize import calibration as calib
 from quantize import evaluation_set as evalset
+from quantize.autoencoder_export import export_autoencoder
 from quantize.formats import DEFAULT_FORMATS, BuildContext, ExportFormat, parse_formats
 from quantize.manifest_parts import base_manifest, clinical_info, provenance
 from quantize.onnx_export import ExportError
 from quantize.onnx_int8 import QuantConfig
 from quantize.run_exported import run_exported
 from quantize.speed import recommend, time_format
+from training.autoencoder import DEFAULT_EPOCHS as AUTOENCODER_EPOCHS
 from training.checkpoint import Checkpoint, load_model
 
 logger = logging.getLogger(__name__)
@@ -92,6 +94,9 @@ class ExportRequest:
     #: Training images the learned feature gate is fitted on (evenly spaced over the training split).
     gate_train_images: int = 1000
     gate_acceptance: float = DEFAULT_ACCEPTANCE
+    #: Epochs of the gate's autoencoder (quantize/autoencoder_export.py); 0: no autoencoder signal.
+    autoencoder_epochs: int = AUTOENCODER_EPOCHS
+    autoencoder_seed: int = 0
     progress: bool = False
     #: PEM Ed25519 key that signs the manifest; None: the user's key (created on first use).
     signing_key: Path | None = None
@@ -318,6 +323,11 @@ def export_bundle(request: ExportRequest) -> ExportResult:
                 validation_images=int(len(parity.tensors)),
                 thresholds=thresholds,
             )
+        autoencoder, autoencoder_report = export_autoencoder(
+            splits, checkpoint.spec, request.gate_train_images, parity.tensors, golden["inputs"], entries,
+            folder, Path(work), epochs=request.autoencoder_epochs, seed=request.autoencoder_seed,
+            acceptance=request.gate_acceptance, quant=request.quant, progress=request.progress,
+        )  # fmt: skip
         manifest = base_manifest(model, checkpoint, points)
         manifest = replace(
             manifest,
@@ -329,6 +339,7 @@ def export_bundle(request: ExportRequest) -> ExportResult:
                 "images": parity.description,
                 "formats": report,
                 "gate_enforced": request.enforce_gate,
+                "autoencoder": autoencoder_report,
             },
             golden=GoldenInfo(
                 file=GOLDEN_NAME,
@@ -339,6 +350,7 @@ def export_bundle(request: ExportRequest) -> ExportResult:
             calibration=calibration.to_dict(),
             provenance=provenance(checkpoint),
             gate=gate_info,
+            autoencoder=autoencoder,
             clinical=clinical_info(
                 checkpoint,
                 splits,
