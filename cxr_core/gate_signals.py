@@ -210,6 +210,7 @@ class LearnedGate:
 
 def learned_gate_for(bundle: Bundle, model_name: str) -> LearnedGate:
     """Every learned signal ``bundle`` carries, set up for its model file ``model_name``."""
+    from cxr_core.autoencoder_gate import AutoencoderSignal, missing_autoencoder_warning
     from cxr_core.feature_gate import FeatureGateSignal
     from cxr_core.image_quality import QualityChecks
 
@@ -222,6 +223,11 @@ def learned_gate_for(bundle: Bundle, model_name: str) -> LearnedGate:
     quality = QualityChecks.from_bundle(bundle, model_name)
     if quality is not None:
         image_signals.append(quality)
+    autoencoder = AutoencoderSignal.from_bundle(bundle, model_name)
+    if autoencoder is not None:
+        image_signals.append(autoencoder)
+    elif (missing := missing_autoencoder_warning(bundle, model_name)) is not None:
+        warnings.append(missing)
     if not any(getattr(s, "learned", True) for s in (*output_signals, *image_signals)):
         warnings.append(NO_LEARNED_GATE_WARNING)
     return LearnedGate(image_signals, output_signals, synthetic=bundle.synthetic, warnings=warnings)

@@ -281,6 +281,9 @@ def run_verify(args: argparse.Namespace) -> int:
             )
         else:
             print(f"  {row['model']}: golden skipped ({row['message']})")
+    for row in report.get("autoencoder", []):
+        state = "golden ok" if row["status"] == "pass" else "golden skipped"
+        print(f"  autoencoder {row['autoencoder']}: {state} ({row['message']})")
     return 0
 
 

@@ -60,6 +60,7 @@ from cxr_core.parity import (
 )
 from quantize import calibration as calib
 from quantize import evaluation_set as evalset
+from quantize.autoencoder_export import export_autoencoder
 from quantize.formats import DEFAULT_FORMATS, BuildContext, ExportFormat, parse_formats
 from quantize.manifest_parts import base_manifest, clinical_info, provenance
 from quantize.onnx_export import ExportError
@@ -67,6 +68,7 @@ from quantize.onnx_int8 import QuantConfig
 from quantize.quality_fit import fit_quality_from_splits
 from quantize.run_exported import run_exported
 from quantize.speed import recommend, time_format
+from training.autoencoder import DEFAULT_EPOCHS as AUTOENCODER_EPOCHS
 from training.checkpoint import Checkpoint, load_model
 
 logger = logging.getLogger(__name__)
@@ -94,6 +96,9 @@ class ExportRequest:
     #: Training images the learned feature gate is fitted on (evenly spaced over the training split).
     gate_train_images: int = 1000
     gate_acceptance: float = DEFAULT_ACCEPTANCE
+    #: Epochs of the gate's autoencoder (quantize/autoencoder_export.py); 0: no autoencoder signal.
+    autoencoder_epochs: int = AUTOENCODER_EPOCHS
+    autoencoder_seed: int = 0
     progress: bool = False
     #: PEM Ed25519 key that signs the manifest; None: the user's key (created on first use).
     signing_key: Path | None = None
@@ -325,6 +330,11 @@ def export_bundle(request: ExportRequest) -> ExportResult:
             )
         if quality is not None:
             write_npz(folder / QUALITY_NAME, **quality[1])
+        autoencoder, autoencoder_report = export_autoencoder(
+            splits, checkpoint.spec, request.gate_train_images, parity.tensors, golden["inputs"], entries,
+            folder, Path(work), epochs=request.autoencoder_epochs, seed=request.autoencoder_seed,
+            acceptance=request.gate_acceptance, quant=request.quant, progress=request.progress,
+        )  # fmt: skip
         manifest = base_manifest(model, checkpoint, points)
         manifest = replace(
             manifest,
@@ -336,6 +346,7 @@ def export_bundle(request: ExportRequest) -> ExportResult:
                 "images": parity.description,
                 "formats": report,
                 "gate_enforced": request.enforce_gate,
+                "autoencoder": autoencoder_report,
             },
             golden=GoldenInfo(
                 file=GOLDEN_NAME,
@@ -347,6 +358,7 @@ def export_bundle(request: ExportRequest) -> ExportResult:
             provenance=provenance(checkpoint),
             gate=gate_info,
             quality=None if quality is None else quality[0],
+            autoencoder=autoencoder,
             clinical=clinical_info(
                 checkpoint,
                 splits,

@@ -141,6 +141,8 @@ def sample_file_data(calibration: NDArray[np.float32]) -> NDArray[np.float32]:
     transposition searches; real preprocessed images make those checks meaningful where zeros
     would let any transposition pass.
     """
+    if calibration.ndim == 4 and calibration.shape[1] == 1:  # a grey model (the gate's autoencoder)
+        calibration = np.repeat(calibration, SAMPLE_SHAPE[3], axis=1)
     if calibration.ndim != 4 or calibration.shape[1] != SAMPLE_SHAPE[3] or len(calibration) == 0:
         raise TfliteExportError(
             f"calibration tensors of shape {calibration.shape}; expected (N>0, {SAMPLE_SHAPE[3]}, H, W) NCHW"

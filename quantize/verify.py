@@ -11,6 +11,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from cxr_core.autoencoder_gate import check_golden
 from cxr_core.bundle import BundleError, load_bundle, load_golden
 from cxr_core.selftest import check_model
 
@@ -52,4 +53,8 @@ def verify_bundle(
         report["golden"].append(row)
         if row["status"] in ("fail", "error"):
             raise GoldenMismatchError(f"{bundle.path(entry)}: {row['message']}")
+    report["autoencoder"] = check_golden(bundle, golden["inputs"])
+    for row in report["autoencoder"]:
+        if row["status"] in ("fail", "error"):
+            raise GoldenMismatchError(f"autoencoder {row['autoencoder']}: {row['message']}")
     return report

@@ -151,6 +151,14 @@ def check_listed(root: Path, manifest: Manifest) -> None:
                 f"{where}: model {model.name!r} file {model.file!r} "
                 "is not listed under 'files' with the same sha256"
             )
+    if manifest.autoencoder is not None:  # the gate's autoencoder files must be hashed, present or not
+        for fmt, part in manifest.autoencoder.files.items():
+            if part.file not in manifest.files:
+                raise BundleIntegrityError(
+                    f"{where}: autoencoder.files.{fmt}.file {part.file!r} is not listed under 'files'; "
+                    "every file a bundle uses must be listed with its sha256 "
+                    f"(listed: {sorted(manifest.files)})"
+                )
     for field_name, name in (("golden.file", manifest.golden.file), ("cam.file", manifest.cam.file)):
         if name not in manifest.files and (root / name).exists():
             raise BundleIntegrityError(

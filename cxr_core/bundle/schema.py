@@ -535,6 +535,153 @@ class GateInfo:
         }
 
 
+#: The autoencoder signal's name (cxr_core.autoencoder_gate.SIGNAL).
+AUTOENCODER_SIGNAL = "autoencoder_ssim"
+#: The role of the autoencoder's output tensor.
+RECONSTRUCTION_ROLE = "reconstruction"
+
+
+@dataclass(frozen=True)
+class AutoencoderFile:
+    """One exported file of the gate's autoencoder (:mod:`cxr_core.autoencoder_gate`).
+
+    ``golden_ssim`` is the reconstruction SSIM this very file gave at export on the bundle's golden
+    inputs (downscaled as on the device); ``cxr-export verify`` re-runs it within ``golden_tolerance``.
+    Its sha256 is in the manifest's ``files`` table, like every bundle file.
+    """
+
+    file: str
+    format: str
+    precision: Precision
+    runtime: str
+    input: TensorSpec
+    output: TensorSpec
+    golden_ssim: tuple[float, ...]
+    golden_tolerance: float
+    quantization: dict[str, Any] | None = None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str) -> AutoencoderFile:
+        data = _mapping(data, where)
+        golden = _sequence(_get(data, "golden_ssim", where), f"{where}.golden_ssim")
+        quantization = data.get("quantization")
+        return cls(
+            file=_file_name(_get(data, "file", where), f"{where}.file"),
+            format=_choice(_get(data, "format", where), list(FORMATS), f"{where}.format"),
+            precision=_choice(_get(data, "precision", where), PRECISIONS, f"{where}.precision"),  # type: ignore[arg-type]
+            runtime=_choice(_get(data, "runtime", where), RUNTIME_FAMILIES, f"{where}.runtime"),
+            input=TensorSpec.from_dict(_get(data, "input", where), f"{where}.input", INPUT_ROLE),
+            output=TensorSpec.from_dict(_get(data, "output", where), f"{where}.output", RECONSTRUCTION_ROLE),
+            golden_ssim=tuple(
+                _number(v, f"{where}.golden_ssim[{i}]", -1.0, 1.0) for i, v in enumerate(golden)
+            ),
+            golden_tolerance=_number(
+                _get(data, "golden_tolerance", where), f"{where}.golden_tolerance", 0.0, 1.0
+            ),
+            quantization=None if quantization is None else _mapping(quantization, f"{where}.quantization"),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "file": self.file,
+            "format": self.format,
+            "precision": self.precision,
+            "runtime": self.runtime,
+            "input": self.input.to_dict(),
+            "output": self.output.to_dict(),
+            "golden_ssim": [round(v, 6) for v in self.golden_ssim],
+            "golden_tolerance": self.golden_tolerance,
+            "quantization": self.quantization,
+        }
+
+
+@dataclass(frozen=True)
+class AutoencoderInfo:
+    """The gate's convolutional autoencoder, scored by reconstruction SSIM (Chester-style).
+
+    ``files`` maps an autoencoder format (``onnx``, ``onnx-int8``, ``tflite``, ``tflite-int8``) to
+    its file; ``models`` maps each classifier model of the bundle to the autoencoder format it runs
+    with (same runtime, same precision when there is one); ``thresholds`` maps each classifier model
+    to the SSIM below which an image is refused, set on the held-out validation images run through
+    that autoencoder file at ``acceptance``.
+    """
+
+    input_size: int
+    input_from: str
+    files: dict[str, AutoencoderFile]
+    models: dict[str, str]
+    thresholds: dict[str, float]
+    acceptance: float
+    epochs: int
+    seed: int
+    train_images: int
+    validation_images: int
+    fitted_on: str
+    #: Gaussian sigma (px at ``input_size``) applied to image and reconstruction before the SSIM.
+    smoothing: float = 1.0
+    signal: str = AUTOENCODER_SIGNAL
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str) -> AutoencoderInfo:
+        data = _mapping(data, where)
+        raw_files = _mapping(_get(data, "files", where), f"{where}.files")
+        if not raw_files:
+            raise BundleError(f"{where}.files: got an empty object; expected format -> autoencoder file")
+        files = {
+            _choice(name, list(FORMATS), f"{where}.files key"): AutoencoderFile.from_dict(
+                value, f"{where}.files.{name}"
+            )
+            for name, value in raw_files.items()
+        }
+        models = {
+            str(name): _choice(value, list(files), f"{where}.models.{name}")
+            for name, value in _mapping(_get(data, "models", where), f"{where}.models").items()
+        }
+        thresholds = {
+            str(name): _number(value, f"{where}.thresholds.{name}", -1.0, 1.0)
+            for name, value in _mapping(_get(data, "thresholds", where), f"{where}.thresholds").items()
+        }
+        unset = sorted(set(models) - set(thresholds))
+        if unset:
+            raise BundleError(
+                f"{where}.thresholds: no threshold for model(s) {unset}; expected one per model"
+            )
+        return cls(
+            input_size=_integer(_get(data, "input_size", where), f"{where}.input_size", 8),
+            input_from=_text(_get(data, "input_from", where), f"{where}.input_from"),
+            files=files,
+            models=models,
+            thresholds=thresholds,
+            acceptance=_number(_get(data, "acceptance", where), f"{where}.acceptance", 0.5, 1.0),
+            epochs=_integer(_get(data, "epochs", where), f"{where}.epochs", 1),
+            seed=_integer(_get(data, "seed", where), f"{where}.seed", 0),
+            train_images=_integer(_get(data, "train_images", where), f"{where}.train_images", 1),
+            validation_images=_integer(
+                _get(data, "validation_images", where), f"{where}.validation_images", 1
+            ),
+            fitted_on=_text(_get(data, "fitted_on", where), f"{where}.fitted_on"),
+            smoothing=_number(_get(data, "smoothing", where), f"{where}.smoothing", 0.0, 8.0),
+            signal=_choice(data.get("signal", AUTOENCODER_SIGNAL), (AUTOENCODER_SIGNAL,), f"{where}.signal"),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "input_size": self.input_size,
+            "input_from": self.input_from,
+            "files": {name: f.to_dict() for name, f in self.files.items()},
+            "models": dict(self.models),
+            "thresholds": dict(self.thresholds),
+            "acceptance": self.acceptance,
+            "epochs": self.epochs,
+            "seed": self.seed,
+            "train_images": self.train_images,
+            "validation_images": self.validation_images,
+            "fitted_on": self.fitted_on,
+            "smoothing": self.smoothing,
+            "signal": self.signal,
+        }
+
+
 @dataclass(frozen=True)
 class QualityInfo:
     """The image-quality checks (:mod:`cxr_core.image_quality`): their thresholds and template file.
@@ -680,6 +827,7 @@ class Manifest:
     revision: RevisionInfo | None = None
     gate: GateInfo | None = None
     quality: QualityInfo | None = None
+    autoencoder: AutoencoderInfo | None = None
     model_config: dict[str, Any] | None = None
     outputs: dict[str, Any] | None = None
     parity: dict[str, Any] | None = None
@@ -785,6 +933,9 @@ class Manifest:
             quality=None
             if data.get("quality") is None
             else QualityInfo.from_dict(data["quality"], f"{where}.quality"),
+            autoencoder=None
+            if data.get("autoencoder") is None
+            else AutoencoderInfo.from_dict(data["autoencoder"], f"{where}.autoencoder"),
             model_config=_optional_mapping(data, "model_config", where),
             outputs=_optional_mapping(data, "outputs", where),
             parity=_optional_mapping(data, "parity", where),
@@ -817,6 +968,7 @@ class Manifest:
             "revision": None if self.revision is None else self.revision.to_dict(),
             "gate": None if self.gate is None else self.gate.to_dict(),
             "quality": None if self.quality is None else self.quality.to_dict(),
+            "autoencoder": None if self.autoencoder is None else self.autoencoder.to_dict(),
             "model_config": self.model_config,
             "outputs": self.outputs,
             "parity": self.parity,

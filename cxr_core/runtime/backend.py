@@ -52,6 +52,13 @@ class Backend(ABC):
             raise ModelFileError(f"model file {self.path} does not exist; expected a {signature.format} file")
 
     @property
+    def input_channels(self) -> int:
+        """C of the canonical NCHW batch: 3 for the classifiers, 1 for the gate's autoencoder."""
+        shape = self.signature.input.shape
+        channels = shape[3] if self.signature.input.layout == "NHWC" else shape[1]
+        return 3 if channels is None else int(channels)
+
+    @property
     def format(self) -> str:
         return self.signature.format
 
@@ -100,10 +107,17 @@ class Backend(ABC):
     def _check_batch(self, batch: NDArray[Any]) -> NDArray[np.float32]:
         array = np.asarray(batch)
         size = self.input_size
-        if array.ndim != 4 or array.shape[1] != 3 or array.shape[2:] != (size, size) or len(array) == 0:
+        channels = self.input_channels
+        if (
+            array.ndim != 4
+            or array.shape[1] != channels
+            or array.shape[2:] != (size, size)
+            or len(array) == 0
+        ):
             raise BatchShapeError(
                 f"model {self.model_name!r} ({self.path.name}) got a batch of shape {array.shape}; expected "
-                f"(N, 3, {size}, {size}) float32 NCHW with N >= 1, preprocessed with the bundle's spec"
+                f"(N, {channels}, {size}, {size}) float32 NCHW with N >= 1, preprocessed with the "
+                "bundle's spec"
             )
         if not np.issubdtype(array.dtype, np.floating):
             raise BatchShapeError(

@@ -84,16 +84,19 @@ def open_model(
     runtime: str | None = None,
     threads: int | None = None,
     settings: RuntimeSettings = DEFAULT_SETTINGS,
+    signature: ModelSignature | None = None,
 ) -> Backend:
     """Open the model file at ``path`` described by the manifest entry ``entry``.
 
     ``runtime`` None picks the best installed runtime of the entry's family; a named runtime must
     be able to run the format. ``threads`` None = physical cores, at most 4. ``settings``: thread
     pool and optimisation settings (:mod:`cxr_core.runtime.settings`; defaults suit shared devices).
+    ``signature`` replaces the classifier signature read from ``entry`` (the gate's autoencoder has
+    its own).
     """
     threads = resolve_threads(threads)
     family = entry.runtime
-    signature = signature_of(entry, path)
+    signature = signature or signature_of(entry, path)
     if runtime is not None:
         chosen = canonical_runtime(runtime)
         if chosen not in FAMILIES[family]:

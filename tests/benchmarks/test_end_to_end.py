@@ -86,7 +86,8 @@ def test_end_to_end_split_and_ratios(loose_run: Run) -> None:
             continue
         e2e = row["e2e"]
         assert e2e["status"] == "ok" and e2e["predictions"] == 1
-        assert set(e2e["stages_ms"]) == {"decode", "gate", "preprocess", "inference", "learned_gate", "calibrate", "cam"}
+        stages = {"decode", "gate", "preprocess", "inference", "learned_gate", "calibrate", "cam"}
+        assert set(e2e["stages_ms"]) == stages
         assert e2e["cam_share_of_inference"] is not None
     ratios = {(r["format"], r["baseline"], r["threads"]) for r in results["ratios"]}
     assert ratios == {(f, b, t) for f, b in (("onnx-int8", "onnx"), ("onnx", "pytorch-fp32")) for t in (1, 2)}

@@ -146,7 +146,8 @@ def test_json_schema(session_bundle: Path, tmp_path: Path, capsys: pytest.Captur
         assert isinstance(finding["above_operating_point"], bool)
         assert all(isinstance(finding[k], float) for k in ("model_output", "score", "operating_point"))
         assert 0.0 <= finding["score"] <= 100.0
-    assert set(result["timings_ms"]) == {"decode", "gate", "preprocess", "inference", "learned_gate", "calibrate"}
+    stages = {"decode", "gate", "preprocess", "inference", "learned_gate", "calibrate"}
+    assert set(result["timings_ms"]) == stages
     assert any(w.startswith("a lateral view") for w in result["warnings"])
     assert result["provenance"]["view_position"] == "LL" and result["provenance"]["format"] == "dicom"
 

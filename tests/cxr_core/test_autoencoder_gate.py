@@ -1,0 +1,213 @@
+"""The autoencoder signal of the learned gate: numpy SSIM, one input derivation at both ends, the files
+in the bundle (hashed, golden-checked), and refusals of images unlike the training data (no torch)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cxr_core.autoencoder_gate import (
+    SIGNAL,
+    AutoencoderGateError,
+    AutoencoderSignal,
+    autoencoder_input,
+    smooth,
+    ssim,
+)
+from cxr_core.bundle import AutoencoderInfo, Bundle, BundleError, BundleIntegrityError, load_bundle
+from cxr_core.gate_signals import learned_gate_for
+from cxr_core.imaging import decode_image
+from cxr_core.preprocess import PreprocessSpec, preprocess
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _textured(seed: int = 0, size: int = 64) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    return np.clip(
+        0.5 + 0.3 * np.sin(6 * xx) * np.cos(4 * yy) + 0.05 * rng.standard_normal((size, size)), 0, 1
+    )
+
+
+def test_ssim_is_one_on_itself_symmetric_and_drops_with_noise_and_blur() -> None:
+    x = _textured()
+    rng = np.random.default_rng(1)
+    assert ssim(x, x) == pytest.approx(1.0, abs=1e-12)
+    y = np.clip(x + 0.1 * rng.standard_normal(x.shape), 0, 1)
+    assert ssim(x, y) == pytest.approx(ssim(y, x), abs=1e-12)
+    noisy = [float(ssim(x, np.clip(x + s * rng.standard_normal(x.shape), 0, 1))) for s in (0.02, 0.1, 0.3)]
+    assert 1.0 > noisy[0] > noisy[1] > noisy[2] > -1.0
+    blurred = [float(ssim(x, smooth(x[None], s)[0])) for s in (0.5, 1.5, 3.0)]
+    assert 1.0 > blurred[0] > blurred[1] > blurred[2]
+    batch = ssim(np.stack([x, y]), np.stack([x, x]))
+    assert batch.shape == (2,) and batch[0] == pytest.approx(1.0) and batch[1] < 1.0
+    with pytest.raises(AutoencoderGateError, match="expected two equal shapes"):
+        ssim(x, x[:32])
+    with pytest.raises(AutoencoderGateError, match="at least 11 px"):
+        ssim(x[:8, :8], x[:8, :8])
+
+
+def test_ssim_matches_scikit_image_when_installed() -> None:
+    metrics = pytest.importorskip("skimage.metrics")
+    x, y = _textured(0), _textured(1)
+    reference = metrics.structural_similarity(
+        x, y, data_range=1.0, gaussian_weights=True, sigma=1.5, use_sample_covariance=False
+    )
+    assert ssim(x, y) == pytest.approx(reference, abs=1e-6)
+
+
+def test_smoothing_matches_scipy() -> None:
+    ndimage = pytest.importorskip("scipy.ndimage")
+    x = _textured(2)
+    np.testing.assert_allclose(smooth(x[None], 1.0)[0], ndimage.gaussian_filter(x, 1.0), atol=1e-12)
+
+
+def test_the_input_is_the_same_from_either_layout_and_normalisation() -> None:
+    grey = _textured(3, 150)
+    nchw = PreprocessSpec(input_size=128, resize_to=140)
+    nhwc = replace(nchw, layout="NHWC")
+    ranged = replace(nchw, normalization="range", value_range=(-1.0, 1.0))
+    a = autoencoder_input(preprocess(grey, nchw)[None], nchw)
+    b = autoencoder_input(preprocess(grey, nhwc)[None], nhwc)
+    c = autoencoder_input(preprocess(grey, ranged)[None], ranged)
+    assert a.shape == (1, 1, 64, 64) and a.dtype == np.float32
+    np.testing.assert_allclose(a, b, atol=1e-6)
+    np.testing.assert_allclose(a, c, atol=1e-5)
+    with pytest.raises(AutoencoderGateError, match="expected \\(N, 3, 128, 128\\)"):
+        autoencoder_input(np.zeros((1, 3, 64, 64), np.float32), nchw)
+
+
+def test_the_autoencoder_travels_in_the_bundle_hashed_with_a_threshold_per_model(gated_bundle: Path) -> None:
+    bundle = load_bundle(gated_bundle)
+    info = bundle.manifest.autoencoder
+    assert info is not None and info.signal == SIGNAL and info.input_size == 64
+    assert info.models == {"onnx": "onnx", "onnx-int8": "onnx-int8"}  # FP32 with FP32, INT8 with INT8
+    assert set(info.thresholds) == {"onnx", "onnx-int8"} and all(0 < t < 1 for t in info.thresholds.values())
+    assert "training split" in info.fitted_on and info.train_images > 40 and info.epochs >= 1
+    for part in info.files.values():
+        assert part.file in bundle.manifest.files and len(part.golden_ssim) == bundle.manifest.golden.images
+    assert info.files["onnx-int8"].quantization["calibration_images"] > 0
+    assert AutoencoderInfo.from_dict(info.to_dict(), "autoencoder") == info
+    broken = {**info.to_dict(), "models": {"onnx": "tflite"}}
+    with pytest.raises(BundleError, match="autoencoder.models.onnx: got 'tflite'"):
+        AutoencoderInfo.from_dict(broken, "autoencoder")
+
+
+def test_device_and_export_derive_the_same_input(gated_bundle: Path) -> None:
+    """The golden images' scores recorded at export (from the export's tensors) are what the device
+    computes from the files themselves (decode, preprocess, autoencoder_input, the same file)."""
+    bundle = load_bundle(gated_bundle)
+    root = Path(bundle.manifest.calibration["root"])
+    for model in ("onnx", "onnx-int8"):
+        signal = AutoencoderSignal.from_bundle(bundle, model)
+        assert signal is not None
+        part = bundle.manifest.autoencoder.files[bundle.manifest.autoencoder.models[model]]
+        for name, recorded in zip(bundle.manifest.golden.files, part.golden_ssim, strict=True):
+            batch = preprocess(decode_image(root / name).pixels, bundle.spec)[None]
+            assert float(signal.scores(batch)[0]) == pytest.approx(recorded, abs=1e-5)
+
+
+def test_a_tampered_autoencoder_file_is_refused(gated_bundle: Path, tmp_path: Path) -> None:
+    from quantize.verify import verify_bundle
+
+    report = verify_bundle(gated_bundle, allow_untrusted=True)
+    assert [row["status"] for row in report["autoencoder"]] == ["pass", "pass"]
+    copy = Path(shutil.copytree(gated_bundle, tmp_path / "b"))
+    data = bytearray((copy / "autoencoder-int8.onnx").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (copy / "autoencoder-int8.onnx").write_bytes(bytes(data))
+    with pytest.raises(BundleIntegrityError, match="autoencoder-int8.onnx"):
+        load_bundle(copy)
+    with pytest.raises(BundleIntegrityError, match="autoencoder-int8.onnx"):
+        verify_bundle(copy, allow_untrusted=True)
+
+
+def _test_phantoms(bundle: Path) -> list[Path]:
+    root = Path(load_bundle(bundle).manifest.calibration["root"])
+    names = set((root / "test_list.txt").read_text().split())
+    return sorted(p for p in root.rglob("*.png") if p.name in names)
+
+
+def _ood_images(folder: Path) -> dict[str, Path]:
+    from sklearn.datasets import load_sample_image
+
+    rng = np.random.default_rng(5)
+    images = {
+        "noise": rng.integers(0, 256, (300, 300), dtype=np.uint8),
+        "flat": np.full((300, 300), 128, np.uint8),
+        "photo": np.asarray(Image.fromarray(load_sample_image("china.jpg")).convert("L")),
+    }
+    paths = {}
+    for name, array in images.items():
+        Image.fromarray(array).save(folder / f"{name}.png")
+        paths[name] = folder / f"{name}.png"
+    return paths
+
+
+@pytest.mark.parametrize("model", ["onnx", "onnx-int8"])
+def test_unlike_images_are_refused_with_the_reason_and_phantoms_pass(
+    gated_bundle: Path, tmp_path: Path, model: str
+) -> None:
+    bundle = load_bundle(gated_bundle)
+    gate = learned_gate_for(bundle, model)
+    assert SIGNAL in gate.signals and not gate.warnings
+    (signal,) = [s for s in gate.image_signals if s.name == SIGNAL]
+
+    def decide(path: Path):  # noqa: ANN202
+        decoded = decode_image(path)
+        (decision,) = signal.evaluate(decoded, preprocess(decoded.pixels, bundle.spec)[None])
+        return decision
+
+    phantoms = [decide(p) for p in _test_phantoms(gated_bundle)]
+    accepted = sum(d.accepted for d in phantoms)
+    assert accepted >= 0.8 * len(phantoms) and len(phantoms) >= 10, (accepted, len(phantoms))
+    for name, path in _ood_images(tmp_path).items():
+        decision = decide(path)
+        assert not decision.accepted and decision.score < decision.threshold, (name, decision)
+        assert decision.refuse_above is False and decision.learned
+        assert "redraws this image with structural similarity" in decision.reason
+        assert "unlike the images this model was trained on" in decision.reason
+
+
+def test_a_model_without_an_autoencoder_of_its_runtime_says_so(gated_bundle: Path) -> None:
+    bundle = load_bundle(gated_bundle)
+    info = bundle.manifest.autoencoder
+    trimmed = replace(info, models={"onnx": "onnx"}, thresholds={"onnx": info.thresholds["onnx"]})
+    partial = Bundle(bundle.root, replace(bundle.manifest, autoencoder=trimmed), bundle.trust)
+    gate = learned_gate_for(partial, "onnx-int8")
+    assert SIGNAL not in gate.signals
+    assert any("runs without the reconstruction check" in w for w in gate.warnings)
+    assert SIGNAL in learned_gate_for(partial, "onnx").signals
+
+
+def test_the_signal_runs_with_torch_unimportable(gated_bundle: Path, tmp_path: Path) -> None:
+    noise = tmp_path / "noise.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (300, 300), dtype=np.uint8)).save(noise)
+    code = f"""
+import sys, json
+sys.modules["torch"] = None
+from cxr_core.bundle import load_bundle
+from cxr_core.autoencoder_gate import AutoencoderSignal
+from cxr_core.imaging import decode_image
+from cxr_core.preprocess import preprocess
+bundle = load_bundle({str(gated_bundle)!r}, allow_untrusted=True)
+signal = AutoencoderSignal.from_bundle(bundle, "onnx-int8")
+decoded = decode_image({str(noise)!r})
+(decision,) = signal.evaluate(decoded, preprocess(decoded.pixels, bundle.spec)[None])
+print(json.dumps({{"accepted": decision.accepted, "torch": sys.modules["torch"] is None}}))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
+        env={**__import__("os").environ, "PYTHONPATH": str(REPO)},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"accepted": False, "torch": True}
