@@ -265,9 +265,10 @@ def run_study(
     threads: int = 2,
     rules: InputGate | None = None,
     models: Sequence[str] | None = None,
+    allow_untrusted: bool = False,
 ) -> dict[str, Any]:
     """The whole study of ``bundle_dir``: per model its summary and per-image rows, and agreement."""
-    bundle = load_bundle(bundle_dir)
+    bundle = load_bundle(bundle_dir, allow_untrusted=allow_untrusted)
     names = list(models) if models else [entry.name for entry in bundle.models]
     per_model: dict[str, list[ImageOutcome]] = {}
     for name in names:
@@ -355,6 +356,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--models", default=None, help="comma-separated model files (default: all)")
     parser.add_argument("--out", type=Path, default=None, help="write the study as JSON here")
+    parser.add_argument(
+        "--allow-untrusted",
+        action="store_true",
+        help="measure a bundle signed by a key this machine does not trust",
+    )
     args = parser.parse_args(argv)
     rules = None if args.min_side is None else InputGate(default_checks(min_side=args.min_side))
     models = [m.strip() for m in args.models.split(",")] if args.models else None
@@ -362,7 +368,15 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="cxr-gate-") as work:
         folder = args.corpus if args.corpus is not None else Path(work)
         corpus = build_corpus(folder, seed=args.seed, per_category=args.per_category)
-        study = run_study(args.bundle, in_files, corpus, threads=args.threads, rules=rules, models=models)
+        study = run_study(
+            args.bundle,
+            in_files,
+            corpus,
+            threads=args.threads,
+            rules=rules,
+            models=models,
+            allow_untrusted=args.allow_untrusted,
+        )
     print(table(study))
     if args.out is not None:
         args.out.write_text(json.dumps(study, indent=2, allow_nan=False) + "\n", encoding="utf-8")
