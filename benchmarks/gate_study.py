@@ -24,12 +24,14 @@ The functions are reusable: :func:`score_image` (one image through one Predictor
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
 import math
 import statistics
 import sys
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -152,10 +154,23 @@ def study_model(
 ) -> list[ImageOutcome]:
     """Every in-distribution image (category :data:`IN_DISTRIBUTION`) and every corpus image."""
     rules = InputGate() if rules is None else rules
-    outcomes = [score_image(predictor, rules, p, IN_DISTRIBUTION) for p in in_distribution]
-    for category, paths in corpus.items():
-        outcomes += [score_image(predictor, rules, p, category) for p in paths]
+    with _quiet_overrides():
+        outcomes = [score_image(predictor, rules, p, IN_DISTRIBUTION) for p in in_distribution]
+        for category, paths in corpus.items():
+            outcomes += [score_image(predictor, rules, p, category) for p in paths]
     return outcomes
+
+
+@contextlib.contextmanager
+def _quiet_overrides() -> Iterator[None]:
+    """The study scores refused images on purpose: no "scored at the user's request" warning for each."""
+    log = logging.getLogger("cxr_core.gate_signals")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
 
 
 def _auroc(inside: Sequence[float], outside: Sequence[float]) -> float | None:
