@@ -1,235 +1,351 @@
 """How well does the input gate know what it is looking at? False and true refusal rates, measured.
 
-    python -m benchmarks.gate_study BUNDLE --in-distribution FOLDER [--work DIR] [--out study.json]
+    python -m benchmarks.gate_study BUNDLE --in-distribution FOLDER [--corpus DIR] [--out study.json]
 
-Builds an out-of-distribution corpus offline from images that installed packages ship (scikit-learn's
-and matplotlib's sample photographs and an MR slice) and from what this module draws itself
-(document pages, an app screenshot with a small chest film inside, noise, flat images) or derives
-from the in-distribution images (inverted, rotated 90 and 180 degrees, a corner crop). Nothing is
-downloaded; the corpus is only measured, never used to set a threshold (the bundle's thresholds
-come from its own validation images at export).
+FOLDER holds in-distribution images the bundle never trained on: with a ``test_list.txt`` (a phantom
+set, ChestX-ray14) only the test split is used. The out-of-distribution corpus is built offline by
+:mod:`benchmarks.ood_corpus` (into ``--corpus``, kept, or a temporary folder) and is only measured:
+the bundle's thresholds come from its own validation images at export.
 
-Per model of the bundle it reports the false refusal rate on the in-distribution images (they
-should pass), the true refusal rate per category (they should be refused) and which signal refused
-them (the learned feature gate, or a rule of the input gate), the AUROC of the learned gate's
-distance (in-distribution vs all out-of-distribution images), and the gate's cost next to the
-classifier's inference time. It measures and prints; it asserts nothing.
+Per model file of the bundle (FP32, INT8, ...) at 2 threads, every image goes through the rules of
+the input gate and through every learned signal the bundle carries, scored even when a rule or a
+signal refuses it (the study needs each signal's score; the decision is the Predictor's). Reported:
+the false refusal rate on the in-distribution images, the true refusal rate over the corpus and per
+category with what refused each image (a rule, or which signal), the AUROC of each signal's score and
+of a combined score (in-distribution vs corpus), per-image agreement of each model's decisions with
+the first model's, and the learned gate's time next to the classifier's inference. It prints a table
+and writes JSON; it asserts nothing.
+
+The functions are reusable: :func:`score_image` (one image through one Predictor),
+:func:`study_model` (in-distribution files and a corpus through one Predictor) and
+:func:`summarise` / :func:`agreement` (the figures).
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import gzip
+import contextlib
 import json
+import logging
+import math
+import statistics
 import sys
 import tempfile
-import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
 
-from cxr_core.bundle import load_bundle, load_feature_gate
+from benchmarks.ood_corpus import CATEGORIES, DEFAULT_PER_CATEGORY, build_corpus
+from cxr_core.bundle import Bundle, load_bundle
 from cxr_core.cli_common import add_version
 from cxr_core.errors import ImageDecodeError
+from cxr_core.gate_signals import SignalDecision
 from cxr_core.imaging import decode_image
-from cxr_core.input_gate import ImageRefusedError
+from cxr_core.input_gate import InputGate, default_checks
 from cxr_core.metrics import roc_auc
 from cxr_core.predictor import Predictor
-from cxr_core.preprocess import PreprocessSpec, preprocess
 from cxr_core.runtime import open_backend
 
-SIDE = 512
+IN_DISTRIBUTION = "in_distribution"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm")
+#: The issue's targets, shown beside the figures (nothing is asserted).
+TARGETS = {
+    "frr_max": 0.01,
+    "trr_min": 0.99,
+    "trr_category_min": 0.95,
+    "agreement_min": 0.99,
+    "cost_max": 0.15,
+}
 
 
-def _save(array: np.ndarray, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array).save(path)
-    return path
+@dataclass(frozen=True)
+class ImageOutcome:
+    """One image through one model: the decision, what refused it, and every signal's score."""
+
+    path: str
+    category: str
+    decision: str  # accepted | rule | signal | unreadable
+    rules: tuple[str, ...] = ()  # names of the rule checks that refused it
+    signals: tuple[str, ...] = ()  # names of the learned signals that refused it
+    scores: dict[str, float] = field(default_factory=dict)
+    thresholds: dict[str, float] = field(default_factory=dict)
+    refuse_above: dict[str, bool] = field(default_factory=dict)
+    combined: float = math.nan
+    gate_ms: float = math.nan
+    inference_ms: float = math.nan
+
+    @property
+    def refused(self) -> bool:
+        return self.decision != "accepted"
 
 
-def _grey(image: Image.Image, side: int = SIDE) -> np.ndarray:
-    return np.asarray(image.convert("L").resize((side, side), Image.Resampling.BILINEAR))
+def oriented(score: float, refuse_above: bool) -> float:
+    """The score with "larger = more unlike the training data" (a non-finite score is the most unlike)."""
+    if not math.isfinite(score):
+        return math.inf
+    return score if refuse_above else -score
 
 
-def _package_photos() -> list[tuple[str, Image.Image]]:
-    photos = []
-    try:
-        from sklearn.datasets import load_sample_image
+def margin(decision: SignalDecision) -> float:
+    """How far past its threshold a signal's score is, relative to the threshold (> 0 refuses).
 
-        photos += [(name, Image.fromarray(load_sample_image(name))) for name in ("china.jpg", "flower.jpg")]
-    except ImportError:
-        pass
-    try:
-        import matplotlib.cbook
-
-        with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as handle:
-            photos.append(("grace_hopper.jpg", Image.open(handle).convert("RGB")))
-    except (ImportError, OSError, ValueError):
-        pass
-    return photos
+    The combined score of an image is the largest margin over its signals: it refuses exactly when
+    the gate does, and ranks images across signals measured in different units.
+    """
+    if not math.isfinite(decision.score):
+        return math.inf
+    scale = abs(decision.threshold) or 1.0
+    beyond = decision.score - decision.threshold
+    return (beyond if decision.refuse_above else -beyond) / scale
 
 
-def _mr_slice() -> np.ndarray | None:
-    try:
-        import matplotlib.cbook
-
-        with matplotlib.cbook.get_sample_data("s1045.ima.gz") as handle:
-            raw = handle.read()  # matplotlib opens .gz files through gzip already
-        if raw[:2] == b"\x1f\x8b":
-            raw = gzip.decompress(raw)
-    except (ImportError, OSError, ValueError):
-        return None
-    image = np.frombuffer(raw, np.uint16).astype(np.float32).reshape(256, 256)
-    image = image / max(1.0, float(image.max())) * 255.0
-    return np.asarray(Image.fromarray(image.astype(np.uint8)).resize((SIDE, SIDE)))
+def _rule_refusals(rules: InputGate, decoded: Any) -> tuple[str, ...]:
+    return tuple(
+        check.name for check in rules.checks for issue in check(decoded) if issue.severity == "refuse"
+    )
 
 
-def _document(seed: int) -> np.ndarray:
-    page = Image.new("L", (SIDE, int(SIDE * 1.3)), 245)
-    draw = ImageDraw.Draw(page)
-    font = ImageFont.load_default(size=14)
-    rng = np.random.default_rng(seed)
-    words = "patient report findings clinic history radiograph chest normal review follow".split()
-    for line in range(40):
-        text = " ".join(rng.choice(words, 8))
-        draw.text((30, 20 + line * 20), text, fill=20, font=font)
-    return np.asarray(page)
-
-
-def _screenshot(chest: np.ndarray) -> np.ndarray:
-    screen = Image.new("L", (800, 600), 235)
-    draw = ImageDraw.Draw(screen)
-    draw.rectangle((0, 0, 800, 40), fill=60)
-    draw.rectangle((20, 60, 260, 580), fill=200)
-    for row in range(10):
-        draw.rectangle((30, 80 + row * 45, 250, 110 + row * 45), fill=150)
-    film = Image.fromarray(chest).resize((240, 240))
-    screen.paste(film, (420, 160))
-    return np.asarray(screen)
-
-
-def build_corpus(in_distribution: list[Path], folder: Path) -> dict[str, list[Path]]:
-    """The out-of-distribution corpus by category (files written under ``folder``)."""
-    corpus: dict[str, list[Path]] = {}
-
-    def add(category: str, name: str, array: np.ndarray) -> None:
-        corpus.setdefault(category, []).append(_save(array, folder / category / f"{name}.png"))
-
-    for name, photo in _package_photos():
-        add("photo_grey", Path(name).stem, _grey(photo))
-        add("photo_colour", Path(name).stem, np.asarray(photo.resize((SIDE, SIDE))))
-    mr = _mr_slice()
-    if mr is not None:
-        add("mr_slice", "s1045", mr)
-        add("mr_slice", "s1045_inverted", 255 - mr)
-    for seed in range(3):
-        add("document", f"page{seed}", _document(seed))
-    rng = np.random.default_rng(0)
-    for seed in range(3):
-        add("noise", f"noise{seed}", rng.integers(0, 256, (SIDE, SIDE), dtype=np.uint8))
-    for level in (0, 128, 255):
-        add("flat", f"flat{level}", np.full((SIDE, SIDE), level, np.uint8))
-    for path in in_distribution[:5]:
-        chest = _grey(Image.open(path), SIDE)
-        add("chest_inverted", path.stem, 255 - chest)
-        add("chest_rotated", f"{path.stem}_90", np.rot90(chest).copy())
-        add("chest_rotated", f"{path.stem}_180", np.rot90(chest, 2).copy())
-        corner = np.asarray(Image.fromarray(chest[: SIDE // 3, : SIDE // 3]).resize((SIDE, SIDE)))
-        add("chest_corner_crop", path.stem, corner)
-        add("screenshot", path.stem, _screenshot(chest))
-    return corpus
-
-
-def _learned_distance(spec: PreprocessSpec, backend: Any, gate: Any, path: Path) -> float | None:
-    """The gate's distance of an image (also for one the gate or a rule would refuse)."""
+def score_image(predictor: Predictor, rules: InputGate, path: Path, category: str) -> ImageOutcome:
+    """``path`` through the rules and through ``predictor`` (which must carry no rules of its own:
+    see :func:`open_predictor`), every signal scored even when something refuses it."""
     try:
         decoded = decode_image(path)
     except ImageDecodeError:
-        return None
-    outputs = backend(preprocess(decoded.pixels, spec)[None])
-    return gate.score(np.asarray(outputs["feature_map"])[0])
+        return ImageOutcome(str(path), category, "unreadable")
+    refused_rules = _rule_refusals(rules, decoded)
+    prediction = predictor.predict_image(decoded, str(path), override_gate=True)
+    scores, thresholds, above, refused_signals = {}, {}, {}, []
+    for row in prediction.gate_signals:
+        name = row.signal if row.signal not in scores else f"{row.signal}#{len(scores)}"
+        scores[name], thresholds[name], above[name] = row.score, row.threshold, row.refuse_above
+        if not row.accepted:
+            refused_signals.append(name)
+    margins = [margin(row) for row in prediction.gate_signals]
+    decision = "rule" if refused_rules else ("signal" if refused_signals else "accepted")
+    return ImageOutcome(
+        path=str(path),
+        category=category,
+        decision=decision,
+        rules=refused_rules,
+        signals=tuple(refused_signals),
+        scores=scores,
+        thresholds=thresholds,
+        refuse_above=above,
+        combined=max(margins) if margins else math.nan,
+        gate_ms=prediction.timings_ms.get("learned_gate", math.nan),
+        inference_ms=prediction.timings_ms["inference"],
+    )
 
 
-def run_study(bundle_dir: Path, in_folder: Path, work: Path, limit: int = 200) -> dict[str, Any]:
-    bundle = load_bundle(bundle_dir)
-    gate = load_feature_gate(bundle)
-    images = sorted(p for p in in_folder.rglob("*") if p.suffix.lower() in (".png", ".jpg", ".dcm"))[:limit]
-    corpus = build_corpus(images, work / "ood")
-    results: dict[str, Any] = {"bundle": str(bundle_dir), "in_distribution": str(in_folder), "models": {}}
-    for entry in bundle.models:
-        predictor = Predictor(bundle, open_backend(bundle, model=entry.name, threads=2))
-        backend = predictor.backend
+def open_predictor(bundle: Bundle, model: str, threads: int = 2) -> Predictor:
+    """A Predictor of ``model`` with no rule checks (the study applies the rules itself, so that an
+    image a rule refuses still gets every signal's score)."""
+    return Predictor(bundle, open_backend(bundle, model=model, threads=threads), gate=InputGate([]))
 
-        def decide(path: Path, predictor: Predictor = predictor) -> str:
-            try:
-                predictor.predict_file(path)
-            except ImageRefusedError as exc:
-                return "learned" if "unlike the images" in exc.reasons[0] else "rule"
-            except ImageDecodeError:
-                return "unreadable"
-            return "accepted"
 
-        in_decisions = [decide(p) for p in images]
-        row: dict[str, Any] = {
-            "in_distribution_images": len(images),
-            "false_refusal_rate": round(sum(d != "accepted" for d in in_decisions) / max(1, len(images)), 4),
-            "categories": {},
-        }
-        ood_all = []
+def study_model(
+    predictor: Predictor,
+    in_distribution: Sequence[Path],
+    corpus: Mapping[str, Sequence[Path]],
+    rules: InputGate | None = None,
+) -> list[ImageOutcome]:
+    """Every in-distribution image (category :data:`IN_DISTRIBUTION`) and every corpus image."""
+    rules = InputGate() if rules is None else rules
+    with _quiet_overrides():
+        outcomes = [score_image(predictor, rules, p, IN_DISTRIBUTION) for p in in_distribution]
         for category, paths in corpus.items():
-            decisions = [decide(p) for p in paths]
-            ood_all += paths
-            row["categories"][category] = {
-                "images": len(paths),
-                "true_refusal_rate": round(sum(d != "accepted" for d in decisions) / len(paths), 4),
-                "refused_by_learned_gate": sum(d == "learned" for d in decisions),
-                "refused_by_rules": sum(d == "rule" for d in decisions),
-            }
-        total = sum(c["images"] for c in row["categories"].values())
-        refused = sum(c["images"] * c["true_refusal_rate"] for c in row["categories"].values())
-        row["true_refusal_rate"] = round(refused / max(1, total), 4)
-        if gate is not None:
-            spec = dataclasses.replace(bundle.spec, layout="NCHW")  # the backend's canonical layout
-            inside = [_learned_distance(spec, backend, gate, p) for p in images]
-            outside = [_learned_distance(spec, backend, gate, p) for p in ood_all]
-            inside = [d for d in inside if d is not None]
-            outside = [d for d in outside if d is not None]
-            truth = np.r_[np.zeros(len(inside)), np.ones(len(outside))]
-            row["learned_gate_auroc"] = round(float(roc_auc(truth, np.r_[inside, outside])), 4)
-            feature_map = backend(
-                np.zeros((1, 3, bundle.spec.input_size, bundle.spec.input_size), np.float32)
-            )
-            start = time.perf_counter()
-            for _ in range(200):
-                gate.score(np.asarray(feature_map["feature_map"])[0])
-            gate_ms = (time.perf_counter() - start) / 200 * 1000
-            batch = np.zeros((1, 3, bundle.spec.input_size, bundle.spec.input_size), np.float32)
-            start = time.perf_counter()
-            for _ in range(20):
-                backend(batch)
-            infer_ms = (time.perf_counter() - start) / 20 * 1000
-            row["gate_ms"], row["inference_ms"] = round(gate_ms, 3), round(infer_ms, 2)
-        predictor.close()
-        results["models"][entry.name] = row
-    return results
+            outcomes += [score_image(predictor, rules, p, category) for p in paths]
+    return outcomes
+
+
+@contextlib.contextmanager
+def _quiet_overrides() -> Iterator[None]:
+    """The study scores refused images on purpose: no "scored at the user's request" warning for each."""
+    log = logging.getLogger("cxr_core.gate_signals")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
+def _auroc(inside: Sequence[float], outside: Sequence[float]) -> float | None:
+    if not inside or not outside:
+        return None
+    truth = np.r_[np.zeros(len(inside)), np.ones(len(outside))]
+    values = np.nan_to_num(np.r_[inside, outside], nan=np.inf)
+    values = np.clip(values, -1e300, 1e300)  # ranks: +-inf as the extremes
+    return round(float(roc_auc(truth, values)), 4)
+
+
+def _rate(count: int, total: int) -> float | None:
+    return round(count / total, 4) if total else None
+
+
+def _category_row(outcomes: Sequence[ImageOutcome]) -> dict[str, Any]:
+    refused_by: dict[str, int] = {}
+    for o in outcomes:
+        for name in o.signals:
+            refused_by[name] = refused_by.get(name, 0) + 1
+    accepted = sum(o.decision == "accepted" for o in outcomes)
+    return {
+        "images": len(outcomes),
+        "accepted": accepted,
+        "refused_by_rules": sum(o.decision == "rule" for o in outcomes),
+        "refused_by_signals": sum(o.decision == "signal" for o in outcomes),
+        "unreadable": sum(o.decision == "unreadable" for o in outcomes),
+        "refusal_rate": _rate(len(outcomes) - accepted, len(outcomes)),
+        # per signal: images it refuses on its own (also those a rule refused first)
+        "signal_would_refuse": dict(sorted(refused_by.items())),
+    }
+
+
+def _median(values: Sequence[float]) -> float | None:
+    finite = [v for v in values if math.isfinite(v)]
+    return round(statistics.median(finite), 3) if finite else None
+
+
+def summarise(outcomes: Sequence[ImageOutcome]) -> dict[str, Any]:
+    """FRR, TRR overall and per category, AUROC per signal and combined, the gate's cost."""
+    inside = [o for o in outcomes if o.category == IN_DISTRIBUTION]
+    outside = [o for o in outcomes if o.category != IN_DISTRIBUTION]
+    categories: dict[str, list[ImageOutcome]] = {}
+    for o in outside:
+        categories.setdefault(o.category, []).append(o)
+    in_row = _category_row(inside)
+    out_row = _category_row(outside)
+    signals = sorted({name for o in outcomes for name in o.scores})
+    auroc = {}
+    for name in signals:
+        above = next(o.refuse_above[name] for o in outcomes if name in o.refuse_above)
+        auroc[name] = _auroc(
+            [oriented(o.scores[name], above) for o in inside if name in o.scores],
+            [oriented(o.scores[name], above) for o in outside if name in o.scores],
+        )
+    gate = _median([o.gate_ms for o in inside])
+    infer = _median([o.inference_ms for o in inside])
+    return {
+        "in_distribution": {**in_row, "false_refusal_rate": in_row["refusal_rate"]},
+        "corpus": {**out_row, "true_refusal_rate": out_row["refusal_rate"]},
+        "categories": {
+            c: {**_category_row(v), "true_refusal_rate": _category_row(v)["refusal_rate"]}
+            for c, v in categories.items()
+        },
+        "signals": signals,
+        "auroc": auroc,
+        "auroc_combined": _auroc(
+            [o.combined for o in inside if o.scores], [o.combined for o in outside if o.scores]
+        ),
+        "gate_ms_median": gate,
+        "inference_ms_median": infer,
+        "gate_cost": round(gate / infer, 4) if gate is not None and infer else None,
+    }
+
+
+def agreement(reference: Sequence[ImageOutcome], other: Sequence[ImageOutcome]) -> dict[str, Any]:
+    """Per image, does ``other`` accept or refuse like ``reference``? (same images, same order)"""
+    pairs = list(zip(reference, other, strict=True))
+    same = sum(a.refused == b.refused for a, b in pairs)
+    learned = [(a, b) for a, b in pairs if a.decision != "rule" and a.decision != "unreadable"]
+    same_learned = sum(a.refused == b.refused for a, b in learned)
+    return {
+        "images": len(pairs),
+        "agree": same,
+        "agreement": _rate(same, len(pairs)),
+        "images_past_rules": len(learned),
+        "agreement_past_rules": _rate(same_learned, len(learned)),
+        "disagree": [a.path for a, b in pairs if a.refused != b.refused],
+    }
+
+
+def in_distribution_files(folder: Path, limit: int | None = None) -> list[Path]:
+    """Images under ``folder``; only the test split when it holds a ``test_list.txt``."""
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    split = folder / "test_list.txt"
+    if split.is_file():
+        names = set(split.read_text(encoding="utf-8").split())
+        files = [p for p in files if p.name in names]
+    return files[:limit] if limit else files
+
+
+def run_study(
+    bundle_dir: Path,
+    in_files: Sequence[Path],
+    corpus: Mapping[str, Sequence[Path]],
+    *,
+    threads: int = 2,
+    rules: InputGate | None = None,
+    models: Sequence[str] | None = None,
+    allow_untrusted: bool = False,
+) -> dict[str, Any]:
+    """The whole study of ``bundle_dir``: per model its summary and per-image rows, and agreement."""
+    bundle = load_bundle(bundle_dir, allow_untrusted=allow_untrusted)
+    names = list(models) if models else [entry.name for entry in bundle.models]
+    per_model: dict[str, list[ImageOutcome]] = {}
+    for name in names:
+        predictor = open_predictor(bundle, name, threads)
+        try:
+            per_model[name] = study_model(predictor, in_files, corpus, rules)
+        finally:
+            predictor.close()
+    reference = names[0]
+    return {
+        "bundle": str(bundle_dir),
+        "threads": threads,
+        "targets": TARGETS,
+        "corpus_categories": {c: CATEGORIES.get(c, c) for c in corpus},
+        "models": {name: summarise(rows) for name, rows in per_model.items()},
+        "agreement": {
+            "reference": reference,
+            **{name: agreement(per_model[reference], per_model[name]) for name in names[1:]},
+        },
+        "images": {name: [_row(o) for o in rows] for name, rows in per_model.items()},
+    }
+
+
+def _row(outcome: ImageOutcome) -> dict[str, Any]:
+    row = asdict(outcome)
+    for key in ("combined", "gate_ms", "inference_ms"):
+        row[key] = round(row[key], 4) if math.isfinite(row[key]) else None
+    row["scores"] = {k: (round(v, 4) if math.isfinite(v) else None) for k, v in row["scores"].items()}
+    return row
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
 
 
 def table(study: dict[str, Any]) -> str:
-    lines = [f"input gate study: {study['bundle']} (in-distribution: {study['in_distribution']})"]
-    for name, row in study["models"].items():
-        lines.append(
-            f"{name}: false refusals {row['false_refusal_rate']:.1%} of {row['in_distribution_images']}; "
-            f"true refusals {row['true_refusal_rate']:.1%}; "
-            f"learned-gate AUROC {row.get('learned_gate_auroc')}; "
-            f"gate {row.get('gate_ms')} ms vs inference {row.get('inference_ms')} ms"
-        )
-        for category, c in row["categories"].items():
+    """The study as text: one block per model, one line per category, then agreement."""
+    lines = [f"input gate study: {study['bundle']} ({study['threads']} threads)"]
+    for name, s in study["models"].items():
+        ind, corp = s["in_distribution"], s["corpus"]
+        auroc = ", ".join(f"{k} {v}" for k, v in s["auroc"].items()) or "no learned signal"
+        lines += [
+            f"\n{name}: FRR {_pct(ind['false_refusal_rate'])} ({ind['images'] - ind['accepted']} of "
+            f"{ind['images']} in-distribution refused); TRR {_pct(corp['true_refusal_rate'])} "
+            f"({corp['images'] - corp['accepted']} of {corp['images']})",
+            f"  AUROC: {auroc}; combined {s['auroc_combined']}",
+            f"  learned gate {s['gate_ms_median']} ms vs inference {s['inference_ms_median']} ms "
+            f"(cost {_pct(s['gate_cost'])})",
+            f"  {'category':<20} {'n':>3} {'TRR':>7} {'rules':>5} {'signals':>7}  signal alone would refuse",
+        ]
+        for category, c in s["categories"].items():
+            alone = ", ".join(f"{k} {v}" for k, v in c["signal_would_refuse"].items()) or "-"
             lines.append(
-                f"  {category:<18} {c['images']:>3} images  refused {c['true_refusal_rate']:.0%} "
-                f"(learned {c['refused_by_learned_gate']}, rules {c['refused_by_rules']})"
+                f"  {category:<20} {c['images']:>3} {_pct(c['true_refusal_rate']):>7} "
+                f"{c['refused_by_rules']:>5} {c['refused_by_signals']:>7}  {alone}"
+            )
+    for name, a in study["agreement"].items():
+        if name != "reference":
+            lines.append(
+                f"\n{name} vs {study['agreement']['reference']}: same decision on {_pct(a['agreement'])} "
+                f"of {a['images']} images ({_pct(a['agreement_past_rules'])} of the "
+                f"{a['images_past_rules']} past the rules)"
             )
     return "\n".join(lines)
 
@@ -243,14 +359,42 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--in-distribution", type=Path, required=True, help="folder of in-distribution images"
     )
-    parser.add_argument("--limit", type=int, default=200, help="in-distribution images used (default: 200)")
+    parser.add_argument("--limit", type=int, default=None, help="at most this many in-distribution images")
+    parser.add_argument(
+        "--corpus", type=Path, default=None, help="build the corpus here (default: a temporary folder)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="corpus seed (default: 0)")
+    parser.add_argument("--per-category", type=int, default=DEFAULT_PER_CATEGORY)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--min-side", type=int, default=None, help="the size rule's shorter side (default: the gate's)"
+    )
+    parser.add_argument("--models", default=None, help="comma-separated model files (default: all)")
     parser.add_argument("--out", type=Path, default=None, help="write the study as JSON here")
+    parser.add_argument(
+        "--allow-untrusted",
+        action="store_true",
+        help="measure a bundle signed by a key this machine does not trust",
+    )
     args = parser.parse_args(argv)
+    rules = None if args.min_side is None else InputGate(default_checks(min_side=args.min_side))
+    models = [m.strip() for m in args.models.split(",")] if args.models else None
+    in_files = in_distribution_files(args.in_distribution, args.limit)
     with tempfile.TemporaryDirectory(prefix="cxr-gate-") as work:
-        study = run_study(args.bundle, args.in_distribution, Path(work), args.limit)
+        folder = args.corpus if args.corpus is not None else Path(work)
+        corpus = build_corpus(folder, seed=args.seed, per_category=args.per_category)
+        study = run_study(
+            args.bundle,
+            in_files,
+            corpus,
+            threads=args.threads,
+            rules=rules,
+            models=models,
+            allow_untrusted=args.allow_untrusted,
+        )
     print(table(study))
     if args.out is not None:
-        args.out.write_text(json.dumps(study, indent=2) + "\n", encoding="utf-8")
+        args.out.write_text(json.dumps(study, indent=2, allow_nan=False) + "\n", encoding="utf-8")
     return 0
 
 
