@@ -355,6 +355,9 @@ def run(args: argparse.Namespace) -> int:
             if entry.runtime in allowed
         }
         sides[side.name] = results
+    machine = sides["arm64"]["golden"].get("machine")
+    if machine != "aarch64":
+        raise StepFailedError(f"the emulated side reports machine {machine!r}; expected 'aarch64'")
 
     arm_verify = sides["arm64"]["verify"]
     verify_rows = {row["model"]: row for row in arm_verify.get("golden", [])}
@@ -420,6 +423,9 @@ def run(args: argparse.Namespace) -> int:
             "debs": len(root.info()["debs"]),
             "wheels": root.info()["wheels"],
             "requirements": list(spec.requirements),
+        },
+        "sides": {
+            name: {k: sides[name]["golden"].get(k) for k in ("machine", "python", "numpy")} for name in sides
         },
         "imports": imports,
         "formats": [r.to_dict() for r in rows],
