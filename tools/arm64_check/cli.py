@@ -127,7 +127,9 @@ def _parser() -> argparse.ArgumentParser:
         "--cpu",
         choices=sorted(qemu.CPU_MODELS),
         default="cortex-a76",
-        help="CPU qemu emulates: cortex-a76 (Raspberry Pi 5, default) or cortex-a72 (Raspberry Pi 4)",
+        help="CPU qemu emulates: cortex-a76 (Raspberry Pi 5, default) or cortex-a72 (Raspberry Pi 4); its "
+        "/proc/cpuinfo is written into the cached root, so runs that share a cache at the same time must "
+        "use the same --cpu",
     )
     parser.add_argument("--rebuild", action="store_true", help="rebuild the cached root")
     parser.add_argument(
