@@ -38,6 +38,7 @@ PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 SCRIPTS: dict[str, str] = PYPROJECT["project"]["scripts"]  # name -> "module:function"
 EXTRAS = set(PYPROJECT["project"]["optional-dependencies"])
 INSTALL_SH = "edge_app/deploy/pi/install.sh"
+ARM64_CHECK = "tools/arm64-check"
 
 #: Programs the docs show that cannot run in a test, with the reason.
 NOT_RUNNABLE: dict[str, str] = {
@@ -69,6 +70,8 @@ HELP_ONLY_REASONS: dict[str, str] = {
     "python -m build": "builds the wheel and the sdist (tests/test_packaging.py does, marked slow)",
     "python -m benchmarks.speed_study": "times a 224 px DenseNet-121 for minutes "
     "(tests/benchmarks/test_speed_study.py runs it on the tiny bundle, marked slow)",
+    ARM64_CHECK: "builds an arm64 root from the package registries and runs the bundle under qemu for "
+    "minutes (tests/tools/test_arm64_check.py runs it in full, marked slow, where qemu is installed)",
 }
 #: Sub-commands: the first argument that selects another parser (and its --help).
 SUBCOMMANDS = {
@@ -153,6 +156,8 @@ def program_of(argv: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
         return f"python -m {rest[1]}", rest[2:]
     if head.endswith("install.sh"):
         return INSTALL_SH, rest
+    if head.endswith("arm64-check"):
+        return ARM64_CHECK, rest
     if head == "sudo" and rest:
         return program_of(rest)
     return head, rest
@@ -167,6 +172,8 @@ def help_argv(program: str, args: tuple[str, ...]) -> list[str] | None:
         launcher = [sys.executable, "-m", program.removeprefix("python -m ")]
     elif program == INSTALL_SH:
         return ["bash", str(ROOT / INSTALL_SH), "--help"]
+    elif program == ARM64_CHECK:  # the wrapper runs this module (with $PYTHON, else python3 on PATH)
+        return [sys.executable, "-m", "tools.arm64_check.cli", "--help"]
     elif program == "torchrun":
         found = shutil.which("torchrun") or str(Path(sys.executable).with_name("torchrun"))
         return [found, "--help"]
@@ -272,7 +279,7 @@ def classify(command: Command) -> str:
         return "run-slow"
     if program in NOT_RUNNABLE:
         return f"not-runnable: {NOT_RUNNABLE[program]}"
-    if program in SCRIPTS or program == INSTALL_SH or program == "torchrun":
+    if program in SCRIPTS or program in (INSTALL_SH, ARM64_CHECK, "torchrun"):
         return "help"
     if program.startswith("python -m ") and help_argv(program, ()) is not None:
         return "help"

@@ -16,7 +16,7 @@ import pytest
 from cxr_core.errors import CxrEdgeError
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGES = ("cxr_core", "training", "quantize", "edge_app", "benchmarks", "cxr_demo")
+PACKAGES = ("cxr_core", "training", "quantize", "edge_app", "benchmarks", "cxr_demo", "tools")
 
 #: Builtin exceptions that a deliberate error must not be raised as directly. IndexError (the
 #: sequence protocol of ``__getitem__``), NotImplementedError, StopIteration and SystemExit keep
