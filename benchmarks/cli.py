@@ -94,6 +94,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--e2e-repeats", type=int, default=3, help="predictions per e2e image (default: 3)")
     parser.add_argument(
+        "--gate-in",
+        type=Path,
+        metavar="FOLDER",
+        help="in-distribution images: the input gate's false refusal rate per format (with --gate-ood)",
+    )
+    parser.add_argument(
+        "--gate-ood",
+        type=Path,
+        metavar="FOLDER",
+        help="out-of-distribution images (sub-folders are categories): the true refusal rate, "
+        "per-signal refusals and AUROC per format (with --gate-in)",
+    )
+    parser.add_argument(
+        "--gate-limit", type=int, default=500, help="images read from each gate folder (default: 500)"
+    )
+    parser.add_argument(
         "--rounds",
         type=int,
         default=1,
@@ -170,6 +186,9 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         device_name=args.device_name,
         gates=Gates(args.fail_under, args.max_auc_drop, args.max_dp, args.min_agreement),
         allow_untrusted=args.allow_untrusted,
+        gate_in=args.gate_in,
+        gate_ood=args.gate_ood,
+        gate_limit=args.gate_limit,
     )
 
 

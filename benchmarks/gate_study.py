@@ -153,6 +153,33 @@ def _learned_distance(spec: PreprocessSpec, backend: Any, gate: Any, path: Path)
     return gate.score(np.asarray(outputs["feature_map"])[0])
 
 
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    """What the input gate made of one file: ``outcome`` is ``accepted``, ``learned`` (a learned signal
+    refused it), ``rule`` (a rule on the file refused it first) or ``unreadable``; ``signals`` holds
+    every learned signal's verdict with its score (empty when a rule refused it or nothing decoded)."""
+
+    outcome: str
+    signals: tuple[Any, ...] = ()
+
+    @property
+    def refused(self) -> bool:
+        return self.outcome != "accepted"
+
+
+def judge(predictor: Predictor, path: Path) -> Verdict:
+    """Run ``path`` through ``predictor`` as the device does; the learned signals' scores always come
+    back (the gate is overridden to read them; whether it would have refused is in the verdict)."""
+    try:
+        prediction = predictor.predict_file(path, override_gate=True)
+    except ImageRefusedError:  # with the override, only a rule on the file refuses
+        return Verdict("rule")
+    except ImageDecodeError:
+        return Verdict("unreadable")
+    refused = any(not d.accepted for d in prediction.gate_signals)
+    return Verdict("learned" if refused else "accepted", tuple(prediction.gate_signals))
+
+
 def run_study(bundle_dir: Path, in_folder: Path, work: Path, limit: int = 200) -> dict[str, Any]:
     bundle = load_bundle(bundle_dir)
     gate = load_feature_gate(bundle)
