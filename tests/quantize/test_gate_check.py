@@ -77,6 +77,7 @@ def test_a_bundle_without_a_learned_gate_is_not_measured(gated_bundle: Path, tmp
     assert kept.gate_validation is None
 
 
+@pytest.mark.slow  # an export of its own: 3.5 s on an idle machine, 27 s under load
 def test_cxr_export_with_a_low_acceptance_writes_nothing(gated_bundle: Path, tmp_path: Path) -> None:
     """End to end: the gated fixture's checkpoint and phantoms, thresholds at 50% acceptance."""
     from quantize.pipeline import ExportRequest, export_bundle
