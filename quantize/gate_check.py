@@ -141,8 +141,6 @@ def validate_staged(
     validation = measure_validation(folder, names, images, description, enforced=enforce)
     if validation is None:
         return manifest
-    for line in describe(validation):
-        logger.info("%s", line)
     if enforce:
         check_refusal_rate(validation)
     return replace(manifest, gate_validation=validation)
