@@ -94,6 +94,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--e2e-repeats", type=int, default=3, help="predictions per e2e image (default: 3)")
     parser.add_argument(
+        "--gate-in",
+        type=Path,
+        metavar="FOLDER",
+        help="in-distribution images: the input gate's false refusal rate per format (with --gate-ood)",
+    )
+    parser.add_argument(
+        "--gate-ood",
+        type=Path,
+        metavar="FOLDER",
+        help="out-of-distribution images (sub-folders are categories): the true refusal rate, "
+        "per-signal refusals and AUROC per format (with --gate-in)",
+    )
+    parser.add_argument(
+        "--gate-limit", type=int, default=500, help="images read from each gate folder (default: 500)"
+    )
+    parser.add_argument(
         "--rounds",
         type=int,
         default=1,
@@ -201,6 +217,9 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         tune=args.tune,
         tune_dir=args.tune_cache,
         peers=tuple(dict.fromkeys(args.peer)),
+        gate_in=args.gate_in,
+        gate_ood=args.gate_ood,
+        gate_limit=args.gate_limit,
     )
 
 

@@ -110,6 +110,10 @@ class BenchConfig:
     tune_dir: Path | None = None
     #: Peer runtimes measured side by side on the FP32 ONNX file (benchmarks.peers).
     peers: tuple[str, ...] = ()
+    #: In- and out-of-distribution image folders for the input gate's refusal rates (both or neither).
+    gate_in: Path | None = None
+    gate_ood: Path | None = None
+    gate_limit: int = 500
 
     def __post_init__(self) -> None:
         checks = {  # name: (ok, expected range): a sane maximum keeps a typo from exhausting the machine
@@ -119,7 +123,13 @@ class BenchConfig:
             "rounds": (1 <= self.rounds <= 100, "1..100"),
             "idle_seconds": (0 <= self.idle_seconds <= 3600, "0..3600 seconds"),
             "limit": (self.limit is None or self.limit >= 1, "at least 1"),
+            "gate_limit": (self.gate_limit >= 1, "at least 1"),
         }
+        if (self.gate_in is None) != (self.gate_ood is None):
+            raise BenchConfigError(
+                f"--gate-in {self.gate_in} and --gate-ood {self.gate_ood}: give both folders (in- and "
+                "out-of-distribution images) to measure the input gate's refusal rates, or neither"
+            )
         for name, (ok, expected) in checks.items():
             if not ok:
                 raise BenchConfigError(
@@ -160,4 +170,7 @@ class BenchConfig:
             "tune": self.tune,
             "peers": list(self.peers),
             "gates": self.gates.to_dict(),
+            "gate_in": str(self.gate_in) if self.gate_in else None,
+            "gate_ood": str(self.gate_ood) if self.gate_ood else None,
+            "gate_limit": self.gate_limit,
         }

@@ -44,7 +44,7 @@ from cxr_core.cli_common import add_version
 from cxr_core.errors import ImageDecodeError
 from cxr_core.gate_signals import SignalDecision
 from cxr_core.imaging import decode_image
-from cxr_core.input_gate import InputGate, default_checks
+from cxr_core.input_gate import ImageRefusedError, InputGate, default_checks
 from cxr_core.metrics import roc_auc
 from cxr_core.predictor import Predictor
 from cxr_core.runtime import open_backend
@@ -144,6 +144,33 @@ def open_predictor(bundle: Bundle, model: str, threads: int = 2) -> Predictor:
     """A Predictor of ``model`` with no rule checks (the study applies the rules itself, so that an
     image a rule refuses still gets every signal's score)."""
     return Predictor(bundle, open_backend(bundle, model=model, threads=threads), gate=InputGate([]))
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the input gate made of one file: ``outcome`` is ``accepted``, ``learned`` (a learned signal
+    refused it), ``rule`` (a rule on the file refused it first) or ``unreadable``; ``signals`` holds
+    every learned signal's verdict with its score (empty when a rule refused it or nothing decoded)."""
+
+    outcome: str
+    signals: tuple[Any, ...] = ()
+
+    @property
+    def refused(self) -> bool:
+        return self.outcome != "accepted"
+
+
+def judge(predictor: Predictor, path: Path) -> Verdict:
+    """Run ``path`` through ``predictor`` as the device does; the learned signals' scores always come
+    back (the gate is overridden to read them; whether it would have refused is in the verdict)."""
+    try:
+        prediction = predictor.predict_file(path, override_gate=True)
+    except ImageRefusedError:  # with the override, only a rule on the file refuses
+        return Verdict("rule")
+    except ImageDecodeError:
+        return Verdict("unreadable")
+    refused = any(not d.accepted for d in prediction.gate_signals)
+    return Verdict("learned" if refused else "accepted", tuple(prediction.gate_signals))
 
 
 def study_model(

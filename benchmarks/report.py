@@ -1,7 +1,8 @@
 """The report of one run, as terminal text and as results.md: the same sections rendered twice.
 
 Sections: latency and memory per (format, threads); parity per format (golden set always,
-evaluation set with ``--data``); the end-to-end split; latency ratios; per-operator profiles
+evaluation set with ``--data``); the end-to-end split; the learned input gate's cost and (with
+``--gate-in``/``--gate-ood``) its refusal rates; latency ratios; per-operator profiles
 (``--profile``); gates. Figures come from the results dict only, so a results.json from another
 device renders the same way.
 """
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.e2e import STAGES
+from benchmarks.gate_bench import COST_TARGET, COST_TARGET_THREADS
 from benchmarks.tables import MISSING, markdown_table, mb, ms, num, pct, sci, text_table
 from cxr_core.metrics import AUC_DROP_LABEL, CLASS_AUC_DROP_LABEL
 from cxr_core.text import printable
@@ -190,6 +192,70 @@ def _e2e_section(results: dict[str, Any]) -> Section | None:
     return Section("End-to-end split", ["variant", *STAGES, "total", "CAM/inference"], rows, notes)
 
 
+def _gate_cost_section(results: dict[str, Any]) -> Section | None:
+    costs = results.get("gate_cost") or []
+    if not costs:
+        return None
+    rows = []
+    for c in costs:
+        verdict = MISSING if c["within_target"] is None else ("met" if c["within_target"] else "MISSED")
+        rows.append(
+            [
+                c["format"],
+                str(c["threads"]),
+                ms(c["learned_gate_ms"]),
+                ms(c["inference_ms"]),
+                pct(c["ratio"]),
+                verdict,
+            ]
+        )
+    return Section(
+        "Learned input gate cost",
+        ["format", "thr", "gate ms", "inference ms", "gate/inference", f"<= {COST_TARGET:.0%} target"],
+        rows,
+        [
+            "Mean ms per prediction of the learned_gate and inference stages of the end-to-end split; "
+            f"the target (issue 12): the gate costs at most {COST_TARGET:.0%} of the INT8 classifier's "
+            f"inference at {COST_TARGET_THREADS} threads (rows marked met / MISSED)."
+        ],
+    )
+
+
+def _gate_rates_section(results: dict[str, Any]) -> Section | None:
+    block = results.get("gate_rates")
+    if not block:
+        return None
+    rows, notes = [], []
+    for name, r in block["formats"].items():
+        signals = sorted(set(r["in_refused_by_signal"]) | set(r["ood_refused_by_signal"]) | set(r["auroc"]))
+        inside, outside = r["in_refused_by_signal"], r["ood_refused_by_signal"]
+        by_signal = ", ".join(f"{s} {inside.get(s, 0)}/{outside.get(s, 0)}" for s in signals)
+        rows.append(
+            [
+                name,
+                f"{r['false_refusals']}/{r['in_images']} ({pct(r['false_refusal_rate'])})",
+                f"{r['true_refusals']}/{r['ood_images']} ({pct(r['true_refusal_rate'])})",
+                f"{r['in_refused_by_rules']}/{r['ood_refused_by_rules']}",
+                by_signal or MISSING,
+                ", ".join(f"{s} {num(v, 4)}" for s, v in r["auroc"].items()) or MISSING,
+            ]
+        )
+        categories = ", ".join(f"{c} {x['refused']}/{x['images']}" for c, x in r["categories"].items())
+        notes.append(f"{name}: refused per out-of-distribution category: {categories}")
+    notes.insert(
+        0,
+        f"In-distribution {block['in_folder']}, out-of-distribution {block['ood_folder']}, "
+        f"{block['threads']} thread(s). Refusals by signal and by the rules: in-distribution / "
+        "out-of-distribution images; AUROC: out-of-distribution vs in-distribution scores.",
+    )
+    return Section(
+        "Input gate refusal rates",
+        ["format", "false refusals", "true refusals", "rules", "refused by signal", "AUROC"],
+        rows,
+        notes,
+    )
+
+
 def _ratio_section(results: dict[str, Any]) -> Section | None:
     rows = [[r["format"], r["baseline"], str(r["threads"]), num(r["ratio"], 3)] for r in results["ratios"]]
     if not rows:
@@ -332,6 +398,8 @@ def sections(results: dict[str, Any]) -> list[Section]:
         _tune_section(results),
         _auc_section(results),
         _e2e_section(results),
+        _gate_cost_section(results),
+        _gate_rates_section(results),
         _ratio_section(results),
         *_profile_sections(results),
         _gate_section(results),

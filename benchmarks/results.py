@@ -3,7 +3,9 @@
 The dict (schema in :mod:`benchmarks.schema`, version :data:`SCHEMA_VERSION`) has one row per
 (format, thread count) in ``rows`` (the PyTorch reference rows among them, ``kind: "reference"``),
 one summary per format in ``formats`` (golden parity and, with ``--data``, the evaluation-set
-parity), the INT8/FP32 and FP32/PyTorch latency ratios, the machine, the settings and the gates.
+parity), the INT8/FP32 and FP32/PyTorch latency ratios, the learned input gate's cost next to
+inference (``gate_cost``) and, with ``--gate-in``/``--gate-ood``, its refusal rates
+(``gate_rates``; :mod:`benchmarks.gate_bench`), the machine, the settings and the gates.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from benchmarks.config import BenchConfig, check_formats
 from benchmarks.data import load_eval_set, preprocess_eval_set
 from benchmarks.e2e import write_sample_radiograph
 from benchmarks.fileio import write_npz_atomic
+from benchmarks.gate_bench import gate_costs, gate_rates
 from benchmarks.gates import evaluate_gates
 from benchmarks.machine import load_average, machine_info, package_versions, thermal_state
 from benchmarks.parity import eval_parity, reference_for
@@ -242,6 +245,12 @@ def run_benchmark(config: BenchConfig, reporter: Reporter | None = None) -> dict
         rows = [_row(v, infos) for v in variants]
         _vs_default(rows)
         parity, eval_block = _evaluation(config, bundle, shared, infos, work)
+    rates = None
+    if config.gate_in is not None and config.gate_ood is not None:
+        logger.info("measuring the input gate's refusal rates (--gate-in, --gate-ood)")
+        rates = gate_rates(
+            config.bundle, formats, config.gate_in, config.gate_ood, max(config.threads), config.gate_limit
+        )
     results: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "tool": "edge-bench",
@@ -260,6 +269,8 @@ def run_benchmark(config: BenchConfig, reporter: Reporter | None = None) -> dict
         "rows": rows,
         "formats": _format_summaries(rows, infos, parity),
         "ratios": latency_ratios(rows, infos),
+        "gate_cost": gate_costs(rows),
+        "gate_rates": rates,
     }
     results["gates"] = evaluate_gates(results, config.gates)
     results["tune"] = None

@@ -29,6 +29,8 @@ TOP: dict[str, tuple[type, ...]] = {
     "rows": (list,),
     "formats": (list,),
     "ratios": (list,),
+    "gate_cost": (list,),
+    "gate_rates": (dict, NONE),
     "gates": (dict,),
     "plots": (list,),
 }
@@ -154,6 +156,35 @@ EVAL = {
     "positive_rate": (*NUM, NONE),
     "reference_format": (str, NONE),
 }
+#: The learned input gate's time next to inference, per variant (benchmarks.gate_bench).
+GATE_COST = {
+    "format": (str,),
+    "threads": (int,),
+    "int8": (bool,),
+    "learned_gate_ms": NUM,
+    "inference_ms": NUM,
+    "ratio": (*NUM, NONE),
+    "target_row": (bool,),
+    "within_target": (bool, NONE),
+}
+#: --gate-in / --gate-ood: the folders, and one GATE_RATE_FORMAT per format under "formats".
+GATE_RATES = {"in_folder": (str,), "ood_folder": (str,), "threads": (int,), "formats": (dict,)}
+GATE_RATE_FORMAT = {
+    "signals": (list,),
+    "in_images": (int,),
+    "false_refusals": (int,),
+    "false_refusal_rate": (*NUM, NONE),
+    "ood_images": (int,),
+    "true_refusals": (int,),
+    "true_refusal_rate": (*NUM, NONE),
+    "in_refused_by_signal": (dict,),
+    "ood_refused_by_signal": (dict,),
+    "in_refused_by_rules": (int,),
+    "ood_refused_by_rules": (int,),
+    "unreadable": (int,),
+    "auroc": (dict,),
+    "categories": (dict,),
+}
 GATES = {
     "thresholds": (dict,),
     "failures": (list,),
@@ -226,6 +257,12 @@ def validate_results(data: Any) -> list[str]:
         _check(summary, FORMAT, f"formats[{i}]", problems)
         if isinstance(summary, dict) and summary.get("eval") is not None:
             _check(summary["eval"], EVAL, f"formats[{i}].eval", problems)
+    for i, cost in enumerate(data.get("gate_cost") or []):
+        _check(cost, GATE_COST, f"gate_cost[{i}]", problems)
+    if isinstance(data.get("gate_rates"), dict):
+        _check(data["gate_rates"], GATE_RATES, "gate_rates", problems)
+        for name, rates in (data["gate_rates"].get("formats") or {}).items():
+            _check(rates, GATE_RATE_FORMAT, f"gate_rates.formats.{name}", problems)
     if isinstance(data.get("gates"), dict):
         _check(data["gates"], GATES, "gates", problems)
     return problems
@@ -247,6 +284,8 @@ _NESTED: dict[tuple[str, str], str] = {
     ("TOP", "formats"): "FORMAT",
     ("FORMAT", "golden"): "GOLDEN",
     ("FORMAT", "eval"): "EVAL",
+    ("TOP", "gate_cost"): "GATE_COST",
+    ("TOP", "gate_rates"): "GATE_RATES",
     ("TOP", "gates"): "GATES",
     ("TOP", "tune"): "TUNE",
 }
@@ -262,6 +301,9 @@ _BLOCKS = {
     "GOLDEN": GOLDEN,
     "FORMAT": FORMAT,
     "EVAL": EVAL,
+    "GATE_COST": GATE_COST,
+    "GATE_RATES": GATE_RATES,
+    "GATE_RATE_FORMAT": GATE_RATE_FORMAT,
     "GATES": GATES,
     "TUNE": TUNE,
 }
@@ -310,6 +352,10 @@ def results_json_schema() -> dict[str, Any]:
             "else": {"properties": {"error": {"type": "string", "minLength": 1}}},
         }
     ]
+    defs["gate_rates"]["properties"]["formats"] = {
+        "type": "object",
+        "additionalProperties": {"$ref": "#/$defs/gate_rate_format"},
+    }
     top = _block_schema("TOP")
     top["properties"]["schema_version"] = {"const": 1}
     return {

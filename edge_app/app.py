@@ -28,10 +28,12 @@ from kivy.properties import BooleanProperty, NumericProperty, StringProperty
 from edge_app import screens, widgets  # noqa: F401  (registers the widget classes used by kv)
 from edge_app.bundles import BUNDLES_DIRNAME, BundleInfo, choose_bundle, describe_bundle, discover_bundles
 from edge_app.diagnostics import SelfTestMixin
+from edge_app.gate_text import override_text, signals_text
 from edge_app.history import HistoryMixin
 from edge_app.kiosk import KioskMixin
 from edge_app.options import AppOptions
 from edge_app.platform import PickResult, PlatformAdapter, get_adapter
+from edge_app.report import shown_warnings
 from edge_app.storage import AppSettings
 from edge_app.watch import FolderWatcher
 from edge_app.worker import Exported, Failed, Loaded, Outcome, PredictionService, Refused, Rendered, Scored
@@ -75,6 +77,10 @@ class CxrEdgeApp(KioskMixin, HistoryMixin, SelfTestMixin, App):
     kiosk_health_text = StringProperty("")  # queue, last study, failing file (watch folder only)
     first_run_text = StringProperty("")
     warnings_text = StringProperty("")
+    #: The shown result was scored at the user's request although the input gate refused it ("" if not).
+    override_text = StringProperty("")
+    #: Each learned input-gate signal's score of the shown result, one per line ("" without a gate).
+    gate_text = StringProperty("")
     report_text = StringProperty("")
     selftest_summary = StringProperty("")
     selftest_state = StringProperty("")  # "" | "running" | "pass" | "fail" (edge_app.diagnostics)
@@ -320,7 +326,14 @@ class CxrEdgeApp(KioskMixin, HistoryMixin, SelfTestMixin, App):
         if isinstance(outcome, Scored):
             self._show_result(outcome)
         elif isinstance(outcome, Refused):
-            self._show_message("refused", "This image was not scored", outcome.reasons, outcome.source)
+            self._show_message(
+                "refused",
+                "This image was not scored",
+                outcome.reasons,
+                outcome.source,
+                overridable=outcome.overridable,
+                signals=signals_text(outcome.signals),
+            )
         elif isinstance(outcome, Failed):
             self._show_message(outcome.kind, outcome.title, (outcome.message,), outcome.source)
         if self.options.exit_after_result:
@@ -332,7 +345,9 @@ class CxrEdgeApp(KioskMixin, HistoryMixin, SelfTestMixin, App):
         self.prediction = outcome.prediction
         self.display = outcome.display
         self.selected_label = outcome.display.label
-        self.warnings_text = "; ".join(outcome.prediction.warnings)
+        self.warnings_text = "; ".join(shown_warnings(outcome.prediction))
+        self.override_text = override_text(outcome.prediction.gate_override)
+        self.gate_text = signals_text(outcome.prediction.gate_signals)
         self.report_text = ""
         screen = self.screens.get_screen("result")
         screen.radiograph.view.reset_view()
@@ -341,11 +356,32 @@ class CxrEdgeApp(KioskMixin, HistoryMixin, SelfTestMixin, App):
         self.status_text = ""
         self.show("result")
 
-    def _show_message(self, kind: str, title: str, reasons: Any, source: str) -> None:
+    def _show_message(
+        self, kind: str, title: str, reasons: Any, source: str, overridable: bool = False, signals: str = ""
+    ) -> None:
         screen = self.screens.get_screen("message")
         screen.kind, screen.title, screen.reasons, screen.source = kind, title, list(reasons), source
+        screen.overridable, screen.signals_text = overridable, signals
         self.prediction = None
         self.show("message")
+
+    def score_anyway(self) -> None:
+        """The user's explicit choice to score an image only the learned input gate refused.
+
+        The result is marked on screen, in its report and (for a kiosk study) in the study log; a
+        refusal by the rules on the file (modality, size, colour) offers no such choice.
+        """
+        screen = self.screens.get_screen("message")
+        outcome = self.last_outcome
+        if not (screen.overridable and isinstance(outcome, Refused) and outcome.overridable):
+            return
+        if self.busy or not self.model_ready:
+            return
+        logger.warning("%s: the user chose to score it although the input gate refused it", outcome.source)
+        self._last_activity = time.monotonic()
+        self._set_busy(f"Scoring {Path(outcome.source).name} anyway ...")
+        if not self.score_study_anyway(outcome):  # a kiosk study: scored, reported and logged
+            self.service.predict(Path(outcome.source), self._on_outcome, override_gate=True)
 
     def select_finding(self, label: str) -> None:
         """Show the heat map of ``label`` (computed on the worker thread)."""
@@ -389,6 +425,7 @@ class CxrEdgeApp(KioskMixin, HistoryMixin, SelfTestMixin, App):
         self.adapter.dismiss()
         self.prediction = None
         self.display = None
+        self.override_text = self.gate_text = ""
         screen = self.screens.get_screen("result")
         screen.radiograph.view.image.set_images(None)
         self._save_settings()

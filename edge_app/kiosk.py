@@ -24,7 +24,7 @@ from edge_app.kiosk_engine import BundleIdentity, StudyQueue, study_stem
 from edge_app.storage import remove_stale_temp_files
 from edge_app.studylog import Study, StudyLog, StudyLogError, open_log
 from edge_app.watch import FolderWatcher
-from edge_app.worker import Outcome, Scored
+from edge_app.worker import Outcome, Refused, Scored
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +56,9 @@ class KioskMixin:
     study_queue: StudyQueue | None = None
     last_study: Study | None = None
     _study: Study | None = None
+    #: The kiosk study whose refusal is on screen and may be scored anyway, with that refusal.
+    _refused_study: tuple[Study, Refused] | None = None
+    _override_study: Study | None = None
     _bundle_identity: BundleIdentity | None = None
 
     def open_study_log(self) -> None:
@@ -167,10 +170,49 @@ class KioskMixin:
         if study is not None and self.study_queue is not None:
             self.last_study = self.study_queue.complete(study, outcome, self._bundle_identity)
         self._update_health()
+        # A refusal the user may override on the refusal screen: "Score anyway" must find its study.
+        overridable = isinstance(outcome, Refused) and outcome.overridable and study is not None
+        self._refused_study = (study, outcome) if overridable else None
         self._on_outcome(outcome)  # shows the result or the refusal, as for a picked image
+        self._show_study_report(outcome)
+
+    def _show_study_report(self, outcome: Outcome) -> None:
         if isinstance(outcome, Scored) and outcome.report is not None:
             self.last_export = outcome.report
             self.report_text = f"Report saved: {outcome.report.png.name} and .json in {self.reports_dir}"
+
+    def score_study_anyway(self, outcome: Refused) -> bool:
+        """ "Score anyway" for the kiosk study refused as ``outcome``: score it with the gate
+        overridden, write its report and log it as scored anyway. False when ``outcome`` is not a
+        kiosk study's (the app then scores the picked image itself)."""
+        pending = self._refused_study
+        if pending is None or pending[1] is not outcome or self.study_queue is None:
+            return False
+        study = pending[0]
+        self._refused_study = None
+        problem = self.study_queue.check_source(study)
+        if problem is not None:
+            self._set_busy(None)
+            self._show_message("error", "This study cannot be scored", (problem,), study.path)
+            return True
+        self._override_study = study
+        self.service.process_study(
+            Path(study.path),
+            Path(self.reports_dir),
+            study_stem(study),
+            self.bundle_title,
+            self._on_study_override,
+            override_gate=True,
+        )
+        return True
+
+    def _on_study_override(self, outcome: Outcome) -> None:
+        study, self._override_study = self._override_study, None
+        if isinstance(outcome, Scored) and study is not None and self.study_queue is not None:
+            self.last_study = self.study_queue.record_override(study, outcome)
+        self._update_health()
+        self._on_outcome(outcome)
+        self._show_study_report(outcome)
 
     def _update_health(self) -> None:
         if self.study_log is None:

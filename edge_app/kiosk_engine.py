@@ -43,6 +43,7 @@ from cxr_core.cli_common import (
     exit_codes_epilog,
 )
 from cxr_core.errors import CxrEdgeError
+from edge_app.gate_text import OVERRIDE_LOG
 from edge_app.report import report_stem
 from edge_app.storage import remove_stale_temp_files
 from edge_app.studylog import FAILED, MAX_ATTEMPTS, REFUSED, SCORED, Study, StudyLog
@@ -116,9 +117,12 @@ def summarise(outcome: Outcome) -> dict[str, Any]:
             }
             for f in prediction.ranked()[:SUMMARY_FINDINGS]
         ]
-        gate = "accepted" + (
-            f" with warnings: {'; '.join(prediction.warnings)}" if prediction.warnings else ""
-        )
+        if prediction.gate_override:  # the user chose "Score anyway" for a refused image
+            gate = f"{OVERRIDE_LOG}: {'; '.join(prediction.gate_override)}"
+        else:
+            gate = "accepted" + (
+                f" with warnings: {'; '.join(prediction.warnings)}" if prediction.warnings else ""
+            )
         report = outcome.report
         return {
             "state": SCORED,
@@ -227,7 +231,7 @@ class StudyQueue:
                     "study %d is the same image as study %d: linked, not scored", study.id, original.id
                 )
                 continue
-            problem = self._check_source(study)
+            problem = self.check_source(study)
             if problem is not None:
                 self.log.finish(study.id, FAILED, error=problem)
                 continue
@@ -235,7 +239,7 @@ class StudyQueue:
             return study
 
     @staticmethod
-    def _check_source(study: Study) -> str | None:
+    def check_source(study: Study) -> str | None:
         path = Path(study.path)
         try:
             sha, _size, _mtime = file_sha256(path)
@@ -262,6 +266,20 @@ class StudyQueue:
         )
         updated = self.log.get(study.id)
         logger.info("study %d: %s", study.id, updated.describe() if updated else state)
+        return updated or study
+
+    def record_override(self, study: Study, outcome: Scored) -> Study:
+        """A refused ``study`` scored anyway at the user's request: log it as such; returns the row."""
+        fields = summarise(outcome)
+        self.log.record_override(
+            study.id,
+            gate=fields["gate"],
+            findings=fields["findings"],
+            report_png=fields["report_png"],
+            report_json=fields["report_json"],
+        )
+        updated = self.log.get(study.id)
+        logger.warning("study %d: %s", study.id, updated.describe() if updated else "scored anyway")
         return updated or study
 
     def apply_retention(self, keep_days: float | None, keep_count: int | None) -> int:

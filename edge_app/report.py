@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import textwrap
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,8 +23,9 @@ from PIL import Image, ImageDraw
 
 from cxr_core import __version__
 from cxr_core.heatmap_figure import MARK_COLOUR, font
-from cxr_core.predictor import SCORE_DEFINITION
+from cxr_core.predictor import OVERRIDE_WARNING, SCORE_DEFINITION
 from edge_app.display import fit_for_display, grey_to_rgb8
+from edge_app.gate_text import OVERRIDE_EXPLANATION, OVERRIDE_NOTE, OVERRIDE_TITLE, signal_line
 from edge_app.storage import write_atomic
 
 if TYPE_CHECKING:
@@ -39,6 +41,7 @@ _INK = (20, 20, 20)
 _MUTED = (110, 110, 110)
 _BAR = (70, 110, 180)
 _BAR_POSITIVE = (200, 70, 50)
+_OVERRIDE = (160, 78, 20)
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,16 @@ def report_payload(prediction: Prediction, label: str, opacity: float, bundle_ti
         "score_definition": SCORE_DEFINITION,
         "notices": list(prediction.notices),
         "model_information": list(prediction.model_information),
+        # The user's explicit choice to score an image the learned input gate refused (None: it
+        # was not refused); the signals' scores are in "gate_signals" above.
+        "score_anyway": None
+        if not prediction.gate_override
+        else {
+            "user_chose_to_score_anyway": True,
+            "overridden_reasons": list(prediction.gate_override),
+            "note": OVERRIDE_NOTE,
+        },
+        "input_gate_signals": [signal_line(d) for d in prediction.gate_signals],
     }
     return payload
 
@@ -76,18 +89,26 @@ def render_report(prediction: Prediction, label: str, opacity: float, bundle_tit
     picture = Image.fromarray(fit_for_display(overlay, REPORT_IMAGE_SIDE))
     plain = Image.fromarray(fit_for_display(grey_to_rgb8(prediction.image.pixels), REPORT_IMAGE_SIDE))
     ranked = prediction.ranked()
-    band_h = 44 if prediction.notices else 0
+    notice_h = 44 if prediction.notices else 0
+    override_lines = _override_lines(prediction)
+    override_h = 44 + 20 * len(override_lines) if override_lines else 0
+    band_h = notice_h + override_h
     header_h = 110 + band_h
     table_h = _ROW * (len(ranked) + 1) + 60
     width = _PAD * 3 + picture.width * 2 + _PAD + _TABLE_WIDTH
     height = header_h + max(picture.height + 40, table_h) + 74
     canvas = Image.new("RGB", (width, height), _BG)
     draw = ImageDraw.Draw(canvas)
-    if band_h:  # the synthetic-data mark: part of every report of such a bundle, not a setting
-        draw.rectangle((0, 0, width, band_h), fill=MARK_COLOUR)
+    if notice_h:  # the synthetic-data mark: part of every report of such a bundle, not a setting
+        draw.rectangle((0, 0, width, notice_h), fill=MARK_COLOUR)
         draw.text(
             (_PAD, 10), "  |  ".join(n.upper() for n in prediction.notices), fill="white", font=font(22)
         )
+    if override_h:  # scored at the user's request although the input gate refused it
+        draw.rectangle((0, notice_h, width, band_h), fill=_OVERRIDE)
+        draw.text((_PAD, notice_h + 8), OVERRIDE_TITLE, fill="white", font=font(22))
+        for index, line in enumerate(override_lines):
+            draw.text((_PAD, notice_h + 38 + 20 * index), line, fill="white", font=font(15))
     draw.text(
         (_PAD, band_h + 16), f"cxr-edge report: {Path(prediction.source).name}", fill=_INK, font=font(26)
     )
@@ -97,7 +118,7 @@ def render_report(prediction: Prediction, label: str, opacity: float, bundle_tit
         fill=_MUTED,
         font=font(18),
     )
-    warnings = "; ".join(prediction.warnings)
+    warnings = "; ".join(shown_warnings(prediction))
     if warnings:
         draw.text((_PAD, band_h + 78), f"Warning: {warnings}", fill=_BAR_POSITIVE, font=font(18))
     top = header_h
@@ -112,6 +133,23 @@ def render_report(prediction: Prediction, label: str, opacity: float, bundle_tit
         draw.text((_PAD, height - 60), " | ".join(info), fill=_MUTED, font=font(14))
     draw.text((_PAD, height - 36), DISCLAIMER, fill=_BAR_POSITIVE, font=font(18))
     return canvas
+
+
+def shown_warnings(prediction: Prediction) -> list[str]:
+    """The warnings to show beside the result; an overridden refusal has its own mark instead."""
+    if not prediction.gate_override:
+        return list(prediction.warnings)
+    return [w for w in prediction.warnings if not w.startswith(OVERRIDE_WARNING)]
+
+
+def _override_lines(prediction: Prediction, width: int = 170, most: int = 3) -> list[str]:
+    """The overridden refusal's explanation and reasons, wrapped for the report's band."""
+    if not prediction.gate_override:
+        return []
+    lines = textwrap.wrap(OVERRIDE_EXPLANATION + "; ".join(prediction.gate_override), width)
+    if len(lines) > most:
+        lines = [*lines[: most - 1], textwrap.shorten(" ".join(lines[most - 1 :]), width, placeholder=" ...")]
+    return lines
 
 
 def _draw_table(draw: ImageDraw.ImageDraw, ranked: list, selected: str, origin: tuple[int, int]) -> None:

@@ -25,13 +25,19 @@ class FirstRunScreen(Screen):
 
 
 class MessageScreen(Screen):
-    """A refusal or an error instead of scores: a title, the reasons, the file."""
+    """A refusal or an error instead of scores: a title, the reasons, the file.
+
+    ``overridable``: only the learned input gate refused the image, so "Score anyway" is offered;
+    ``signals_text``: each learned signal's score against its threshold.
+    """
 
     kind = StringProperty("refused")  # "refused" | "decode" | "error"
     title = StringProperty("")
     reasons = ListProperty([])
     source = StringProperty("")
     reasons_text = StringProperty("")
+    overridable = BooleanProperty(False)
+    signals_text = StringProperty("")
 
     def on_reasons(self, _instance: object, reasons: list) -> None:
         self.reasons_text = "\n".join(f"- {reason}" for reason in reasons)

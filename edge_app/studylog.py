@@ -358,6 +358,38 @@ class StudyLog:
                 ),
             )
 
+    def record_override(
+        self,
+        study_id: int,
+        *,
+        gate: str,
+        findings: Sequence[dict[str, Any]],
+        report_png: str | None = None,
+        report_json: str | None = None,
+    ) -> bool:
+        """A refused study the user chose to score anyway: now scored, its ``gate`` column saying so
+        (with the refusal's reasons). Only a refused study changes; returns whether it did."""
+        findings = list(findings)
+        top = findings[0]["label"] if findings else None
+        positives = ",".join(f["label"] for f in findings if f.get("above_operating_point")) or None
+        with self.transaction() as conn:
+            cursor = conn.execute(
+                "UPDATE studies SET state = 'scored', processed_at = ?, gate = ?, summary = ?, "
+                "top_finding = ?, positives = ?, error = NULL, report_png = ?, report_json = ? "
+                "WHERE id = ? AND state = 'refused'",
+                (
+                    utc_now(),
+                    gate,
+                    json.dumps(findings) if findings else None,
+                    top,
+                    positives,
+                    report_png,
+                    report_json,
+                    study_id,
+                ),
+            )
+            return cursor.rowcount > 0
+
     def original_of(self, study: Study, bundle_sha256: str | None) -> Study | None:
         """An earlier, finished study of the same content judged by the same bundle (to link to)."""
         return _row(

@@ -6,9 +6,10 @@ handed to ``post`` -- in the app, a wrapper around ``Clock.schedule_once`` -- so
 the UI thread. Kivy is not imported: the service is plain threading and can be tested alone.
 
 Every job's failure becomes an outcome, never a dead thread: a refused image becomes
-:class:`Refused` (with the gate's reasons), a file that cannot be decoded or a bundle that cannot
-be loaded becomes :class:`Failed` with a title and the library's message, and anything unexpected
-is logged with its traceback and reported as :class:`Failed` too -- the app keeps running.
+:class:`Refused` (with the gate's reasons, and whether the user may score it anyway), a file that
+cannot be decoded or a bundle that cannot be loaded becomes :class:`Failed` with a title and the
+library's message, and anything unexpected is logged with its traceback and reported as
+:class:`Failed` too -- the app keeps running.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from edge_app.display import DISPLAY_MAX_SIDE, DisplayImages, display_images
 from edge_app.report import ExportedReport, export_report
 
 if TYPE_CHECKING:
+    from cxr_core.gate_signals import SignalDecision
     from cxr_core.predictor import Prediction, Predictor
 
 logger = logging.getLogger(__name__)
@@ -79,10 +81,17 @@ class Exported:
 
 @dataclass(frozen=True)
 class Refused:
-    """The input gate refused the image: it is not scored, and ``reasons`` say why."""
+    """The input gate refused the image: it is not scored, and ``reasons`` say why.
+
+    ``overridable`` when only the learned signals refused it (``GateRefusedError``): the user may
+    then choose "Score anyway". A rule refusal (DICOM modality, size, colour) is never overridable.
+    ``signals`` holds every learned signal's verdict (score, threshold), accepted or not.
+    """
 
     source: str
     reasons: tuple[str, ...]
+    overridable: bool = False
+    signals: tuple[SignalDecision, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -149,21 +158,32 @@ class PredictionService:
         """Load (and verify) ``bundle``; replaces the current predictor on success."""
         self._submit(lambda: self._load(Path(bundle), predictor_kwargs), on_done, str(bundle))
 
-    def predict(self, path: Path, on_done: Callable[[Outcome], None]) -> None:
-        """Score the image file ``path`` with the current predictor."""
-        self._submit(lambda: self._predict(Path(path)), on_done, str(path))
+    def predict(self, path: Path, on_done: Callable[[Outcome], None], override_gate: bool = False) -> None:
+        """Score the image file ``path`` with the current predictor.
+
+        ``override_gate``: the user chose "Score anyway" for an image the learned gate refused; the
+        result then carries the overridden reasons (``Prediction.gate_override``).
+        """
+        self._submit(lambda: self._predict(Path(path), override_gate), on_done, str(path))
 
     def process_study(
-        self, path: Path, folder: Path, stem: str, bundle_title: str, on_done: Callable[[Outcome], None]
+        self,
+        path: Path,
+        folder: Path,
+        stem: str,
+        bundle_title: str,
+        on_done: Callable[[Outcome], None],
+        override_gate: bool = False,
     ) -> None:
         """Score ``path`` and write its report ``folder/<stem>.png`` + ``.json`` (kiosk studies).
 
         The report shows the top finding's heat map at the default opacity; the outcome is
         :class:`Scored` with ``report`` set (or :class:`Refused` / :class:`Failed`, no report).
+        ``override_gate`` as for :meth:`predict` (a refused study the user chose to score anyway).
         """
 
         def run() -> Scored:
-            scored = self._predict(Path(path))
+            scored = self._predict(Path(path), override_gate)
             label = scored.display.label
             report = export_report(scored.prediction, folder, label, 0.6, bundle_title, stem=stem)
             return replace(scored, report=report)
@@ -242,10 +262,14 @@ class PredictionService:
         return deliver
 
     def _execute(self, job: _Job) -> Outcome:
+        from cxr_core.gate_signals import GateRefusedError
         from cxr_core.input_gate import ImageRefusedError
 
         try:
             return job.run()
+        except GateRefusedError as exc:  # only the learned signals refused: the user may score anyway
+            reasons = tuple(exc.reasons) or (str(exc),)
+            return Refused(job.source, reasons, overridable=True, signals=tuple(exc.decisions))
         except ImageRefusedError as exc:
             return Refused(job.source, tuple(exc.reasons) or (str(exc),))
         except ImageDecodeError as exc:
@@ -282,12 +306,15 @@ class PredictionService:
             trust=trust,
         )
 
-    def _predict(self, path: Path) -> Scored:
+    def _predict(self, path: Path, override_gate: bool = False) -> Scored:
         predictor = self.predictor
         if predictor is None:
             raise BundleError("no model bundle is loaded; choose one in the settings before opening an image")
         start = time.perf_counter()
-        prediction = predictor.predict_file(path)
+        if override_gate:
+            prediction = predictor.predict_file(path, override_gate=True)
+        else:
+            prediction = predictor.predict_file(path)
         top = prediction.ranked()[0].label
         display = display_images(prediction, top, self._max_side)
         return Scored(str(path), prediction, display, (time.perf_counter() - start) * 1000.0)

@@ -58,7 +58,8 @@ def _export_parser() -> argparse.ArgumentParser:
                 EXIT_FAILED: "some format failed to build; the others were published",
                 EXIT_USAGE: "usage error, a refused checkpoint / option / bundle, or a missing optional "
                 "dependency (the export extra)",
-                EXIT_GATE: "the parity gate stopped publication (a format drifted; nothing written)",
+                EXIT_GATE: "the parity gate stopped publication (a format drifted), or the learned input "
+                "gate refuses over 2% of the validation images; nothing written",
             }
         ),
     )
@@ -127,6 +128,12 @@ def _export_parser() -> argparse.ArgumentParser:
         "--min-cam-correlation", type=_limit, default=None, help="CAM correlation (default: reported only)"
     )
     gate.add_argument("--no-parity-gate", action="store_true", help="publish even when a format drifts")
+    parser.add_argument(
+        "--allow-high-refusal-rate",
+        action="store_true",
+        help="publish even when the learned input gate refuses more than 2%% of the validation images "
+        "on some format (the measured rates are recorded in the manifest either way)",
+    )
     parser.add_argument("--no-timing", action="store_true", help="skip timing formats for the recommendation")
     parser.add_argument(
         "--signing-key",
@@ -199,6 +206,7 @@ def _print_rows(rows: list[dict[str, Any]]) -> None:
 
 def run_export(args: argparse.Namespace) -> int:
     from cxr_core.parity import ParityGateError, ParityThresholds
+    from quantize.gate_check import GateRefusalRateError, describe
     from quantize.onnx_int8 import QuantConfig
     from quantize.pipeline import ExportRequest, export_bundle
 
@@ -232,6 +240,7 @@ def run_export(args: argparse.Namespace) -> int:
             min_cam_correlation=args.min_cam_correlation,
         ),
         enforce_gate=not args.no_parity_gate,
+        enforce_refusal_rate=not args.allow_high_refusal_rate,
         time_formats=not args.no_timing,
         progress=args.progress,
         signing_key=args.signing_key,
@@ -242,10 +251,23 @@ def run_export(args: argparse.Namespace) -> int:
         _print_rows(list(exc.report.values()))
         print(f"cxr-export: {exc}", file=sys.stderr)
         return EXIT_GATE
+    except GateRefusalRateError as exc:
+        for line in describe(exc.validation):
+            print(line)
+        print(f"cxr-export: {exc}", file=sys.stderr)
+        return EXIT_GATE
     if args.json:
         print(
             json.dumps(
-                {"bundle": str(result.path), "signed_by": result.key_id, "formats": result.rows}, indent=2
+                {
+                    "bundle": str(result.path),
+                    "signed_by": result.key_id,
+                    "formats": result.rows,
+                    "gate_validation": None
+                    if result.manifest.gate_validation is None
+                    else result.manifest.gate_validation.to_dict(),
+                },
+                indent=2,
             )
         )
     else:
@@ -253,6 +275,9 @@ def run_export(args: argparse.Namespace) -> int:
         images = (result.manifest.parity or {})["images"]
         where = images.get("role") or "held-out labelled images"
         print(f"parity measured on {images.get('count')} {where} from the {images.get('source')}")
+        if result.manifest.gate_validation is not None:
+            for line in describe(result.manifest.gate_validation):
+                print(line)
         recommended = result.manifest.recommended
         for runtime, name in recommended.items():
             print(f"recommended for {runtime}: {name}")

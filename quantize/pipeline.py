@@ -12,7 +12,9 @@
    evaluation images and compared (probabilities, AUC, decisions, feature map, CAM);
 5. refuse to publish when a format breaks its parity thresholds (unless the gate is off);
 6. time each passing format and name the fastest per runtime as the bundle's recommendation;
-7. write golden.npz, classifier.npz and manifest.json, then rename the staging folder into place.
+7. write golden.npz, classifier.npz and manifest.json; run the whole learned input gate over the
+   validation images and refuse to publish when it refuses more than 2% (quantize/gate_check.py);
+   then rename the staging folder into place.
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ from quantize import calibration as calib
 from quantize import evaluation_set as evalset
 from quantize.autoencoder_export import export_autoencoder
 from quantize.formats import DEFAULT_FORMATS, BuildContext, ExportFormat, parse_formats
+from quantize.gate_check import validate_staged
 from quantize.manifest_parts import base_manifest, clinical_info, provenance
 from quantize.onnx_export import ExportError
 from quantize.onnx_int8 import QuantConfig
@@ -99,6 +102,9 @@ class ExportRequest:
     #: Epochs of the gate's autoencoder (quantize/autoencoder_export.py); 0: no autoencoder signal.
     autoencoder_epochs: int = AUTOENCODER_EPOCHS
     autoencoder_seed: int = 0
+    #: Refuse to publish when the whole learned gate refuses > 2% of the validation images of any
+    #: format (quantize/gate_check.py); False publishes anyway (``--allow-high-refusal-rate``).
+    enforce_refusal_rate: bool = True
     progress: bool = False
     #: PEM Ed25519 key that signs the manifest; None: the user's key (created on first use).
     signing_key: Path | None = None
@@ -261,8 +267,9 @@ def _fit_gate(
 def export_bundle(request: ExportRequest) -> ExportResult:
     """Export ``request.checkpoint`` into the bundle folder ``request.out`` (see the module docstring).
 
-    Raises :class:`ExportError` when no format builds and :class:`~quantize.parity.ParityGateError`
-    when the gate refuses a format; in both cases nothing is written at ``request.out``.
+    Raises :class:`ExportError` when no format builds, :class:`~quantize.parity.ParityGateError`
+    when the gate refuses a format and :class:`~quantize.gate_check.GateRefusalRateError` when the
+    learned input gate refuses over 2% of the validation images; then nothing is written at ``request.out``.
     """
     formats = parse_formats(request.formats)
     if request.golden_images < 1:
@@ -369,6 +376,8 @@ def export_bundle(request: ExportRequest) -> ExportResult:
                 else (parity.truth, parity.mask, reference["probabilities"], parity.description["source"]),
             ),
         )
+        validation_files = (evaluation or calibration).files  # the images the thresholds were set on
+        manifest = validate_staged(folder, manifest, validation_files, request.enforce_refusal_rate)
         written = write_manifest(folder, manifest, signing_key=request.signing_key)
         key = signed_by(folder)
     logger.info("bundle written to %s (%d of %d formats built)", request.out, len(entries), len(formats))

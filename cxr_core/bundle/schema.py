@@ -736,6 +736,78 @@ class QualityInfo:
 
 
 @dataclass(frozen=True)
+class GateValidationModel:
+    """One model file's learned gate over the validation images: how many it refused, and by which signal."""
+
+    images: int
+    refused: int
+    false_refusal_rate: float
+    #: Images each signal refused (an image refused by two signals counts for both).
+    refused_by_signal: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str) -> GateValidationModel:
+        data = _mapping(data, where)
+        by_signal = _mapping(data.get("refused_by_signal") or {}, f"{where}.refused_by_signal")
+        return cls(
+            images=_integer(_get(data, "images", where), f"{where}.images", 0),
+            refused=_integer(_get(data, "refused", where), f"{where}.refused", 0),
+            false_refusal_rate=_number(
+                _get(data, "false_refusal_rate", where), f"{where}.false_refusal_rate", 0.0, 1.0
+            ),
+            refused_by_signal={
+                str(k): _integer(v, f"{where}.refused_by_signal.{k}", 0) for k, v in by_signal.items()
+            },
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "images": self.images,
+            "refused": self.refused,
+            "false_refusal_rate": self.false_refusal_rate,
+            "refused_by_signal": dict(self.refused_by_signal),
+        }
+
+
+@dataclass(frozen=True)
+class GateValidation:
+    """The bundle's whole learned gate (every signal) run over its validation images at export.
+
+    Per model file the false refusal rate measured by ``cxr-export`` (``quantize/gate_check.py``);
+    ``enforced``: the export refused to publish a bundle with a rate above ``max_false_refusal_rate``.
+    """
+
+    images: str
+    max_false_refusal_rate: float
+    enforced: bool
+    models: dict[str, GateValidationModel]
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str) -> GateValidation:
+        data = _mapping(data, where)
+        models = _mapping(_get(data, "models", where), f"{where}.models")
+        return cls(
+            images=_text(_get(data, "images", where), f"{where}.images"),
+            max_false_refusal_rate=_number(
+                _get(data, "max_false_refusal_rate", where), f"{where}.max_false_refusal_rate", 0.0, 1.0
+            ),
+            enforced=bool(data.get("enforced", True)),
+            models={
+                str(name): GateValidationModel.from_dict(row, f"{where}.models.{name}")
+                for name, row in models.items()
+            },
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "images": self.images,
+            "max_false_refusal_rate": self.max_false_refusal_rate,
+            "enforced": self.enforced,
+            "models": {name: row.to_dict() for name, row in self.models.items()},
+        }
+
+
+@dataclass(frozen=True)
 class RevisionInfo:
     """A revision of a bundle made on site by ``cxr-calibrate``: who, when, on what, and what it replaced.
 
@@ -828,6 +900,8 @@ class Manifest:
     gate: GateInfo | None = None
     quality: QualityInfo | None = None
     autoencoder: AutoencoderInfo | None = None
+    #: The learned gate's false refusal rate on the validation images, per model (cxr-export).
+    gate_validation: GateValidation | None = None
     model_config: dict[str, Any] | None = None
     outputs: dict[str, Any] | None = None
     parity: dict[str, Any] | None = None
@@ -936,6 +1010,9 @@ class Manifest:
             autoencoder=None
             if data.get("autoencoder") is None
             else AutoencoderInfo.from_dict(data["autoencoder"], f"{where}.autoencoder"),
+            gate_validation=None
+            if data.get("gate_validation") is None
+            else GateValidation.from_dict(data["gate_validation"], f"{where}.gate_validation"),
             model_config=_optional_mapping(data, "model_config", where),
             outputs=_optional_mapping(data, "outputs", where),
             parity=_optional_mapping(data, "parity", where),
@@ -969,6 +1046,7 @@ class Manifest:
             "gate": None if self.gate is None else self.gate.to_dict(),
             "quality": None if self.quality is None else self.quality.to_dict(),
             "autoencoder": None if self.autoencoder is None else self.autoencoder.to_dict(),
+            "gate_validation": None if self.gate_validation is None else self.gate_validation.to_dict(),
             "model_config": self.model_config,
             "outputs": self.outputs,
             "parity": self.parity,

@@ -27,6 +27,8 @@ prepare_environment(tempfile.mkdtemp(prefix="cxr-edge-kivy-home-"))
 WINDOW_ENV = "CXR_EDGE_WINDOW_TESTS"
 #: The parent's tiny bundle, handed to the child so it is not exported twice.
 BUNDLE_ENV = "CXR_EDGE_TEST_BUNDLE"
+#: The parent's gated bundle (every learned-gate signal fitted at export), for the "score anyway" tests.
+GATED_BUNDLE_ENV = "CXR_EDGE_TEST_GATED_BUNDLE"
 collect_ignore = [] if os.environ.get(WINDOW_ENV) == "1" else ["window"]
 
 from pathlib import Path  # noqa: E402

@@ -12,14 +12,19 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.edge_app.conftest import BUNDLE_ENV, WINDOW_ENV
+from tests.edge_app.conftest import BUNDLE_ENV, GATED_BUNDLE_ENV, WINDOW_ENV
 
 REPO = Path(__file__).resolve().parents[2]
 WINDOW_TESTS = Path(__file__).resolve().parent / "window"
 
 
-def test_app_in_a_real_offscreen_window(session_bundle: Path) -> None:
-    env = {**os.environ, WINDOW_ENV: "1", BUNDLE_ENV: str(session_bundle)}
+def test_app_in_a_real_offscreen_window(session_bundle: Path, gated_bundle: Path) -> None:
+    env = {
+        **os.environ,
+        WINDOW_ENV: "1",
+        BUNDLE_ENV: str(session_bundle),
+        GATED_BUNDLE_ENV: str(gated_bundle),
+    }
     command = [
         sys.executable,
         "-m",
@@ -38,5 +43,5 @@ def test_app_in_a_real_offscreen_window(session_bundle: Path) -> None:
     print("\n".join(summary[-1:]))
     assert result.returncode == 0, output[-6000:]
     passed = re.search(r"(\d+) passed", summary[-1])
-    assert passed and int(passed.group(1)) >= 27  # every window test ran
+    assert passed and int(passed.group(1)) >= 30  # every window test ran
     assert "failed" not in summary[-1] and "skipped" not in summary[-1] and "error" not in summary[-1]

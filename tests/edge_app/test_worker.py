@@ -132,3 +132,30 @@ def test_damaged_files_are_refused_and_the_worker_goes_on(service, image_files, 
         outcome = _ask(service, lambda done, p=path: svc.predict(p, done))
         assert isinstance(outcome, Failed) and outcome.kind == "decode", (case.name, outcome)
     assert isinstance(_ask(service, lambda done: svc.predict(image_files["png"], done)), Scored)
+
+
+def test_a_learned_refusal_is_overridable_and_scores_anyway(
+    gated_bundle: Path, image_files, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    from tests.file_factory import write_png
+
+    inbox = Inbox()
+    svc = PredictionService(inbox.post, display_max_side=128)
+    try:
+        service = (svc, inbox)
+        loaded = _ask(service, lambda done: svc.load(gated_bundle, done))
+        assert isinstance(loaded, Loaded), loaded
+        noise = write_png(tmp_path / "noise.png", np.random.default_rng(5).random((300, 300)))
+        refused = _ask(service, lambda done: svc.predict(noise, done))
+        assert isinstance(refused, Refused) and refused.overridable
+        assert [d.signal for d in refused.signals] == ["feature_mahalanobis"] and not refused.signals[
+            0
+        ].accepted
+        scored = _ask(service, lambda done: svc.predict(noise, done, override_gate=True))
+        assert isinstance(scored, Scored) and scored.prediction.gate_override == refused.reasons
+        rule = _ask(service, lambda done: svc.predict(image_files["photo"], done))  # colour: a rule
+        assert isinstance(rule, Refused) and not rule.overridable and rule.signals == ()
+        still = _ask(service, lambda done: svc.predict(image_files["photo"], done, override_gate=True))
+        assert isinstance(still, Refused) and not still.overridable  # rules cannot be overridden
+    finally:
+        svc.shutdown()

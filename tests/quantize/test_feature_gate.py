@@ -42,6 +42,8 @@ def test_fitting_is_deterministic_and_thresholds_accept_the_stated_share() -> No
     assert threshold > np.median(validation)
     fresh = np.exp(rng.normal(3.0, 0.2, 20000))  # new in-distribution images
     assert (fresh > threshold).mean() < 0.03  # about 1% refused, not the 1/32 an empirical max gives
+    few = np.full(12, 7.0)  # the conformal floor is the largest distance: a rounding margin above it
+    assert 7.0 < threshold_at(few, 0.99) <= 7.0 * (1 + 1e-4)
     with pytest.raises(FeatureGateError, match="acceptance=0.2"):
         threshold_at(validation, 0.2)
     with pytest.raises(FeatureGateError, match="at least 10"):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.edge_app.conftest import BUNDLE_ENV
+from tests.edge_app.conftest import BUNDLE_ENV, GATED_BUNDLE_ENV
 
 
 @pytest.fixture(scope="session")
@@ -20,6 +20,14 @@ def app_bundle(request: pytest.FixtureRequest) -> Path:
     if os.environ.get(BUNDLE_ENV):
         return Path(os.environ[BUNDLE_ENV])
     return request.getfixturevalue("session_bundle")
+
+
+@pytest.fixture(scope="session")
+def app_gated_bundle(request: pytest.FixtureRequest) -> Path:
+    """The gated bundle (learned gate fitted at export): the parent's, else the ``gated_bundle`` fixture."""
+    if os.environ.get(GATED_BUNDLE_ENV):
+        return Path(os.environ[GATED_BUNDLE_ENV])
+    return request.getfixturevalue("gated_bundle")
 
 
 @pytest.fixture
