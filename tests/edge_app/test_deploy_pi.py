@@ -44,6 +44,7 @@ def test_dry_run_kms(tmp_path: Path, session_bundle: Path) -> None:
     assert "User=kiosk" in unit
     assert "ExecStart=/opt/cxr-edge/venv/bin/cxr-app --kiosk $CXR_EDGE_APP_ARGS" in unit
     assert "EnvironmentFile=/etc/default/cxr-edge-kiosk" in unit
+    assert "Environment=OPENBLAS_NUM_THREADS=1" in unit  # the gate's BLAS product on one thread
     assert not any(mark in unit for mark in ("@USER@", "@PREFIX@", "@ENV_FILE@"))
     settings = (root / "etc/default/cxr-edge-kiosk").read_text()
     assert "CXR_EDGE_APP_ARGS=--idle-reset 90" in settings

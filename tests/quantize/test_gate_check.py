@@ -71,8 +71,9 @@ def test_artificially_strict_thresholds_are_refused_naming_format_rate_and_limit
 
 def test_a_bundle_without_a_learned_gate_is_not_measured(gated_bundle: Path, tmp_path: Path) -> None:
     copy = Path(shutil.copytree(gated_bundle, tmp_path / "staged"))
+    manifest = read_manifest(copy)
     (copy / "gate.npz").unlink()
-    manifest = dataclasses.replace(read_manifest(copy), gate=None, gate_validation=None)
+    manifest = dataclasses.replace(manifest, gate=None, quality=None, autoencoder=None, gate_validation=None)
     kept = validate_staged(copy, manifest, _validation_images(manifest))
     assert kept.gate_validation is None
 
