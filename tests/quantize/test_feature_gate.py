@@ -168,3 +168,16 @@ def test_cxr_predict_records_every_signal_and_score_anyway(gated_bundle: Path, t
     assert result["gate_override"] == failure["reasons"]
     assert [s["accepted"] for s in result["gate_signals"] if s["signal"] == "feature_mahalanobis"] == [False]
     assert any("at the user's request" in w for w in result["warnings"])
+
+
+def test_a_few_rows_give_the_same_distances_without_blas() -> None:
+    """The device's batch of one takes numpy's own loop (no BLAS thread pool); the export's batches
+    take BLAS: both must give the same distances, or a threshold set at export would not hold."""
+    from cxr_core.feature_gate import SINGLE_THREAD_ROWS
+
+    rng = np.random.default_rng(4)
+    gate = FeatureGate.fit(rng.normal(size=(64, 32)), "mean")
+    rows = rng.normal(size=(SINGLE_THREAD_ROWS + 4, 32)).astype(np.float32)
+    batched = gate.distances(rows)  # BLAS
+    single = np.concatenate([gate.distances(row[None]) for row in rows])  # numpy's loop
+    np.testing.assert_allclose(single, batched, rtol=1e-5)
