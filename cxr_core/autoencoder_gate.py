@@ -322,7 +322,7 @@ class AutoencoderSignal:
         reason = (
             f"unlike the images this model was trained on: the gate's autoencoder, trained on them, "
             f"redraws this image with structural similarity {score:.2f}, below the threshold "
-            f"{self.threshold:.2f}, which accepts {self.acceptance:.0%} of its validation images; the "
+            f"{self.threshold:.2f}, which accepts {self.acceptance:.1%} of its validation images; the "
             "model cannot vouch for this image"
         )
         return [SignalDecision.measure(self.name, score, self.threshold, refuse_above=False, reason=reason)]

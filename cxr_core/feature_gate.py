@@ -211,7 +211,7 @@ class FeatureGateSignal:
         distance = self.gate.score(outputs["feature_map"][0])
         reason = (
             f"unlike the images this model was trained on: feature distance {distance:.1f} above the "
-            f"threshold {self.threshold:.1f}, which accepts {self.acceptance:.0%} of its validation "
+            f"threshold {self.threshold:.1f}, which accepts {self.acceptance:.1%} of its validation "
             "images; the model cannot vouch for this image"
         )
         return [SignalDecision.measure(self.name, distance, self.threshold, reason=reason)]

@@ -303,8 +303,10 @@ def measure(pixels: NDArray[np.floating], template: NDArray[np.float32]) -> Qual
 
 
 def check_acceptance(acceptance: float, checks: int = len(CHECKS)) -> float:
-    """Each check's own acceptance: together they spend at most the bundle's refusal budget."""
-    return 1.0 - (1.0 - acceptance) / checks
+    """Each check's own acceptance: together they spend at most the quality checks' refusal budget."""
+    from cxr_core.gate_signals import share_acceptance
+
+    return share_acceptance(acceptance, checks)
 
 
 def threshold_for(check: str, values: NDArray[np.floating], acceptance: float) -> float:

@@ -49,6 +49,7 @@ from cxr_core.feature_gate import (
     pooled_features,
     threshold_at,
 )
+from cxr_core.gate_signals import share_acceptance
 from cxr_core.optional import require
 from cxr_core.parity import (
     FP16_THRESHOLDS,
@@ -285,11 +286,13 @@ def export_bundle(request: ExportRequest) -> ExportResult:
     points = list(checkpoint.operating_points or [0.5] * len(checkpoint.labels))
     weight, bias = (t.detach().cpu().numpy().astype(np.float32) for t in model.cam_weights())
     pooling = "mean" if checkpoint.model_config.architecture == "chexnet" else "max"
+    # The bundle's refusal budget (1 - gate_acceptance) is shared by its independent signal groups:
+    # feature distance, autoencoder (when fitted) and the quality checks (which share theirs again).
+    parts = 2 + (request.autoencoder_epochs > 0)
+    signal_acceptance = round(share_acceptance(request.gate_acceptance, parts), 6)
     feature_gate = _fit_gate(request, checkpoint, model, splits, pooling)
-    gate = None if feature_gate is None else (feature_gate[0], request.gate_acceptance)
-    quality = fit_quality_from_splits(
-        splits, request.gate_train_images, request.gate_acceptance, request.progress
-    )
+    gate = None if feature_gate is None else (feature_gate[0], signal_acceptance)
+    quality = fit_quality_from_splits(splits, request.gate_train_images, signal_acceptance, request.progress)
     rows: list[dict[str, Any]] = []
     entries: list[ModelEntry] = []
     with tempfile.TemporaryDirectory(prefix="cxr-export-") as work, staging(request.out) as folder:
@@ -329,7 +332,7 @@ def export_bundle(request: ExportRequest) -> ExportResult:
                 signal=SIGNAL,
                 pooling=pooling,  # type: ignore[arg-type]
                 shrinkage=round(fitted.shrinkage, 6),
-                acceptance=request.gate_acceptance,
+                acceptance=signal_acceptance,
                 fitted_on=f"training split of {splits.name} ({train_images} images, PyTorch FP32 features)",
                 train_images=train_images,
                 validation_images=int(len(parity.tensors)),
@@ -340,7 +343,7 @@ def export_bundle(request: ExportRequest) -> ExportResult:
         autoencoder, autoencoder_report = export_autoencoder(
             splits, checkpoint.spec, request.gate_train_images, parity.tensors, golden["inputs"], entries,
             folder, Path(work), epochs=request.autoencoder_epochs, seed=request.autoencoder_seed,
-            acceptance=request.gate_acceptance, quant=request.quant, progress=request.progress,
+            acceptance=signal_acceptance, quant=request.quant, progress=request.progress,
         )  # fmt: skip
         manifest = base_manifest(model, checkpoint, points)
         manifest = replace(
