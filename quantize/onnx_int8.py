@@ -66,7 +66,7 @@ class QuantConfig:
     keep_head_float: bool = True
     keep_float_layers: int = 0
     layer_report: bool = True
-    share_concat_scales: bool = True
+    share_concat_scales: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.keep_float_layers, int) or self.keep_float_layers < 0:

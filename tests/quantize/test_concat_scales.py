@@ -26,7 +26,7 @@ def quantized(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     calibration = np.random.default_rng(0).standard_normal((6, 3, 64, 64)).astype(np.float32)
     separate, shared = root / "separate.onnx", root / "shared.onnx"
     quantize_int8(fp32, separate, calibration, QuantConfig(share_concat_scales=False, layer_report=False))
-    info = quantize_int8(fp32, shared, calibration, QuantConfig(layer_report=False))
+    info = quantize_int8(fp32, shared, calibration, QuantConfig(share_concat_scales=True, layer_report=False))
     return {"fp32": fp32, "separate": separate, "shared": shared, "info": info, "root": root}
 
 
