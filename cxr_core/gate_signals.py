@@ -203,6 +203,13 @@ class LearnedGate:
             decisions.extend(signal.evaluate(outputs))
         return decisions
 
+    def close(self) -> None:
+        """Release what the signals hold open (e.g. the autoencoder's runtime session)."""
+        for signal in (*self.image_signals, *self.output_signals):
+            close = getattr(signal, "close", None)
+            if callable(close):
+                close()
+
     def decide(self, decisions: Sequence[SignalDecision], source: str, override: bool) -> tuple[str, ...]:
         """Raise :class:`GateRefusedError` when a signal refuses and ``override`` is False; with
         ``override`` return the refusal reasons the result must carry (empty when all accepted)."""

@@ -532,8 +532,9 @@ class Predictor:
         return np.clip(probs[0], 0.0, 1.0), np.ascontiguousarray(fmap[0])
 
     def close(self) -> None:
-        """Release the backend."""
+        """Release the backend and the learned gate's own models (its autoencoder session)."""
         _close(self.backend)
+        self.learned_gate.close()
 
     def __enter__(self) -> Predictor:
         return self
