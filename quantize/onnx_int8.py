@@ -4,9 +4,10 @@ The recipe measured fastest and faithful here (docs/toolchain-notes.md): u8 acti
 weights, ``reduce_range=True`` (x86 without VNNI), MinMax calibration over a fixed recorded
 image list, the pre-activation BatchNorms rewritten as 1x1 depthwise convolutions first so that
 every convolution fuses, and the classifier head (pooling, Gemm/MatMul, Sigmoid) kept in float so
-probabilities do not move in 1/255 steps. Afterwards every Concat's inputs and output share one
-scale/zero point (:mod:`quantize.concat_scales`), so ONNX Runtime's QLinearConcat copies instead of
-requantizing DenseNet's concatenations.
+probabilities do not move in 1/255 steps. Optionally (``QuantConfig.share_concat_scales``, off by
+default) every Concat's inputs and output then share one scale/zero point
+(:mod:`quantize.concat_scales`), so ONNX Runtime's QLinearConcat copies instead of requantizing
+DenseNet's concatenations.
 """
 
 from __future__ import annotations
