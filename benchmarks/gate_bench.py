@@ -21,11 +21,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from benchmarks.config import BenchConfigError
-from benchmarks.gate_study import Verdict, judge
-from cxr_core.metrics import roc_auc
+from benchmarks.gate_study import Verdict, auroc_of, judge, oriented
 
 logger = logging.getLogger(__name__)
 
@@ -96,24 +93,22 @@ def _counts(verdicts: Sequence[Verdict]) -> dict[str, Any]:
 
 
 def _scores(verdicts: Sequence[Verdict]) -> dict[str, list[float]]:
-    """Per signal, its scores oriented so that higher means 'more unlike the training data'."""
+    """Per signal, its finite scores oriented so that higher means 'more unlike the training data'."""
     scores: dict[str, list[float]] = {}
     for verdict in verdicts:
         for d in verdict.signals:
             if math.isfinite(d.score):
-                scores.setdefault(d.signal, []).append(d.score if d.refuse_above else -d.score)
+                scores.setdefault(d.signal, []).append(oriented(d.score, d.refuse_above))
     return scores
 
 
 def signal_aurocs(inside: Sequence[Verdict], outside: Sequence[Verdict]) -> dict[str, float | None]:
     """Each signal's AUROC, out-of-distribution as positives (None where it scored only one side)."""
     scores_in, scores_out = _scores(inside), _scores(outside)
-    aurocs: dict[str, float | None] = {}
-    for signal in sorted(set(scores_in) | set(scores_out)):
-        a, b = scores_in.get(signal, []), scores_out.get(signal, [])
-        value = roc_auc(np.r_[np.zeros(len(a)), np.ones(len(b))], np.r_[a, b]) if a and b else math.nan
-        aurocs[signal] = None if math.isnan(value) else round(float(value), 4)
-    return aurocs
+    return {
+        signal: auroc_of(scores_in.get(signal, []), scores_out.get(signal, []))
+        for signal in sorted(set(scores_in) | set(scores_out))
+    }
 
 
 def _category(path: Path, root: Path) -> str:

@@ -200,7 +200,9 @@ def _quiet_overrides() -> Iterator[None]:
         log.setLevel(level)
 
 
-def _auroc(inside: Sequence[float], outside: Sequence[float]) -> float | None:
+def auroc_of(inside: Sequence[float], outside: Sequence[float]) -> float | None:
+    """AUROC of out-of-distribution (positive) vs in-distribution scores, larger = more unlike;
+    None when either side is empty. Infinite scores rank as the extremes."""
     if not inside or not outside:
         return None
     truth = np.r_[np.zeros(len(inside)), np.ones(len(outside))]
@@ -249,7 +251,7 @@ def summarise(outcomes: Sequence[ImageOutcome]) -> dict[str, Any]:
     auroc = {}
     for name in signals:
         above = next(o.refuse_above[name] for o in outcomes if name in o.refuse_above)
-        auroc[name] = _auroc(
+        auroc[name] = auroc_of(
             [oriented(o.scores[name], above) for o in inside if name in o.scores],
             [oriented(o.scores[name], above) for o in outside if name in o.scores],
         )
@@ -264,7 +266,7 @@ def summarise(outcomes: Sequence[ImageOutcome]) -> dict[str, Any]:
         },
         "signals": signals,
         "auroc": auroc,
-        "auroc_combined": _auroc(
+        "auroc_combined": auroc_of(
             [o.combined for o in inside if o.scores], [o.combined for o in outside if o.scores]
         ),
         "gate_ms_median": gate,
