@@ -15,6 +15,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from benchmarks.quality_cases import CASES, MUST_PASS, letterboxed, rotated, screenshot
+from cxr_core import image_quality as iq
 from cxr_core.bundle import BundleIntegrityError, Manifest, load_bundle, load_quality_template
 from cxr_core.gate_signals import GateRefusedError, learned_gate_for, share_acceptance
 from cxr_core.image_quality import (
@@ -277,3 +278,39 @@ def test_the_predictor_refuses_with_the_reason_and_fix_and_scores_anyway_marked(
     (row,) = [r for r in failure["gate_signals"] if r["signal"] == "quality_orientation"]
     assert row["accepted"] is False and row["fix"] == "rotate the image 180 degrees clockwise"
     assert row["learned"] is False and row["score"] < row["threshold"]
+
+
+# ----------------------------------------------------------------------------- fast statistics
+
+
+def _content_span_by_loop(uniform: np.ndarray) -> tuple[int, int]:
+    """The longest run of busy lines with gaps of at most GAP_LINES closed, line by line."""
+    best, start, gap = (0, 0), None, 0
+    for i, busy in enumerate([*(~uniform).tolist(), False]):
+        if busy:
+            start = i if start is None else start
+            gap = 0
+            if i + 1 - start > best[1] - best[0]:
+                best = (start, i + 1)
+        elif start is not None:
+            gap += 1
+            if gap > iq.GAP_LINES:
+                start, gap = None, 0
+    return best
+
+
+def test_fast_statistics_equal_numpy_and_the_line_by_line_span() -> None:
+    rng = np.random.default_rng(3)
+    for shape in [(64, 64), (128, 128), (7, 9), (1, 5)]:
+        values = rng.random(shape).astype(np.float32)
+        for axis in (0, 1):
+            assert np.array_equal(iq._median(values, axis), np.median(values, axis=axis, keepdims=True))
+        assert iq._median(values).ravel()[0] == np.median(values)
+        low, high = np.percentile(values, (5.0, 95.0))
+        assert iq.percentiles(values, 5.0, 95.0) == (float(low), float(high))
+    work = rng.random((iq.WORK_SIZE, iq.WORK_SIZE)).astype(np.float32)
+    block_mean = work.reshape(iq.TEMPLATE_SIZE, 2, iq.TEMPLATE_SIZE, 2).mean(axis=(1, 3))
+    np.testing.assert_allclose(iq.small_copy(work), block_mean, atol=1e-6)
+    for _ in range(3000):
+        uniform = rng.random(int(rng.integers(1, 70))) < rng.random()
+        assert iq._content_span(uniform) == _content_span_by_loop(uniform)
