@@ -60,24 +60,28 @@ def strict_decoder() -> ModuleType | None:
         return None
 
 
-def first_warning(decoder: ModuleType, data: bytes) -> str | None:
-    """libjpeg's first warning or error decoding ``data`` strictly (None: the file decodes cleanly)."""
+def first_warning(decoder: ModuleType, data: bytes, scale: int = CHECK_SCALE) -> str | None:
+    """libjpeg's first warning or error decoding ``data`` strictly at 1/``scale`` of its size (None: the
+    file decodes cleanly)."""
     try:
         colourspace = decoder.decode_jpeg_header(data)[2]
+        # simplejpeg picks the smallest size of at least min_height x min_width (and at least
+        # min_factor times smaller): 1 x 1 with factor 8 is libjpeg's smallest, 1/8; 0 x 0 is full size
+        least = 1 if scale > 1 else 0
         decoder.decode_jpeg(
             data,
             colorspace="CMYK" if colourspace in ("CMYK", "YCCK") else "GRAY",
             strict=True,
-            min_height=1,
-            min_width=1,
-            min_factor=CHECK_SCALE,
+            min_height=least,
+            min_width=least,
+            min_factor=scale,
         )
     except ValueError as exc:
         message = str(exc)
         if message.startswith(JFIF_REVISION_WARNING):
             patched = _jfif_major_one(data)
             if patched is not None:
-                return first_warning(decoder, patched)
+                return first_warning(decoder, patched, scale)
         return message or "no message"
     return None
 
