@@ -19,6 +19,9 @@ bytes before marker 0xd9``.
   copy whose JFIF major version reads 1, so the rest of the file is still checked. A fatal libjpeg
   error (a file the strict decoder cannot read at all) refuses too: libjpeg-turbo is also what
   Pillow decodes with, so such a file is damaged, not merely unusual.
+* **DICOM too.** The JPEG frame of a JPEG Baseline DICOM (or 8-bit JPEG Extended), which pydicom
+  decodes through Pillow just as silently, goes through the same check
+  (:mod:`cxr_core.imaging_dicom`).
 * **Optional at run time.** ``simplejpeg`` ships wheels for Linux x86_64 and aarch64 (the Pi),
   Windows and macOS, and is in the ``runtime`` and ``pi`` extras. Where it cannot be imported
   (Android's python-for-android has no recipe for it; 32-bit ARM has no wheel) the check is skipped,
@@ -97,8 +100,10 @@ def _jfif_major_one(data: bytes) -> bytes | None:
     return data[:version_at] + b"\x01" + data[version_at + 1 :]
 
 
-def check_strict(data: bytes, name: str) -> bool:
-    """Refuse a JPEG that libjpeg warns about; return whether the check ran (False: no simplejpeg)."""
+def check_strict(data: bytes, name: str, what: str = "JPEG data") -> bool:
+    """Refuse a JPEG that libjpeg warns about; return whether the check ran (False: no simplejpeg).
+
+    ``what`` names the data in the message (a DICOM's JPEG frame, say)."""
     decoder = strict_decoder()
     if decoder is None:
         return False
@@ -106,7 +111,7 @@ def check_strict(data: bytes, name: str) -> bool:
     if message is not None:
         raise CorruptImageError(
             name,
-            f"libjpeg reports damaged JPEG data ({message}); the decoder would fill in or guess the "
+            f"libjpeg reports damaged {what} ({message}); the decoder would fill in or guess the "
             "damaged part. Expected an intact JPEG file",
         )
     return True

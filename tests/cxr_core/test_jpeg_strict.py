@@ -13,15 +13,17 @@ import io
 import logging
 import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from cxr_core import jpeg_strict
-from cxr_core.imaging import CorruptImageError, decode_bytes
+from cxr_core.imaging import CorruptImageError, decode_bytes, decode_image
 from cxr_core.jpeg_integrity import check_desync, check_fill, check_scans
 from cxr_core.jpeg_strict import check_strict, first_warning, strict_decoder
+from tests.file_factory import write_dicom
 from training.data.phantom import render_phantom
 
 simplejpeg = pytest.importorskip("simplejpeg", reason="the runtime extra's simplejpeg is not installed")
@@ -166,3 +168,30 @@ def test_without_simplejpeg_the_other_checks_run_and_the_reason_is_logged_once(
     finally:
         strict_decoder.cache_clear()
     assert strict_decoder() is not None  # back for the other tests
+
+
+# ----------------------------------------------------------------------------- DICOM
+
+
+def test_a_damaged_jpeg_frame_in_a_dicom_is_refused(tmp_path: Path) -> None:
+    """pydicom decodes a JPEG Baseline frame through Pillow, as silently as a JPEG file: a frame cut
+    short with its end marker put back decodes, the rest filled with grey."""
+    pytest.importorskip("pydicom", reason="the dicom extra is not installed")
+    image = _phantom(256)
+    frame = _jpeg(image)
+    cut = frame[: int(len(frame) * 0.6)] + b"\xff\xd9"
+    paths = {}
+    for name, data in (("clean", frame), ("cut", cut)):
+        paths[name] = write_dicom(
+            tmp_path / f"{name}.dcm",
+            image,
+            bits_stored=8,
+            transfer_syntax="jpeg_baseline",
+            encapsulated_frames=[data],
+        )
+    decode_image(paths["clean"])
+    with pytest.raises(
+        CorruptImageError, match="libjpeg reports damaged JPEG pixel data in this DICOM"
+    ) as err:
+        decode_image(paths["cut"])
+    assert "cut.dcm" in str(err.value) and "premature end of data segment" in str(err.value)
