@@ -23,7 +23,9 @@ Decisions, and why:
   short with its end marker put back, a progressive file missing its last scans) are refused by
   :mod:`cxr_core.jpeg_integrity`: the scans must complete the image and the image must not end in
   the decoder's flat grey fill, and the decoded pixels must not show the block-order staircase of
-  damaged scan data. PNG data is covered by its chunk CRCs, all checked by
+  damaged scan data. Then libjpeg-turbo decodes the file again strictly (:mod:`cxr_core.jpeg_strict`,
+  ``simplejpeg`` from the ``runtime``/``pi`` extras; skipped with one logged reason where it is not
+  installed) and any warning it raises refuses the file. PNG data is covered by its chunk CRCs, all checked by
   :mod:`cxr_core.png_integrity` (Pillow skips the image data's CRC).
 * **Grey.** RGB becomes grey with the ITU-R BT.601 luma weights ``0.299 R + 0.587 G + 0.114 B``.
   RGBA and grey+alpha are composited over **black** (``value * alpha``): black is the background
@@ -81,6 +83,7 @@ from cxr_core.imaging_common import (  # re-exported: this is the public module
     rgb_to_grey,
 )
 from cxr_core.jpeg_integrity import JpegLayout, check_desync, check_fill, check_scans
+from cxr_core.jpeg_strict import check_strict
 from cxr_core.png_integrity import check_chunks
 
 logger = logging.getLogger(__name__)
@@ -222,6 +225,7 @@ def _decode_raster(fh: BinaryIO, name: str, fmt: str, limits: DecodeLimits) -> D
             if fmt == "jpeg":
                 check_fill(np.asarray(img), name)
                 check_desync(np.asarray(img), name, layout)
+                check_strict(raw, name)  # last: the checks above name what the damage did
             else:  # after Pillow, so that its own messages (a truncated file) come first
                 check_chunks(raw, name)
             img = _apply_exif_orientation(img, notes)

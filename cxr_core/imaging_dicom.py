@@ -30,7 +30,9 @@ would crop a longer one silently); a RescaleSlope/Intercept that is not finite, 
 beyond 1e6; a window whose centre or width is not finite, whose width is below 1 (LINEAR) or more
 than 64 times the possible value range (a flat grey image), or that lies outside the value range;
 a VOI or Modality LUT whose descriptor does not hold 3 values, has 0 or more than 16 bits per entry
-or more entries than its data; a VOI that maps every pixel to one grey level; any non-finite value.
+or more entries than its data; a VOI that maps every pixel to one grey level; any non-finite value;
+an 8-bit JPEG frame (JPEG Baseline or Extended) that libjpeg warns about (:mod:`cxr_core.jpeg_strict`:
+pydicom decodes it through Pillow, which drops the warnings; skipped without simplejpeg).
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ from cxr_core.imaging_common import (
     colourfulness,
     rgb_to_grey,
 )
+from cxr_core.jpeg_strict import check_strict
 from cxr_core.optional import require
 
 logger = logging.getLogger(__name__)
@@ -59,6 +62,8 @@ logger = logging.getLogger(__name__)
 MONOCHROME = ("MONOCHROME1", "MONOCHROME2")
 COLOUR = ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT")
 _JPEG_EXTENDED = "1.2.840.10008.1.2.4.51"
+#: Transfer syntaxes whose frames are 8-bit JPEG that libjpeg decodes: checked by jpeg_strict.
+_LIBJPEG_SYNTAXES = ("1.2.840.10008.1.2.4.50", _JPEG_EXTENDED)
 _DECODABLE = "an uncompressed, deflated, RLE, 8-bit JPEG Baseline or JPEG 2000 DICOM (decodable with Pillow)"
 
 
@@ -86,6 +91,7 @@ def decode_dicom(fh: BinaryIO, name: str, limits: DecodeLimits, *, preamble: boo
     ts = _transfer_syntax(ds, name, notes)
     _check_pixel_length(ds, ts, name)
     pixels = _decode_pixels(ds, ts, name)
+    _check_jpeg_frame(ds, ts, name)
     if photometric in MONOCHROME:
         grey = monochrome_to_unit(pixels, ds, notes, name)
         colour = 0.0
@@ -275,6 +281,22 @@ def _decode_pixels(ds: Any, ts: Any, name: str) -> NDArray:
     if pixels.dtype.kind == "f" and not np.isfinite(pixels).all():
         raise CorruptImageError(name, "DICOM pixel data holds NaN or infinite values; expected finite values")
     return pixels
+
+
+def _check_jpeg_frame(ds: Any, ts: Any, name: str) -> None:
+    """libjpeg's warnings on the (single) JPEG frame of an 8-bit JPEG DICOM refuse it
+    (:mod:`cxr_core.jpeg_strict`; skipped without simplejpeg)."""
+    if str(ts) not in _LIBJPEG_SYNTAXES or _int(ds, "BitsAllocated", name) != 8:
+        return
+    from pydicom.encaps import generate_frames
+
+    try:
+        frame = next(generate_frames(ds.PixelData, number_of_frames=1))
+    except Exception as exc:  # noqa: BLE001 - pydicom raises several types for a damaged encapsulation
+        raise CorruptImageError(
+            name, f"DICOM encapsulated JPEG frame cannot be read ({type(exc).__name__}: {exc})"
+        ) from exc
+    check_strict(frame, name, what="JPEG pixel data in this DICOM")
 
 
 def stored_range(ds: Any) -> tuple[float, float]:

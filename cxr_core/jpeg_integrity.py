@@ -33,7 +33,9 @@ JPEG carries no checksum. These checks catch what they can without a second deco
 Each failure is a :class:`~cxr_core.imaging_common.CorruptImageError` naming the file.
 Not detectable this way (measured in docs/reliability.md): damage that leaves the DC chain intact
 (most bit flips inside a progressive JPEG's AC scans change fine texture only), a step smaller than
-:data:`DESYNC_MIN_STEP`, and a progressive JPEG cut inside its last refinement scan.
+:data:`DESYNC_MIN_STEP`, and a progressive JPEG cut inside its last refinement scan. Most of these
+make libjpeg warn: :mod:`cxr_core.jpeg_strict`, run after these checks where simplejpeg is
+installed, refuses them.
 """
 
 from __future__ import annotations

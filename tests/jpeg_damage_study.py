@@ -8,19 +8,33 @@ minutes on a 2-core machine):
   intervals; then 40 random phantoms at 5 qualities. Every file goes through ``decode_bytes``.
 * **corpus**: the mutated JPEGs of :mod:`tests.fuzz_corpus` (seed 15) that Pillow decodes.
 * **phantom mutations**: 512 and 384 px phantom JPEGs mutated the same way (seed 7).
+* **phantom sweep**: 20 phantoms at 384 and 448 px (sizes whose body edge falls between block
+  rows), quality 90 and 95, baseline: clean files, counted by the check that refused them.
+* **identity**: whether simplejpeg's full decode of each clean file equals Pillow's, pixel for pixel
+  (evidence for decoding once; today the strict decode is only a check).
+* **cost**: one 2048 x 2048 phantom JPEG, baseline and progressive: Pillow's decode, the strict
+  check at 1/8 and at full scale, and the whole ``decode_bytes`` (printed, never asserted).
 
-A damaged file counts as *material* when more than 1 % of its pixels differ from the undamaged
-decode by more than 8 grey levels of 255.
+Refusals are counted by the check that made them: *staircase* (``check_desync``), *strict*
+(libjpeg's warnings, :mod:`cxr_core.jpeg_strict`, which runs last: a file it refused passed every
+other check, so it was *scored* before the strict check existed) and *other* (structure, fill,
+Pillow's own errors). A damaged file counts as *material* when more than 1 % of its pixels differ
+from the undamaged decode by more than 8 grey levels of 255. Every damaged file is also checked at
+full scale: the strict check's verdict must not depend on its 1/8 scale.
 """
 
 from __future__ import annotations
 
 import io
+import logging
 import os
 import random
+import sys
+import time
 import warnings
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 from numpy.typing import NDArray
@@ -28,6 +42,7 @@ from PIL import Image
 
 from cxr_core.errors import CxrEdgeError
 from cxr_core.imaging import decode_bytes
+from cxr_core.jpeg_strict import CHECK_SCALE, first_warning, strict_decoder
 from tests import fuzz_corpus as corpus
 from tests.file_factory import gradient
 from training.data.phantom import DRAWABLE_FINDINGS, render_phantom
@@ -94,8 +109,21 @@ def _refused(data: bytes) -> str | None:
             warnings.simplefilter("ignore")
             decode_bytes(data, "study.jpg")
     except CxrEdgeError as exc:
-        return "staircase" if "offset by about" in str(exc) else "other"
+        if "offset by about" in str(exc):
+            return "staircase"
+        return "strict" if "libjpeg reports" in str(exc) else "other"
     return None
+
+
+def _same_as_pillow(data: bytes) -> bool:
+    """Whether simplejpeg's full-size decode (grey, else RGB) is pixel-identical to Pillow's."""
+    decoder = strict_decoder()
+    with Image.open(io.BytesIO(data)) as img:
+        grey = img.mode == "L"
+        pillow = np.asarray(img if grey else img.convert("RGB"))
+    theirs = decoder.decode_jpeg(data, colorspace="GRAY" if grey else "RGB")  # type: ignore[union-attr]
+    theirs = theirs[..., 0] if grey else theirs
+    return pillow.shape == theirs.shape and bool(np.array_equal(pillow, theirs))
 
 
 def _pixels(data: bytes) -> NDArray[np.int16] | None:
@@ -108,8 +136,11 @@ def _pixels(data: bytes) -> NDArray[np.int16] | None:
 
 
 def damaged(cases: list[tuple[str, bytes, bytes]]) -> Counter[str]:
-    """``cases``: (kind, damaged bytes, original bytes); counts by kind, material or not, outcome."""
+    """``cases``: (kind, damaged bytes, original bytes); counts by kind, material or not, outcome.
+
+    Also counts ``scale disagreements``: files the strict check judges differently at full scale."""
     counts: Counter[str] = Counter()
+    decoder = strict_decoder()
     for kind, data, original in cases:
         pixels, clean = _pixels(data), _pixels(original)
         if pixels is None or clean is None:
@@ -117,19 +148,108 @@ def damaged(cases: list[tuple[str, bytes, bytes]]) -> Counter[str]:
         material = pixels.shape != clean.shape or float(np.mean(np.abs(pixels - clean) > 8)) > 0.01
         outcome = _refused(data) or "scored"
         counts[f"{kind} {'material' if material else 'minor'} {outcome}"] += 1
+        if decoder is not None:
+            scaled, full = first_warning(decoder, data), first_warning(decoder, data, scale=1)
+            counts["scale disagreements"] += scaled != full
     return counts
 
 
+def before_after(counts: Counter[str]) -> str:
+    """Material damaged files scored, per kind: without the strict check (before) and with it."""
+    lines = []
+    for kind in ("baseline", "progressive"):
+        total = sum(v for k, v in counts.items() if k.startswith(f"{kind} material"))
+        after = counts[f"{kind} material scored"]
+        before = after + counts[f"{kind} material strict"]
+        lines.append(f"  {kind}: {total} material, scored before {before}, after {after}")
+    return "\n".join(lines)
+
+
+def phantom_sweep() -> Iterator[tuple[str, bytes]]:
+    for seed in range(20):
+        for size in (384, 448):
+            image = np.asarray(render_phantom(seed=seed, size=size).image)
+            for quality in (90, 95):
+                yield f"phantom{seed}-{size}-q{quality}", _jpeg(image, quality=quality)
+
+
+@contextmanager
+def _without_strict_check() -> Iterator[None]:
+    """decode_bytes as an install without simplejpeg runs it (the import fails)."""
+    saved = sys.modules.get("simplejpeg")
+    sys.modules["simplejpeg"] = None  # type: ignore[assignment]
+    strict_decoder.cache_clear()
+    log = logging.getLogger("cxr_core.jpeg_strict")
+    log.disabled = True  # the 'check skipped' warning is expected here
+    try:
+        yield
+    finally:
+        log.disabled = False
+        if saved is None:
+            del sys.modules["simplejpeg"]
+        else:
+            sys.modules["simplejpeg"] = saved
+        strict_decoder.cache_clear()
+
+
+def _best_ms(run: object, repeats: int = 9) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()  # type: ignore[operator]
+        times.append(time.perf_counter() - start)
+    return 1000 * min(times)
+
+
+def cost() -> None:
+    image = np.asarray(
+        Image.fromarray(np.asarray(render_phantom(seed=1, size=1024).image)).resize((2048, 2048))
+    )
+    decoder = strict_decoder()
+    for progressive in (False, True):
+        data = _jpeg(image, quality=90, progressive=progressive)
+
+        def pillow(data: bytes = data) -> None:
+            with Image.open(io.BytesIO(data)) as img:
+                img.load()
+
+        row = {"Pillow decode": _best_ms(pillow)}
+        if decoder is not None:
+            row[f"strict 1/{CHECK_SCALE}"] = _best_ms(lambda data=data: first_warning(decoder, data))
+            row["strict full"] = _best_ms(lambda data=data: first_warning(decoder, data, scale=1))
+        row["decode_bytes"] = _best_ms(lambda data=data: decode_bytes(data, "cost.jpg"))
+        with _without_strict_check():
+            row["decode_bytes without strict"] = _best_ms(lambda data=data: decode_bytes(data, "cost.jpg"))
+        kind = "progressive" if progressive else "baseline"
+        print(
+            f"cost, 2048 x 2048 {kind} (best of 9, ms): " + ", ".join(f"{k} {v:.1f}" for k, v in row.items())
+        )
+
+
 def main() -> int:
+    if strict_decoder() is None:
+        print("simplejpeg is not installed: the strict check is skipped (install the runtime extra)")
     refused = Counter(_refused(data) or "accepted" for _name, data in clean_files())
     print(f"clean JPEGs: {dict(refused)}")
+    if strict_decoder() is not None:
+        same = Counter(_same_as_pillow(data) for _name, data in clean_files())
+        print(f"clean JPEGs whose full simplejpeg decode equals Pillow's: {same[True]} of {same.total()}")
+    sweep = Counter()
+    for name, data in phantom_sweep():
+        outcome = _refused(data) or "accepted"
+        sweep[outcome] += 1
+        if outcome != "accepted":
+            print(f"  clean phantom refused ({outcome}): {name}")
+    print(f"clean phantom sweep: {dict(sweep)}")
     bases = corpus.base_images()
     cases = [
         ("progressive" if "progressive" in c.name else "baseline", c.data, bases[str(c.original)][1])
         for c in corpus.mutated_cases(300, 15)
         if c.fmt == "jpeg"
     ]
-    print(f"fuzz corpus mutated JPEGs: {dict(sorted(damaged(cases).items()))}")
+    fuzz = damaged(cases)
+    print(f"fuzz corpus mutated JPEGs: {dict(sorted(fuzz.items()))}")
+    print(before_after(fuzz))
     rng = random.Random(7)
     originals = {}
     for seed, size in ((2, 512), (5, 384)):
@@ -142,7 +262,12 @@ def main() -> int:
         key = keys[i % len(keys)]
         kind = "progressive" if key[1] else "baseline"
         phantom_cases.append((kind, corpus.mutate(originals[key], rng), originals[key]))
-    print(f"phantom mutated JPEGs: {dict(sorted(damaged(phantom_cases).items()))}")
+    phantoms = damaged(phantom_cases)
+    print(f"phantom mutated JPEGs: {dict(sorted(phantoms.items()))}")
+    print(before_after(phantoms))
+    crafted = Counter(_refused(c.data) or "scored" for c in corpus.crafted_cases() if c.fmt == "jpeg")
+    print(f"fuzz corpus crafted JPEGs (all damaged): {dict(crafted)}")
+    cost()
     return 0
 
 

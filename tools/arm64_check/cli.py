@@ -59,6 +59,7 @@ RUNTIME_MODULES = {"onnxruntime": "onnxruntime", "litert": "ai_edge_litert.inter
 DEVICE_MODULES = (
     "numpy",
     "PIL.Image",
+    "simplejpeg",
     "pydicom",
     "cryptography.hazmat.primitives.asymmetric.ed25519",
     "cxr_core.predictor",
