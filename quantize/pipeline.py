@@ -44,10 +44,8 @@ from cxr_core.bundle.writer import staging, write_manifest, write_npz
 from cxr_core.feature_gate import (
     DEFAULT_ACCEPTANCE,
     SIGNAL,
-    FeatureGate,
     FeatureGateError,
     pooled_features,
-    threshold_at,
 )
 from cxr_core.gate_signals import share_acceptance
 from cxr_core.optional import require
@@ -64,6 +62,7 @@ from cxr_core.parity import (
 from quantize import calibration as calib
 from quantize import evaluation_set as evalset
 from quantize.autoencoder_export import export_autoencoder
+from quantize.feature_gate_fit import FeatureGateFit, file_threshold, fit_feature_gate
 from quantize.formats import DEFAULT_FORMATS, BuildContext, ExportFormat, parse_formats
 from quantize.gate_check import validate_staged
 from quantize.manifest_parts import base_manifest, clinical_info, provenance
@@ -196,7 +195,7 @@ def _build_row(
     points: list[float],
     thresholds: ParityThresholds,
     cam_weight: NDArray[np.float32],
-    gate: tuple[FeatureGate, float] | None = None,
+    gate: tuple[FeatureGateFit, float] | None = None,
 ) -> tuple[dict[str, Any], ModelEntry | None]:
     """Build one format; return its report row and (when built) its manifest model entry."""
     reference, golden = references
@@ -220,10 +219,11 @@ def _build_row(
     reasons = failures(figures, thresholds)
     row.update(status="ok", parity=figures, thresholds=thresholds.to_dict(), failures=reasons)
     if gate is not None:  # this file's own threshold: INT8 features differ from FP32 ones
-        feature_gate, acceptance = gate
-        distances = feature_gate.distances(pooled_features(outputs["feature_map"], feature_gate.pooling))
+        fit, acceptance = gate
         try:
-            row["gate_threshold"] = threshold_at(distances, acceptance)
+            row["gate_threshold"], row["gate_threshold_images"] = file_threshold(
+                fit, outputs["feature_map"], lambda batch: run_exported(path, entry, batch), acceptance
+            )
         except FeatureGateError as exc:  # too few held-out images: no gate rather than a wrong one
             logger.warning("format %s: no learned-gate threshold (%s)", fmt.name, exc)
     drift = compare(golden, golden_outputs, [0.5] * golden["probabilities"].shape[1])
@@ -251,18 +251,28 @@ def _parity_set(
 
 def _fit_gate(
     request: ExportRequest, checkpoint: Checkpoint, model: torch.nn.Module, splits: Any | None, pooling: str
-) -> tuple[FeatureGate, int] | None:
-    """The feature gate fitted on the training split (never on out-of-distribution images), or None."""
+) -> FeatureGateFit | None:
+    """The feature gate fitted on the training split (never on out-of-distribution images), with its
+    cross-fitting folds (``quantize/feature_gate_fit.py``), or None."""
     if splits is None or not splits.train or request.gate_train_images < 2:
         logger.warning("no training split recorded: the bundle gets no learned feature gate")
         return None
-    files = calib.evenly_spaced([Path(r.path) for r in splits.train], request.gate_train_images)
-    images = calib.CalibrationSet(source="training split", root=Path("."), files=tuple(files))
+    picks = calib.evenly_spaced(list(range(len(splits.train))), request.gate_train_images)
+    records = [splits.train[i] for i in picks]
+    files = tuple(Path(r.path) for r in records)
+    images = calib.CalibrationSet(source="training split", root=Path("."), files=files)
     tensors = calib.load_tensors(images, checkpoint.spec, request.progress, desc="gate training images")
     maps = torch_reference(model, tensors, checkpoint.model_config.head)["feature_map"]
-    gate = FeatureGate.fit(pooled_features(maps, pooling), pooling)
-    logger.info("feature gate fitted on %d training images (shrinkage %.3f)", len(files), gate.shrinkage)
-    return gate, len(files)
+    fit = fit_feature_gate(
+        pooled_features(maps, pooling), [str(r.patient_id) for r in records], tensors, pooling
+    )
+    logger.info(
+        "feature gate fitted on %d training images (shrinkage %.3f); %d scored cross-fitted",
+        len(files),
+        fit.gate.shrinkage,
+        fit.cross_fitted_images,
+    )
+    return fit
 
 
 def export_bundle(request: ExportRequest) -> ExportResult:
@@ -291,7 +301,7 @@ def export_bundle(request: ExportRequest) -> ExportResult:
     parts = 2 + (request.autoencoder_epochs > 0)
     signal_acceptance = round(share_acceptance(request.gate_acceptance, parts), 6)
     feature_gate = _fit_gate(request, checkpoint, model, splits, pooling)
-    gate = None if feature_gate is None else (feature_gate[0], signal_acceptance)
+    gate = None if feature_gate is None else (feature_gate, signal_acceptance)
     quality = fit_quality_from_splits(splits, request.gate_train_images, signal_acceptance, request.progress)
     rows: list[dict[str, Any]] = []
     entries: list[ModelEntry] = []
@@ -326,7 +336,7 @@ def export_bundle(request: ExportRequest) -> ExportResult:
             e.name: report[e.name]["gate_threshold"] for e in entries if "gate_threshold" in report[e.name]
         }
         if feature_gate is not None and len(thresholds) == len(entries):
-            fitted, train_images = feature_gate
+            fitted, train_images = feature_gate.gate, feature_gate.train_images
             write_npz(folder / GATE_NAME, **fitted.arrays())
             gate_info = GateInfo(
                 signal=SIGNAL,
@@ -337,6 +347,7 @@ def export_bundle(request: ExportRequest) -> ExportResult:
                 train_images=train_images,
                 validation_images=int(len(parity.tensors)),
                 thresholds=thresholds,
+                cross_fitted_images=feature_gate.cross_fitted_images,
             )
         if quality is not None:
             write_npz(folder / QUALITY_NAME, **quality[1])
