@@ -8,10 +8,13 @@ another combination for one device (:mod:`cxr_core.runtime.tuning`).
 
 What each costs:
 
-* ``spinning=True``: ONNX Runtime's worker threads busy-wait between operators (and for a while
-  after each inference) instead of sleeping. It saves the wake-up latency between DenseNet's ~250
-  small operators, so a dedicated kiosk may gain, but it burns a core at 100% while idle-waiting:
-  battery on a phone, and on a machine whose cores other work shares it steals their time.
+* ``spinning=True``: ONNX Runtime's worker threads busy-wait between operators instead of sleeping,
+  during an inference only (``session.force_spinning_stop``: they stop as soon as it returns, so
+  nothing spins between images; without it they spun on for a while after each inference, 23 ms of
+  CPU per idle half second measured). It saves the wake-up latency between DenseNet's ~250 small
+  operators, so a dedicated kiosk may gain, but during the inference it keeps every worker core at
+  100%: more CPU (battery) per image, and on a machine whose cores other work shares it steals
+  their time.
 * ``affinity=True``: pins ONNX Runtime's worker threads to one logical CPU each (the main thread
   is the caller's). Steadier caches on a dedicated device; on a shared one a pinned thread waits
   for its busy core instead of moving to an idle one.

@@ -134,3 +134,16 @@ def test_a_batch_of_the_wrong_shape_is_refused(session_bundle: Path) -> None:
     backend.close()
     with pytest.raises(RuntimeError, match="closed"):
         backend(np.zeros((1, 3, 64, 64), np.float32))
+
+
+@pytest.mark.parametrize("spinning", [False, True])
+def test_spinning_workers_stop_when_an_inference_returns(spinning: bool) -> None:
+    import onnxruntime as ort
+
+    from cxr_core.runtime.onnxruntime_backend import session_options
+    from cxr_core.runtime.settings import RuntimeSettings
+
+    options = session_options(ort, 2, RuntimeSettings(spinning=spinning))
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == ("1" if spinning else "0")
+    if spinning:  # spinning only during an inference, never between images
+        assert options.get_session_config_entry("session.force_spinning_stop") == "1"
