@@ -13,7 +13,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -51,10 +51,7 @@ class CalibrationSet:
         return {"source": self.source, "root": str(self.root), "count": len(self.files), "files": self.names}
 
 
-T = TypeVar("T")
-
-
-def evenly_spaced(items: Sequence[T], count: int) -> list[T]:
+def evenly_spaced(items: Sequence[Path], count: int) -> list[Path]:
     """``count`` items spread evenly over ``items`` (all of them when there are fewer)."""
     if count <= 0:
         raise CalibrationError(f"calibration image count {count}; expected at least 1")

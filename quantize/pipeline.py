@@ -44,8 +44,10 @@ from cxr_core.bundle.writer import staging, write_manifest, write_npz
 from cxr_core.feature_gate import (
     DEFAULT_ACCEPTANCE,
     SIGNAL,
+    FeatureGate,
     FeatureGateError,
     pooled_features,
+    threshold_at,
 )
 from cxr_core.gate_signals import share_acceptance
 from cxr_core.optional import require
@@ -62,7 +64,6 @@ from cxr_core.parity import (
 from quantize import calibration as calib
 from quantize import evaluation_set as evalset
 from quantize.autoencoder_export import export_autoencoder
-from quantize.feature_gate_fit import FeatureGateFit, file_threshold, fit_feature_gate
 from quantize.formats import DEFAULT_FORMATS, BuildContext, ExportFormat, parse_formats
 from quantize.gate_check import validate_staged
 from quantize.manifest_parts import base_manifest, clinical_info, provenance
@@ -195,7 +196,7 @@ def _build_row(
     points: list[float],
     thresholds: ParityThresholds,
     cam_weight: NDArray[np.float32],
-    gate: tuple[FeatureGateFit, float] | None = None,
+    gate: tuple[FeatureGate, float] | None = None,
 ) -> tuple[dict[str, Any], ModelEntry | None]:
     """Build one format; return its report row and (when built) its manifest model entry."""
     reference, golden = references
@@ -219,11 +220,14 @@ def _build_row(
     reasons = failures(figures, thresholds)
     row.update(status="ok", parity=figures, thresholds=thresholds.to_dict(), failures=reasons)
     if gate is not None:  # this file's own threshold: INT8 features differ from FP32 ones
-        fit, acceptance = gate
+        feature_gate, acceptance = gate
+        maps = outputs["feature_map"]
+        if context.calibration is not parity.tensors:  # calibration images are held out from the gate too
+            maps = np.concatenate([run_exported(path, entry, context.calibration)["feature_map"], maps])
+        distances = feature_gate.distances(pooled_features(maps, feature_gate.pooling))
+        row["gate_threshold_images"] = int(len(distances))
         try:
-            row["gate_threshold"], row["gate_threshold_images"] = file_threshold(
-                fit, outputs["feature_map"], lambda batch: run_exported(path, entry, batch), acceptance
-            )
+            row["gate_threshold"] = threshold_at(distances, acceptance)
         except FeatureGateError as exc:  # too few held-out images: no gate rather than a wrong one
             logger.warning("format %s: no learned-gate threshold (%s)", fmt.name, exc)
     drift = compare(golden, golden_outputs, [0.5] * golden["probabilities"].shape[1])
@@ -251,28 +255,18 @@ def _parity_set(
 
 def _fit_gate(
     request: ExportRequest, checkpoint: Checkpoint, model: torch.nn.Module, splits: Any | None, pooling: str
-) -> FeatureGateFit | None:
-    """The feature gate fitted on the training split (never on out-of-distribution images), with its
-    cross-fitting folds (``quantize/feature_gate_fit.py``), or None."""
+) -> tuple[FeatureGate, int] | None:
+    """The feature gate fitted on the training split (never on out-of-distribution images), or None."""
     if splits is None or not splits.train or request.gate_train_images < 2:
         logger.warning("no training split recorded: the bundle gets no learned feature gate")
         return None
-    picks = calib.evenly_spaced(list(range(len(splits.train))), request.gate_train_images)
-    records = [splits.train[i] for i in picks]
-    files = tuple(Path(r.path) for r in records)
-    images = calib.CalibrationSet(source="training split", root=Path("."), files=files)
+    files = calib.evenly_spaced([Path(r.path) for r in splits.train], request.gate_train_images)
+    images = calib.CalibrationSet(source="training split", root=Path("."), files=tuple(files))
     tensors = calib.load_tensors(images, checkpoint.spec, request.progress, desc="gate training images")
     maps = torch_reference(model, tensors, checkpoint.model_config.head)["feature_map"]
-    fit = fit_feature_gate(
-        pooled_features(maps, pooling), [str(r.patient_id) for r in records], tensors, pooling
-    )
-    logger.info(
-        "feature gate fitted on %d training images (shrinkage %.3f); %d scored cross-fitted",
-        len(files),
-        fit.gate.shrinkage,
-        fit.cross_fitted_images,
-    )
-    return fit
+    gate = FeatureGate.fit(pooled_features(maps, pooling), pooling)
+    logger.info("feature gate fitted on %d training images (shrinkage %.3f)", len(files), gate.shrinkage)
+    return gate, len(files)
 
 
 def export_bundle(request: ExportRequest) -> ExportResult:
@@ -301,7 +295,7 @@ def export_bundle(request: ExportRequest) -> ExportResult:
     parts = 2 + (request.autoencoder_epochs > 0)
     signal_acceptance = round(share_acceptance(request.gate_acceptance, parts), 6)
     feature_gate = _fit_gate(request, checkpoint, model, splits, pooling)
-    gate = None if feature_gate is None else (feature_gate, signal_acceptance)
+    gate = None if feature_gate is None else (feature_gate[0], signal_acceptance)
     quality = fit_quality_from_splits(splits, request.gate_train_images, signal_acceptance, request.progress)
     rows: list[dict[str, Any]] = []
     entries: list[ModelEntry] = []
@@ -336,7 +330,7 @@ def export_bundle(request: ExportRequest) -> ExportResult:
             e.name: report[e.name]["gate_threshold"] for e in entries if "gate_threshold" in report[e.name]
         }
         if feature_gate is not None and len(thresholds) == len(entries):
-            fitted, train_images = feature_gate.gate, feature_gate.train_images
+            fitted, train_images = feature_gate
             write_npz(folder / GATE_NAME, **fitted.arrays())
             gate_info = GateInfo(
                 signal=SIGNAL,
@@ -345,9 +339,10 @@ def export_bundle(request: ExportRequest) -> ExportResult:
                 acceptance=signal_acceptance,
                 fitted_on=f"training split of {splits.name} ({train_images} images, PyTorch FP32 features)",
                 train_images=train_images,
-                validation_images=int(len(parity.tensors)),
+                validation_images=int(
+                    report[entries[0].name].get("gate_threshold_images", len(parity.tensors))
+                ),
                 thresholds=thresholds,
-                cross_fitted_images=feature_gate.cross_fitted_images,
             )
         if quality is not None:
             write_npz(folder / QUALITY_NAME, **quality[1])
@@ -393,7 +388,8 @@ def export_bundle(request: ExportRequest) -> ExportResult:
                 else (parity.truth, parity.mask, reference["probabilities"], parity.description["source"]),
             ),
         )
-        validation_files = (evaluation or calibration).files  # the images the thresholds were set on
+        # the images the thresholds were set on: every held-out validation image
+        validation_files = calibration.files + (evaluation.files if evaluation is not None else ())
         manifest = validate_staged(folder, manifest, validation_files, request.enforce_refusal_rate)
         written = write_manifest(folder, manifest, signing_key=request.signing_key)
         key = signed_by(folder)

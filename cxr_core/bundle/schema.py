@@ -485,9 +485,7 @@ class GateInfo:
     """The learned out-of-distribution gate (:mod:`cxr_core.feature_gate`): its file and thresholds.
 
     ``thresholds`` maps each model of the bundle to the distance above which an image is refused,
-    set at ``acceptance`` on the held-out validation images run through that model and on
-    ``cross_fitted_images`` training images scored by gates fitted without their patients
-    (``quantize/feature_gate_fit.py``; 0 in bundles from before cross-fitting).
+    set on the held-out validation images run through that model at ``acceptance``.
     """
 
     signal: str
@@ -499,7 +497,6 @@ class GateInfo:
     validation_images: int
     thresholds: dict[str, float]
     file: str = GATE_NAME
-    cross_fitted_images: int = 0
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str) -> GateInfo:
@@ -522,9 +519,6 @@ class GateInfo:
                 for name, value in thresholds.items()
             },
             file=_text(data.get("file", GATE_NAME), f"{where}.file"),
-            cross_fitted_images=_integer(
-                data.get("cross_fitted_images", 0), f"{where}.cross_fitted_images", 0
-            ),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -538,7 +532,6 @@ class GateInfo:
             "validation_images": self.validation_images,
             "thresholds": dict(self.thresholds),
             "file": self.file,
-            "cross_fitted_images": self.cross_fitted_images,
         }
 
 

@@ -185,32 +185,16 @@ def test_a_few_rows_give_the_same_distances_without_blas() -> None:
     np.testing.assert_allclose(single, batched, rtol=1e-5)
 
 
-def test_cross_fitted_distances_come_from_gates_that_never_saw_the_patient() -> None:
-    from quantize.feature_gate_fit import FOLDS, cross_fitted_distances, fit_feature_gate, patient_folds
+def test_thresholds_bound_the_acceptance_quantile_with_the_stated_confidence() -> None:
+    from statistics import NormalDist
 
-    rng = np.random.default_rng(5)
-    patients = [f"p{i // 2:03d}" for i in range(120)]  # two images per patient
-    folds = patient_folds(patients)
-    for k in range(FOLDS):  # a patient's images share a fold
-        assert len({p for p, f in zip(patients, folds, strict=True) if f == k}) > 0
-    assert all(folds[i] == folds[i + 1] for i in range(0, 120, 2))
-    features = rng.normal(size=(120, 16))
-    maps = features[:, :, None, None].astype(np.float32)  # (N, C, 1, 1): mean pooling gives the features
-    fit = fit_feature_gate(features, patients, maps, "mean")
-    assert fit.cross_fitted_images == 120 and len(fit.fold_gates) == FOLDS
-    cross = cross_fitted_distances(fit, fit.cross_fit_inputs)
-    own = fit.gate.distances(features)
-    for k in range(FOLDS):
-        rows = fit.cross_fit_folds == k
-        np.testing.assert_allclose(cross[rows], fit.fold_gates[k].distances(features[rows]), rtol=1e-6)
-    # held out, an image lies farther from the fit than when it was part of it
-    assert np.median(cross) > np.median(own)
-    few = fit_feature_gate(features[:20], patients[:20], maps[:20], "mean")
-    assert few.cross_fitted_images == 0 and few.fold_gates == ()
+    from cxr_core.feature_gate import TOLERANCE_CONFIDENCE, tolerance_factor
 
-
-def test_the_export_sets_thresholds_on_cross_fitted_training_distances_too(gated_bundle: Path) -> None:
-    info = load_bundle(gated_bundle).manifest.gate
-    assert info is not None
-    assert info.cross_fitted_images > 0
-    assert info.cross_fitted_images <= info.train_images
+    # the exact one-sided factors (non-central t) at 99.67% and 95%: 3.530 (31 samples), 3.251 (61)
+    assert tolerance_factor(31, 1 - 0.01 / 3) == pytest.approx(3.530, rel=0.01)
+    assert tolerance_factor(61, 1 - 0.01 / 3) == pytest.approx(3.251, rel=0.01)
+    rng = np.random.default_rng(11)
+    quantile = float(np.exp(3.0 + 0.2 * NormalDist().inv_cdf(0.99)))
+    below = [threshold_at(np.exp(rng.normal(3.0, 0.2, 31)), 0.99) < quantile for _ in range(600)]
+    # a threshold below the true 99% point refuses more than 1%: that happens in at most ~5% of draws
+    assert np.mean(below) <= (1 - TOLERANCE_CONFIDENCE) + 0.03

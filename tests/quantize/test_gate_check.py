@@ -15,8 +15,9 @@ from quantize.gate_check import MAX_VALIDATION_FRR, GateRefusalRateError, descri
 
 
 def _validation_images(manifest: Manifest) -> list[Path]:
-    images = (manifest.parity or {})["images"]
-    return [Path(images["root"]) / name for name in images["files"]]
+    """Every held-out validation image: the INT8 calibration images, then the parity images."""
+    parts = [manifest.calibration or {}, (manifest.parity or {})["images"]]
+    return [Path(part["root"]) / name for part in parts for name in part.get("files", [])]
 
 
 def test_the_gated_bundle_records_its_validation_false_refusal_rate(gated_bundle: Path) -> None:
