@@ -233,21 +233,36 @@ def time_capture(runs: int, seed: int) -> dict[str, float]:
     }
 
 
-def gate_study(bundle: Path, per_scene: int, seed: int, size: tuple[int, int]) -> dict[str, Any]:
-    """The learned gate's acceptance of good rendered photos, scored from real JPEG files."""
+def gate_study(
+    bundle: Path, per_scene: int, seed: int, size: tuple[int, int], allow_untrusted: bool = False
+) -> dict[str, Any]:
+    """The learned gate's acceptance of good rendered photos, scored from real JPEG files through
+    ``Predictor.predict_photo``, and of the same films as digital PNG files."""
+    from PIL import Image
+
     from cxr_core.gate_signals import GateRefusedError
+    from cxr_core.input_gate import ImageRefusedError
     from cxr_core.predictor import Predictor
     from training.data.photo_render import KINDS, render_photo
 
     rng = np.random.default_rng(seed)
     out: dict[str, Any] = {}
-    with Predictor.load(bundle) as predictor, tempfile.TemporaryDirectory() as folder:
+    loaded = Predictor.load(bundle, allow_untrusted=allow_untrusted)
+    with loaded as predictor, tempfile.TemporaryDirectory() as folder:
         for kind in KINDS:
-            accepted = refused_photo = refused_gate = 0
+            accepted = refused_photo = refused_gate = digital = 0
             for index in range(per_scene):
-                rendered = render_photo(_film(rng), rng, kind=kind, size=size)
+                film = _film(rng)
+                rendered = render_photo(film, rng, kind=kind, size=size)
                 path = Path(folder) / f"{kind}_{index}.jpg"
                 path.write_bytes(rendered.jpeg)
+                png = Path(folder) / f"{kind}_{index}.png"
+                Image.fromarray(film).save(png)
+                try:
+                    predictor.predict_file(png)
+                    digital += 1
+                except ImageRefusedError:
+                    pass
                 try:
                     predictor.predict_photo(path)
                     accepted += 1
@@ -260,6 +275,7 @@ def gate_study(bundle: Path, per_scene: int, seed: int, size: tuple[int, int]) -
                 "gate_accepted": accepted / per_scene,
                 "refused_by_photo_checks": refused_photo / per_scene,
                 "refused_by_learned_gate": refused_gate / per_scene,
+                "digital_films_accepted": digital / per_scene,
             }
     return out
 
@@ -306,7 +322,8 @@ def table(study: dict[str, Any]) -> str:
             lines.append(
                 f"learned gate, good {kind} photos: {_pct(entry['gate_accepted'])} accepted "
                 f"({_pct(entry['refused_by_learned_gate'])} refused by the gate, "
-                f"{_pct(entry['refused_by_photo_checks'])} by the photo checks)"
+                f"{_pct(entry['refused_by_photo_checks'])} by the photo checks; the same films as digital "
+                f"files: {_pct(entry['digital_films_accepted'])} accepted)"
             )
     return "\n".join(lines)
 
@@ -337,6 +354,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timing-runs", type=int, default=5, help="runs of the 12 MP timing, 0 to skip (5)")
     parser.add_argument("--bundle", type=Path, default=None, help="also measure this bundle's learned gate")
     parser.add_argument(
+        "--allow-untrusted",
+        action="store_true",
+        help="load --bundle even if it is not signed by a trusted key",
+    )
+    parser.add_argument(
         "--fit-limits", action="store_true", help="print the quality limits set from this run's good photos"
     )
     parser.add_argument("--good-only", action="store_true", help="render good photos only (for --fit-limits)")
@@ -346,7 +368,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.timing_runs > 0:
         study["timing"] = time_capture(args.timing_runs, args.seed + 1)
     if args.bundle is not None:
-        study["learned_gate"] = gate_study(args.bundle, args.per_scene, args.seed + 2, args.size)
+        study["learned_gate"] = gate_study(
+            args.bundle, args.per_scene, args.seed + 2, args.size, args.allow_untrusted
+        )
     print(table(study))
     if args.fit_limits:
         print(f"limits fitted on the good photos: {fit_limits(study['rows'])}")

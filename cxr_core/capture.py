@@ -129,8 +129,13 @@ class CapturedFilm:
 # ----------------------------------------------------------------------------- loading
 
 
-def _open_photo(path: str | Path, limits: DecodeLimits | None = None) -> tuple[Image.Image, str]:
-    """The photo at ``path`` as an RGB Pillow image with its EXIF orientation applied, and its format."""
+def _open_photo(
+    path: str | Path, limits: DecodeLimits | None = None, draft_long_side: int | None = None
+) -> tuple[Image.Image, str]:
+    """The photo at ``path`` as an RGB Pillow image with its EXIF orientation applied, and its format.
+
+    ``draft_long_side``: decode a JPEG at the smallest DCT scale keeping that many px on the long
+    side; the full size (after orientation) is then in ``image.info["cxr_full_size"]``."""
     from cxr_core.imaging import sniff_format
 
     name = str(path)
@@ -159,7 +164,17 @@ def _open_photo(path: str | Path, limits: DecodeLimits | None = None) -> tuple[I
     try:
         image = Image.open(path)
         check_dimensions(name, image.width, image.height, limits)
+        full = image.size
+        if draft_long_side is not None and fmt == "jpeg":
+            shrink = 1
+            while shrink < 8 and max(full) // (shrink * 2) >= draft_long_side:
+                shrink *= 2
+            if shrink > 1:
+                image.draft("RGB", (full[0] // shrink, full[1] // shrink))
+        orientation = image.getexif().get(0x0112, 1)
         image = ImageOps.exif_transpose(image)
+        full = full[::-1] if orientation in (5, 6, 7, 8) else full
+        image.info["cxr_full_size"] = full
         if image.mode != "RGB":
             if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
                 background = Image.new("RGB", image.size, (0, 0, 0))
@@ -173,6 +188,24 @@ def _open_photo(path: str | Path, limits: DecodeLimits | None = None) -> tuple[I
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise CorruptImageError(name, f"cannot be decoded ({exc}); expected {EXPECTED_PHOTO}") from exc
     return image, fmt
+
+
+def _open_photo_scaled(path: str | Path, min_long_side: int) -> tuple[Image.Image, str, tuple[int, int]]:
+    """The photo decoded at the smallest JPEG DCT scale (1/2, 1/4, 1/8) that keeps at least
+    ``min_long_side`` px on its long side (libjpeg's draft mode: a 12-megapixel photo decodes about
+    4x faster at 1/2), its format, and its full size (width, height) after EXIF orientation."""
+    from cxr_core.imaging import sniff_format
+
+    try:
+        with Path(path).open("rb") as handle:
+            jpeg = sniff_format(handle.read(132), str(path)) == "jpeg"
+    except (OSError, ImageDecodeError):
+        jpeg = False  # _open_photo reports it
+    if not jpeg:
+        image, fmt = _open_photo(path)
+        return image, fmt, image.size
+    image, fmt = _open_photo(path, draft_long_side=min_long_side)
+    return image, fmt, image.info["cxr_full_size"]
 
 
 def load_photo(path: str | Path) -> NDArray[np.uint8]:
@@ -222,16 +255,11 @@ def _output_size(
     return max(16, int(round(longest * aspect))), longest
 
 
-def _warp(
-    photo: Image.Image,
-    corners: NDArray[np.float64],
-    size: tuple[int, int],
-    convert: tuple[float, ...] | None = None,
-) -> Image.Image:
-    """The quad ``corners`` of ``photo`` warped onto a ``size`` rectangle: box-reduced first to about
-    the output's resolution (no aliasing, a smaller warp), optionally converted to grey with the
-    ``convert`` matrix (Pillow's RGB -> L with per-channel weights), then one perspective warp."""
-    width, height = size
+def _film_region(
+    photo: Image.Image, corners: NDArray[np.float64], size: tuple[int, int]
+) -> tuple[Image.Image, NDArray[np.float64]]:
+    """The film's bounding box of ``photo`` box-reduced to about ``size`` (once: the grey image and the
+    small colour copy are both warped from it), and the corners in its pixels."""
     lo = np.floor(corners.min(axis=0)).astype(int)
     hi = np.ceil(corners.max(axis=0)).astype(int) + 1
     box = (
@@ -242,10 +270,24 @@ def _warp(
     )
     if box[2] - box[0] < 2 or box[3] - box[1] < 2:
         raise CaptureInputError(f"corners {np.round(corners, 1).tolist()} lie outside the photo {photo.size}")
+    width, height = size
     native = np.linalg.norm(np.roll(corners, -1, axis=0) - corners, axis=1)
     factor = max(1, int(min(native[0] / width, native[1] / height, native[2] / width, native[3] / height)))
     region = photo.reduce(factor, box=box) if factor >= 2 else photo.crop(box)
-    local = (corners - np.array([box[0], box[1]], dtype=np.float64) + 0.5) / factor - 0.5
+    return region, (corners - np.array([box[0], box[1]], dtype=np.float64) + 0.5) / factor - 0.5
+
+
+def _warp(
+    photo: Image.Image,
+    corners: NDArray[np.float64],
+    size: tuple[int, int],
+    convert: tuple[float, ...] | None = None,
+) -> Image.Image:
+    """The quad ``corners`` of ``photo`` warped onto a ``size`` rectangle: box-reduced first to about
+    the output's resolution (no aliasing, a smaller warp), optionally converted to grey with the
+    ``convert`` matrix (Pillow's RGB -> L with per-channel weights), then one perspective warp."""
+    width, height = size
+    region, local = _film_region(photo, corners, size)
     if convert is not None:
         region = region.convert("L", convert)
     target = np.array([[0, 0], [width, 0], [width, height], [0, height]], dtype=np.float64)
@@ -376,26 +418,30 @@ def capture_film(
     timings: dict[str, float] = {}
     start = time.perf_counter_ns()
     fmt = "jpeg"
+    scale = 1.0  # photo pixels per pixel of the decoded image (a JPEG is decoded at a reduced scale)
     if isinstance(source, (str, Path)):
         label = str(source) if name is None else name
-        photo, fmt = _open_photo(source)
+        photo, fmt, size = _open_photo_scaled(source, long_side + long_side // 2)
+        scale = size[0] / photo.width
         timings["load"] = _ms(start)
     else:
         label = "photo" if name is None else name
         photo = _as_image(source, label)
-    size = photo.size
+        size = photo.size
     start = time.perf_counter_ns()
     if corners is None:
         quad = detect_quad(photo, label)
-        points, confidence, detected = quad.corners, quad.confidence, True
+        points, confidence, detected = quad.corners * scale, quad.confidence, True
     else:
         points, confidence, detected = as_corners(corners), 1.0, False
     timings["detect"] = _ms(start)
     start = time.perf_counter_ns()
     # A small colour copy of the film for the white balance and the glare; one grey warp for the image.
-    small = np.asarray(_warp(photo, points, _output_size(points, size, MEASURE_SIZE)), dtype=np.uint8)
+    out_size = _output_size(points, size, long_side)
+    region, local = _film_region(photo, points / scale, out_size)
+    small = np.asarray(_warp(region, local, _output_size(points, size, MEASURE_SIZE)), dtype=np.uint8)
     gains = white_balance_gains(small)
-    film = _warp(photo, points, _output_size(points, size, long_side), _grey_matrix(gains))
+    film = _warp(region, local, out_size, _grey_matrix(gains))
     grey, low, high = _stretch(film)
     colour = _balanced_colourfulness(small[::2, ::2], gains)
     timings["rectify"] = _ms(start)
