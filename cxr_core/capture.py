@@ -14,10 +14,13 @@ The result then goes through the same preprocessing, input gate and learned gate
 Decisions, and why:
 
 * **Detect small, warp once.** The film is found on a 512 px working copy (Pillow's C box
-  reduction); the corners are refined to sub-pixel there and mapped back to the photo. The photo is
-  then cropped to the film's bounding box, box-reduced to about the output size and warped once
-  with Pillow's ``Image.transform(PERSPECTIVE)`` to at most ``long_side`` (1024) px: a 12-megapixel
-  photo costs tens of milliseconds, not seconds, and the box reduction avoids aliasing.
+  reduction); the corners are refined to sub-pixel there and mapped back to the photo. The film's
+  bounding box is then box-reduced once to about the output size (no aliasing) and warped with
+  Pillow's ``Image.transform(PERSPECTIVE)``: to at most ``long_side`` (1024) px in grey, with the white
+  balance and the luminance applied by Pillow's RGB -> L matrix on the way, and to a 512 px colour copy
+  for the white balance gains and the glare. A JPEG file with more than 3 times the needed
+  resolution is decoded at 1/2, 1/4 or 1/8 scale by libjpeg (draft mode), keeping at least 1536 px on
+  its long side; the corners are still reported in the full-size photo's pixels.
 * **The film's aspect from the quad.** A film is a rectangle; its width / height is estimated from
   the photographed quad (:func:`cxr_core.capture_geometry.film_aspect`), so a 14 x 17 inch film is
   not squeezed square.
