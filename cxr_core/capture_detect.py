@@ -58,7 +58,7 @@ CLEAR_SCORE = 0.8
 #: Refined corners may move at most this far (working-copy pixels) from the Hough quad's.
 MAX_REFINE_SHIFT = 8.0
 #: Quads scored in full after a coarse first pass over all of them.
-COARSE_KEEP = 80
+COARSE_KEEP = 200
 #: A quad's score loses this times the mean share of its sides' continuations backed by an edge.
 EXTENSION_PENALTY = 0.5
 #: A film's quad must score at least this (share of its outline backed by an edge, see the module).
@@ -68,7 +68,7 @@ STRONG_SHARE = 0.75
 #: A film covers at least this share of the working copy to be considered at all (smaller: no film).
 MIN_AREA_SHARE = 0.01
 #: Opposite sides of a film's quad are at most this far from parallel (degrees).
-MAX_PAIR_ANGLE = 40.0
+MAX_PAIR_ANGLE = 70.0
 #: Sides of a quad meeting at less than this angle (degrees) are not a film's corner.
 MIN_CORNER_ANGLE = 45.0
 #: A quad side longer than this many times its opposite is no film (extreme perspective or a strip).
