@@ -70,6 +70,8 @@ HELP_ONLY_REASONS: dict[str, str] = {
     "python -m build": "builds the wheel and the sdist (tests/test_packaging.py does, marked slow)",
     "python -m benchmarks.photo_study": "renders and captures hundreds of phone photos for minutes "
     "(tests/benchmarks/test_photo_study.py runs it on a few small photos)",
+    "python -m training.photo_robustness_study": "trains two phantom models for about 17 minutes "
+    "(tests/training/test_photo_robustness_study.py runs a tiny study, marked slow)",
     "python -m benchmarks.speed_study": "times a 224 px DenseNet-121 for minutes "
     "(tests/benchmarks/test_speed_study.py runs it on the tiny bundle, marked slow)",
     ARM64_CHECK: "builds an arm64 root from the package registries and runs the bundle under qemu for "
