@@ -53,8 +53,9 @@ def test_cxr_core_never_imports_another_stage() -> None:
 
 def test_benchmarks_import_torch_only_for_the_explicit_reference_row() -> None:
     """torch (and training, which needs it) appear only inside benchmarks/torch_ref.py's functions, and
-    the out-of-distribution corpus draws its radiograph phantoms with training.data's numpy-only
-    renderers (inside its functions; the blocked-import test below imports it without training)."""
+    the out-of-distribution corpus draws its radiograph phantoms, and the photo study its phone photos
+    of phantom films, with training.data's numpy-only renderers (inside their functions; the
+    blocked-import test below imports them without training)."""
     for module, names in _imports("benchmarks", top_level_only=True).items():
         assert not names & {"torch", "training", "quantize", "edge_app"}, module
     anywhere = {
@@ -63,6 +64,7 @@ def test_benchmarks_import_torch_only_for_the_explicit_reference_row() -> None:
     assert {m: sorted(n) for m, n in anywhere.items() if n} == {
         "benchmarks/torch_ref.py": ["training"],
         "benchmarks/ood_corpus.py": ["training"],
+        "benchmarks/photo_study.py": ["training"],
     }
 
 

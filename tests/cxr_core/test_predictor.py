@@ -320,7 +320,8 @@ def test_to_dict_is_json(predictor: Predictor, images: list[Path]) -> None:
     pred.heatmap(pred.labels[0])
     data = json.loads(json.dumps(pred.to_dict()))
     keys = {"source", "bundle", "model", "runtime", "findings", "warnings", "timings_ms", "provenance"}
-    assert set(data) == keys | {"notices", "score_definition", "gate_signals", "gate_override"}
+    assert set(data) == keys | {"notices", "score_definition", "gate_signals", "gate_override", "input"}
+    assert data["input"]["kind"] == "file" and data["input"]["corners"] is None
     assert [f["label"] for f in data["findings"]] == list(predictor.labels)
     assert set(data["findings"][0]) == {
         "label",
