@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
+from cxr_core.capture_common import FILE_INPUT, input_record
 from cxr_core.imaging import ImageProvenance
 from cxr_core.predictor import FindingResult, Prediction
 
@@ -42,6 +43,22 @@ class GateSignalRecord:
 
 
 @dataclass(frozen=True)
+class InputRecord:
+    """What was scored: an image ``file``, or a ``photo`` of a film (``cxr-predict --photo``).
+
+    For a photo: the film's ``corners`` in the photo's pixels (top-left, top-right, bottom-right,
+    bottom-left), whether they were ``detected`` (False: given by the user), the ``quality`` figures
+    (docs/photos.md) and the ``photo_size`` (width, height). All null for a file.
+    """
+
+    kind: Literal["file", "photo"]
+    corners: list[list[float]] | None
+    detected: bool | None
+    quality: dict[str, float] | None
+    photo_size: list[int] | None
+
+
+@dataclass(frozen=True)
 class PredictionRecord:
     """One scored image: every finding in output order, warnings, timings and what the file was."""
 
@@ -57,6 +74,7 @@ class PredictionRecord:
     gate_signals: list[GateSignalRecord] = field(default_factory=list)
     gate_override: list[str] = field(default_factory=list)
     heatmap: HeatmapRef | None = None
+    input: InputRecord = field(default_factory=lambda: InputRecord(**FILE_INPUT))  # type: ignore[arg-type]
 
     @classmethod
     def from_prediction(cls, prediction: Prediction, heatmap: HeatmapRef | None = None) -> PredictionRecord:
@@ -73,6 +91,7 @@ class PredictionRecord:
             gate_signals=[GateSignalRecord(**d.to_dict()) for d in prediction.gate_signals],
             gate_override=list(prediction.gate_override),
             heatmap=heatmap,
+            input=InputRecord(**input_record(prediction.photo)),  # type: ignore[arg-type]
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -91,6 +110,7 @@ class PredictionRecord:
             "gate_signals": [dataclasses.asdict(s) for s in self.gate_signals],
             "gate_override": list(self.gate_override),
             "heatmap": None if self.heatmap is None else dataclasses.asdict(self.heatmap),
+            "input": dataclasses.asdict(self.input),
         }
 
 
@@ -103,6 +123,10 @@ class FailureRecord:
     reasons: list[str]
     #: Every learned-gate signal's verdict when the learned gate refused the file (else empty).
     gate_signals: list[GateSignalRecord] = field(default_factory=list)
+    #: What to do about it, when the refusal has a fix (a photo: "hold the phone parallel to the film").
+    fix: str | None = None
+    #: The quality figures of a refused photo (docs/photos.md); null for anything else.
+    photo_quality: dict[str, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -110,6 +134,8 @@ class FailureRecord:
             "error": self.error,
             "reasons": list(self.reasons),
             "gate_signals": [dataclasses.asdict(s) for s in self.gate_signals],
+            "fix": self.fix,
+            "photo_quality": None if self.photo_quality is None else dict(self.photo_quality),
         }
 
 

@@ -2,6 +2,12 @@
 
     cxr-predict IMAGE_OR_FOLDER... --bundle BUNDLE [--jsonl OUT.jsonl | -] [--json OUT.json | -]
                 [--heatmap-dir DIR] [--finding NAME] [--model NAME] [--runtime RUNTIME] [--threads N]
+                [--photo]
+
+``--photo``: the images are phone photos of films; each is captured (:mod:`cxr_core.capture`: film
+found, photo checked, perspective rectified, white balanced) and then scored like any file; its JSON
+record's ``input`` holds the corners and quality figures, and an unusable photo is a failure record
+with the reason, the ``fix`` and the ``photo_quality`` figures.
 
 Prints a table per image (findings ranked by calibrated probability, the operating point and the
 call) and a "decision support, not a diagnosis" line. Folders are expanded (recursively) to their
@@ -47,6 +53,7 @@ from PIL import Image
 
 from cxr_core import __version__
 from cxr_core.atomic import atomic_write, clean_stale_temps
+from cxr_core.capture_common import PhotoRefusedError
 from cxr_core.cli_common import (
     EXIT_FAILED,
     EXIT_INTERNAL,
@@ -86,6 +93,9 @@ class Failure:
     reasons: tuple[str, ...]
     #: Every learned-gate signal's verdict when the learned gate refused the file (JSON-ready rows).
     gate_signals: tuple[dict[str, Any], ...] = ()
+    #: What to do about it (a refused photo's fix), and a refused photo's quality figures.
+    fix: str | None = None
+    photo_quality: dict[str, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -93,6 +103,8 @@ class Failure:
             "error": self.error,
             "reasons": list(self.reasons),
             "gate_signals": list(self.gate_signals),
+            "fix": self.fix,
+            "photo_quality": self.photo_quality,
         }
 
 
@@ -189,6 +201,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="score images the learned input gate refuses (not the rules on the file); each such result "
         "carries the overridden reasons in its warnings and in 'gate_override'",
+    )
+    parser.add_argument(
+        "--photo",
+        action="store_true",
+        help="the images are phone photos of films (on a light box, a window or a screen): find the film, "
+        "check the photo (glare, blur, tilt, distance) and straighten it before scoring; an unusable "
+        "photo is skipped with the reason and what to do (docs/photos.md)",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log what is done (INFO)")
     add_progress_flag(parser, default=False, help="a 'k/N images' line on stderr as each image finishes")
@@ -334,6 +353,13 @@ def format_table(pred: Prediction, heatmap: tuple[str, str] | None) -> str:
     lines.append(
         "  score: 0-100, 50 = the finding's operating point; not a probability (output: the model's)"
     )
+    if pred.photo is not None:
+        q = pred.photo.quality
+        lines.append(
+            f"  photo {pred.photo.photo_size[0]}x{pred.photo.photo_size[1]}: film corners "
+            f"{'found' if pred.photo.detected else 'given'}; tilt {q['tilt_deg']:.0f} deg, fills "
+            f"{q['fill']:.0%}, glare over the lungs {q['glare']:.1%}, blur {q['blur']:.2f}"
+        )
     lines += [f"  warning: {printable(w)}" for w in pred.warnings]
     if heatmap is not None:
         lines.append(f"  heat map ({heatmap[0]}): {printable(heatmap[1])}")
@@ -384,6 +410,9 @@ def build_document(predictor: Predictor, result: BatchResult) -> dict[str, Any]:
 
 
 def _failure(path: Path, exc: BaseException) -> Failure:
+    if isinstance(exc, PhotoRefusedError):
+        quality = exc.measures or None
+        return Failure(str(path), type(exc).__name__, exc.reasons, (), exc.fix, quality)
     if isinstance(exc, GateRefusedError):
         signals = tuple(d.to_dict() for d in exc.decisions)
         return Failure(str(path), type(exc).__name__, exc.reasons, signals)
@@ -410,11 +439,15 @@ def _score_one(
     alpha: float,
     used: set[str],
     score_anyway: bool = False,
+    photo: bool = False,
 ) -> tuple[dict[str, Any], Prediction, bool]:
     """Score one file; return its result record, the prediction and whether its heat map was written."""
     from cxr_core.outputs import HeatmapRef, PredictionRecord
 
-    pred: Prediction = predictor.predict_file(path, override_gate=score_anyway)
+    if photo:
+        pred: Prediction = predictor.predict_photo(path, override_gate=score_anyway)
+    else:
+        pred = predictor.predict_file(path, override_gate=score_anyway)
     heatmap, ok = None, True
     if heatmap_dir is not None:
         label = finding or pred.ranked()[0].label
@@ -446,20 +479,22 @@ def run_batch(
     *,
     keep_records: bool = True,
     score_anyway: bool = False,
+    photo: bool = False,
 ) -> BatchResult:
     """Score ``files`` one by one; any failure of one file becomes its :class:`Failure` and the rest go on.
 
     ``on_result`` (the result record and the prediction) / ``on_failure`` are called as each file
     finishes (the CLI prints and streams from them). Only the small records are kept
     (``keep_records``), never an image. ``score_anyway`` scores images the learned gate refuses,
-    each marked (:meth:`cxr_core.predictor.Predictor.predict_file`).
+    each marked (:meth:`cxr_core.predictor.Predictor.predict_file`). ``photo`` reads every file as a
+    phone photo of a film (:meth:`cxr_core.predictor.Predictor.predict_photo`).
     """
     result = BatchResult()
     used: set[str] = set()
     for path in files:
         try:
             record, pred, heatmap_ok = _score_one(
-                predictor, path, heatmap_dir, finding, alpha, used, score_anyway
+                predictor, path, heatmap_dir, finding, alpha, used, score_anyway, photo
             )
         except Exception as exc:  # noqa: BLE001 - one file must never end the batch (KeyboardInterrupt does)
             failure = _failure(path, exc)
@@ -491,6 +526,8 @@ def _check_finding(finding: str | None, labels: Sequence[str]) -> str | None:
 
 def _report(failure: Failure) -> None:
     reasons = "; ".join(printable(r) for r in failure.reasons)
+    if failure.fix and failure.fix not in reasons:
+        reasons += f"; {printable(failure.fix)}"
     print(f"cxr-predict: skipped {printable(failure.file)}: {reasons}", file=sys.stderr, flush=True)
 
 
@@ -599,6 +636,7 @@ def _score_all(
             skipped,
             keep_records=args.json_out is not None,
             score_anyway=args.score_anyway,
+            photo=args.photo,
         )
     except KeyboardInterrupt:
         if stream is not None:

@@ -54,6 +54,7 @@ from cxr_core.bundle import (
     load_cam_weights,
 )
 from cxr_core.calibrate import DEFAULT_OPERATING_POINT, calibrate
+from cxr_core.capture_common import PhotoInput, input_record
 from cxr_core.errors import CxrEdgeError
 from cxr_core.gate_signals import (
     NO_LEARNED_GATE_WARNING,  # noqa: F401  (re-exported: callers that warn about older bundles)
@@ -215,6 +216,8 @@ class Prediction:
     gate_signals: tuple[SignalDecision, ...] = ()
     #: The refusal reasons the user overrode with "score anyway" (empty: the gate accepted the image).
     gate_override: tuple[str, ...] = ()
+    #: The photo the film was taken from (:meth:`Predictor.predict_photo`); None for an image file.
+    photo: PhotoInput | None = None
     _heatmaps: dict[tuple[str, tuple[int, int] | None], NDArray[np.float32]] = field(
         default_factory=dict, repr=False, compare=False
     )
@@ -314,6 +317,7 @@ class Prediction:
             "score_definition": SCORE_DEFINITION,
             "gate_signals": [d.to_dict() for d in self.gate_signals],
             "gate_override": list(self.gate_override),
+            "input": input_record(self.photo),
         }
 
 
@@ -442,6 +446,25 @@ class Predictor:
         decoded = decode_image(path)
         decode_ms = _ms(start)
         return self._predict(decoded, str(path), {"decode": decode_ms}, override_gate)
+
+    def predict_photo(
+        self, path: str | Path, *, corners: object = None, override_gate: bool = False
+    ) -> Prediction:
+        """Score a phone photo of a film: :func:`cxr_core.capture.capture_film` finds the film (or takes
+        ``corners``, TL, TR, BR, BL in photo pixels), checks the photo and rectifies it; the grey film
+        then goes through the same input gate, preprocessing and learned gate as any file.
+
+        Raises :class:`~cxr_core.capture.PhotoRefusedError` (reason, fix, quality figures) for an
+        unusable photo, besides everything :meth:`predict_file` raises. The result's ``photo`` holds the
+        corners, whether they were found or given, and the quality figures.
+        """
+        from cxr_core.capture import capture_film
+
+        start = time.perf_counter_ns()
+        captured = capture_film(path, corners=corners)
+        timings = {"capture": _ms(start)}
+        prediction = self._predict(captured.image, str(path), timings, override_gate)
+        return dataclasses.replace(prediction, photo=captured.photo_input())
 
     def predict_image(self, decoded: DecodedImage, source: str, *, override_gate: bool = False) -> Prediction:
         """Gate, preprocess, infer and calibrate an image decoded by the caller (e.g. from bytes)."""

@@ -1,0 +1,386 @@
+"""Phone photos of films: find the film, check the photo, straighten it into a grey radiograph.
+
+Where there is no digital X-ray, the radiograph is a film on a light box, a film held against a
+window, or an image on a monitor, and the clinician photographs it. :func:`capture_film` turns such
+a photo into the grey image every other path of cxr-edge reads::
+
+    load (EXIF orientation) -> find the film's quad (capture_detect) -> measure the photo
+    (capture_quality) -> refuse an unusable photo with what to do -> rectify the perspective to
+    the film's aspect -> white balance -> luminance -> contrast stretch -> DecodedImage
+
+The result then goes through the same preprocessing, input gate and learned gate as any file
+(:meth:`cxr_core.predictor.Predictor.predict_photo`).
+
+Decisions, and why:
+
+* **Detect small, warp once.** The film is found on a 512 px working copy (Pillow's C box
+  reduction); the corners are refined to sub-pixel there and mapped back to the photo. The photo is
+  then cropped to the film's bounding box, box-reduced to about the output size and warped once
+  with Pillow's ``Image.transform(PERSPECTIVE)`` to at most ``long_side`` (1024) px: a 12-megapixel
+  photo costs tens of milliseconds, not seconds, and the box reduction avoids aliasing.
+* **The film's aspect from the quad.** A film is a rectangle; its width / height is estimated from
+  the photographed quad (:func:`cxr_core.capture_geometry.film_aspect`), so a 14 x 17 inch film is
+  not squeezed square.
+* **White balance, then luminance.** A film is grey; a light box, a window or a monitor gives the
+  photo a colour cast that the input gate would refuse as "colour". The cast is a gain per channel,
+  estimated on the film's mid-tones (grey world), removed, and only then is the luminance taken.
+  What colour remains is the image's ``colourfulness`` (the input gate still refuses a photo of a
+  coloured picture).
+* **Contrast stretch.** A photographed film's black is lifted (light leaking through the film base,
+  the screen's black level): its 0.5th-99.5th percentiles are stretched to [0, 1], as a digital
+  radiograph spans its range. The provenance notes record the gains and the stretch.
+* **Refuse with the fix.** An unusable photo raises :class:`PhotoRefusedError` with the reason in
+  plain words, the fix ("avoid the reflection", "hold the phone parallel to the film", "move
+  closer", "hold the phone still") and the quality figures.
+* **Corners from the user win.** ``corners=`` (the app's draggable corners) skips detection; the
+  photo is still measured and judged, except for detection's own refusals.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from cxr_core.capture_common import (
+    CORNER_NAMES,
+    CaptureInputError,
+    FilmQuad,
+    PhotoInput,
+    PhotoRefusedError,
+    as_corners,
+)
+from cxr_core.capture_detect import detect_quad
+from cxr_core.capture_geometry import film_aspect, homography, quad_area, tilt_degrees
+from cxr_core.capture_quality import (
+    DEFAULT_LIMITS,
+    PhotoLimits,
+    PhotoQuality,
+    blur_metric,
+    glare_shares,
+    judge,
+    measure_copy,
+    moire_metric,
+)
+from cxr_core.errors import ImageDecodeError, UnsupportedImageError
+from cxr_core.imaging_common import (
+    DEFAULT_MAX_PIXELS,
+    CorruptImageError,
+    DecodedImage,
+    DecodeLimits,
+    ImageFileError,
+    ImageProvenance,
+    check_dimensions,
+    colourfulness,
+    rgb_to_grey,
+)
+
+__all__ = [
+    "CORNER_NAMES",
+    "DEFAULT_LIMITS",
+    "CaptureInputError",
+    "CapturedFilm",
+    "FilmQuad",
+    "PhotoInput",
+    "PhotoLimits",
+    "PhotoQuality",
+    "PhotoRefusedError",
+    "capture_film",
+    "find_film",
+    "load_photo",
+    "rectify",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Long side of the rectified film, in pixels (never enlarged beyond the film's size in the photo).
+RECTIFIED_LONG_SIDE = 1024
+#: Percentiles of the film's grey levels stretched to 0 and 1.
+STRETCH_PERCENTILES = (0.5, 99.5)
+#: White balance uses the film's pixels between these shares of full scale (no black, no blown out).
+BALANCE_RANGE = (0.08, 0.95)
+EXPECTED_PHOTO = "a JPEG or PNG photo of a film"
+
+
+@dataclass(frozen=True, eq=False)
+class CapturedFilm:
+    """A film taken from a photo: the rectified grey ``image`` and how it was found."""
+
+    image: DecodedImage  # the rectified, white-balanced grey film, ready for Predictor.predict_image
+    corners: NDArray[np.float64]  # (4, 2) in the ORIGINAL photo's pixel coordinates
+    detected: bool  # False when the caller supplied the corners
+    quality: PhotoQuality
+    photo_size: tuple[int, int]  # (width, height)
+    timings_ms: dict[str, float]
+
+    def photo_input(self) -> PhotoInput:
+        corners = tuple((float(x), float(y)) for x, y in self.corners)
+        return PhotoInput(corners, self.detected, self.quality.to_dict(), self.photo_size)
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def _open_photo(path: str | Path, limits: DecodeLimits | None = None) -> tuple[Image.Image, str]:
+    """The photo at ``path`` as an RGB Pillow image with its EXIF orientation applied, and its format."""
+    from cxr_core.imaging import sniff_format
+
+    name = str(path)
+    path = Path(path)
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(132)
+    except FileNotFoundError:
+        raise ImageFileError(name, f"file not found; expected {EXPECTED_PHOTO}") from None
+    except IsADirectoryError:
+        raise ImageFileError(name, f"is a directory; expected {EXPECTED_PHOTO}") from None
+    except OSError as exc:
+        raise ImageFileError(
+            name, f"cannot be read ({exc.strerror or exc}); expected {EXPECTED_PHOTO}"
+        ) from exc
+    try:
+        fmt = sniff_format(head, name)
+    except UnsupportedImageError as exc:
+        raise UnsupportedImageError(name, f"{exc.reason.split(';')[0]}; expected {EXPECTED_PHOTO}") from None
+    if fmt not in ("jpeg", "png"):
+        raise UnsupportedImageError(
+            name,
+            f"is a DICOM file, not a photo; expected {EXPECTED_PHOTO} (score DICOM files without --photo)",
+        )
+    limits = limits or DecodeLimits(max_pixels=DEFAULT_MAX_PIXELS)
+    try:
+        image = Image.open(path)
+        check_dimensions(name, image.width, image.height, limits)
+        image = ImageOps.exif_transpose(image)
+        if image.mode != "RGB":
+            if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+                background = Image.new("RGB", image.size, (0, 0, 0))
+                background.paste(image.convert("RGBA"), mask=image.convert("RGBA").getchannel("A"))
+                image = background
+            else:
+                image = image.convert("RGB")
+        image.load()
+    except ImageDecodeError:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise CorruptImageError(name, f"cannot be decoded ({exc}); expected {EXPECTED_PHOTO}") from exc
+    return image, fmt
+
+
+def load_photo(path: str | Path) -> NDArray[np.uint8]:
+    """The photo at ``path`` as (H, W, 3) uint8 RGB, EXIF orientation applied.
+
+    Raises an :class:`~cxr_core.errors.ImageDecodeError` subclass naming the file and the problem.
+    """
+    image, _ = _open_photo(path)
+    return np.asarray(image, dtype=np.uint8)
+
+
+def _as_image(rgb: NDArray[np.uint8] | Image.Image, name: str) -> Image.Image:
+    if isinstance(rgb, Image.Image):
+        return rgb if rgb.mode == "RGB" else rgb.convert("RGB")
+    array = np.asarray(rgb)
+    if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8 or min(array.shape[:2]) < 16:
+        raise CaptureInputError(
+            f"{name}: photo array has shape {array.shape} and dtype {array.dtype}; expected (H, W, 3) uint8 "
+            "RGB at least 16 px on a side"
+        )
+    return Image.fromarray(np.ascontiguousarray(array), "RGB")
+
+
+# ----------------------------------------------------------------------------- detection
+
+
+def find_film(rgb: NDArray[np.uint8] | Image.Image, *, name: str = "photo") -> FilmQuad:
+    """The film's four corners in the photo (TL, TR, BR, BL, photo pixels) and the detection's confidence.
+
+    Raises :class:`PhotoRefusedError` when there is no film, two films, or a film cut off by the frame.
+    """
+    return detect_quad(_as_image(rgb, name), name)
+
+
+# ----------------------------------------------------------------------------- rectification
+
+
+def _output_size(
+    corners: NDArray[np.float64], photo_size: tuple[int, int], long_side: int
+) -> tuple[int, int]:
+    aspect = film_aspect(corners, photo_size)
+    sides = np.linalg.norm(np.roll(corners, -1, axis=0) - corners, axis=1)
+    native = float(max(sides))  # the film's longest side in the photo, in photo pixels
+    longest = max(16, min(long_side, int(round(native))))
+    if aspect >= 1.0:
+        return longest, max(16, int(round(longest / aspect)))
+    return max(16, int(round(longest * aspect))), longest
+
+
+def rectify_rgb(
+    photo: Image.Image, corners: NDArray[np.float64], long_side: int = RECTIFIED_LONG_SIDE
+) -> Image.Image:
+    """The film cut out of ``photo`` and straightened to its aspect (RGB, at most ``long_side`` px)."""
+    width, height = _output_size(corners, photo.size, long_side)
+    lo = np.floor(corners.min(axis=0)).astype(int)
+    hi = np.ceil(corners.max(axis=0)).astype(int) + 1
+    box = (max(0, lo[0]), max(0, lo[1]), min(photo.width, hi[0]), min(photo.height, hi[1]))
+    crop = photo.crop(box)
+    local = corners - np.array([box[0], box[1]], dtype=np.float64)
+    factor = max(1, int(min(crop.width / width, crop.height / height) // 1))
+    if factor >= 2:  # a box reduction first: no aliasing, and the warp reads a smaller image
+        crop = crop.reduce(factor)
+        local = (local + 0.5) / factor - 0.5
+    target = np.array([[0, 0], [width, 0], [width, height], [0, height]], dtype=np.float64) - 0.5
+    # Pillow's PERSPECTIVE maps output pixel centres (x + 0.5) to input coordinates (pixel edges).
+    coeffs = homography(target + 0.5, local + 0.5).ravel()[:8]
+    return crop.transform(
+        (width, height), Image.Transform.PERSPECTIVE, tuple(coeffs), Image.Resampling.BILINEAR
+    )
+
+
+def white_balance_gains(rgb: NDArray[np.uint8]) -> NDArray[np.float64]:
+    """Per-channel gains that make the film's mid-tones grey (grey world over :data:`BALANCE_RANGE`)."""
+    pixels = rgb.reshape(-1, 3).astype(np.float32)
+    if len(pixels) > 200_000:
+        pixels = pixels[:: len(pixels) // 200_000]
+    brightest = pixels.max(axis=1)
+    use = (brightest >= BALANCE_RANGE[0] * 255) & (brightest <= BALANCE_RANGE[1] * 255)
+    if use.sum() < 100:
+        return np.ones(3)
+    means = pixels[use].mean(axis=0).astype(np.float64)
+    if np.any(means <= 1e-3):
+        return np.ones(3)
+    return means.mean() / means
+
+
+def to_grey(rgb: NDArray[np.uint8], gains: NDArray[np.float64]) -> tuple[NDArray[np.float32], float, tuple]:
+    """White-balanced luminance in [0, 1], stretched (see the module), its residual colourfulness and
+    the stretch's (low, high)."""
+    balanced = rgb.astype(np.float32) * gains.astype(np.float32)[None, None, :]
+    np.clip(balanced, 0.0, 255.0, out=balanced)
+    colour = colourfulness(balanced, 255.0)
+    grey = rgb_to_grey(balanced, 255.0)
+    sample = grey[::4, ::4]
+    low, high = (float(v) for v in np.percentile(sample, STRETCH_PERCENTILES))
+    if high - low > 1e-3:
+        grey = (grey - np.float32(low)) * np.float32(1.0 / (high - low))
+        np.clip(grey, 0.0, 1.0, out=grey)
+    return grey.astype(np.float32, copy=False), colour, (low, high)
+
+
+def rectify(
+    rgb: NDArray[np.uint8] | Image.Image, corners: object, *, long_side: int = RECTIFIED_LONG_SIDE
+) -> NDArray[np.float32]:
+    """The film inside ``corners`` (TL, TR, BR, BL in photo pixels) straightened to its aspect, white
+    balanced and as grey float32 in [0, 1], at most ``long_side`` px on its long side."""
+    photo = _as_image(rgb, "photo")
+    film = np.asarray(rectify_rgb(photo, as_corners(corners), long_side), dtype=np.uint8)
+    grey, _, _ = to_grey(film, white_balance_gains(film))
+    return grey
+
+
+# ----------------------------------------------------------------------------- capture
+
+
+def _edge_margin(corners: NDArray[np.float64], size: tuple[int, int]) -> float:
+    width, height = size
+    margins = np.minimum.reduce(
+        [corners[:, 0], corners[:, 1], (width - 1) - corners[:, 0], (height - 1) - corners[:, 1]]
+    )
+    return float(margins.min() / math.hypot(width, height))
+
+
+def measure(
+    photo_size: tuple[int, int],
+    corners: NDArray[np.float64],
+    film_rgb: NDArray[np.uint8],
+    film_grey,
+    confidence,
+) -> PhotoQuality:
+    """The quality figures of a photo (:mod:`cxr_core.capture_quality`)."""
+    glare, glare_film = glare_shares(film_rgb)
+    small = measure_copy(film_grey)
+    return PhotoQuality(
+        glare=glare,
+        glare_film=glare_film,
+        blur=blur_metric(small),
+        moire=moire_metric(small),
+        tilt_deg=tilt_degrees(corners, photo_size),
+        fill=abs(quad_area(corners)) / float(photo_size[0] * photo_size[1]),
+        edge_margin=_edge_margin(corners, photo_size),
+        aspect=film_aspect(corners, photo_size),
+        confidence=float(confidence),
+    )
+
+
+def _ms(start: int) -> float:
+    return (time.perf_counter_ns() - start) / 1e6
+
+
+def capture_film(
+    source: str | Path | NDArray[np.uint8] | Image.Image,
+    *,
+    corners: object = None,
+    name: str | None = None,
+    limits: PhotoLimits = DEFAULT_LIMITS,
+    long_side: int = RECTIFIED_LONG_SIDE,
+    check: bool = True,
+) -> CapturedFilm:
+    """Find (unless ``corners`` are given), measure, judge and rectify the film in a photo.
+
+    ``source`` is a file (JPEG or PNG), an (H, W, 3) uint8 RGB array or a Pillow image. Raises
+    :class:`PhotoRefusedError` for an unusable photo (reason, fix and figures), an
+    :class:`~cxr_core.errors.ImageDecodeError` for a file that cannot be read. ``check=False``
+    measures without refusing (the study and the app's preview use it).
+    """
+    timings: dict[str, float] = {}
+    start = time.perf_counter_ns()
+    fmt = "jpeg"
+    if isinstance(source, (str, Path)):
+        label = str(source) if name is None else name
+        photo, fmt = _open_photo(source)
+        timings["load"] = _ms(start)
+    else:
+        label = "photo" if name is None else name
+        photo = _as_image(source, label)
+    size = photo.size
+    start = time.perf_counter_ns()
+    if corners is None:
+        quad = detect_quad(photo, label)
+        points, confidence, detected = quad.corners, quad.confidence, True
+    else:
+        points, confidence, detected = as_corners(corners), 1.0, False
+    timings["detect"] = _ms(start)
+    start = time.perf_counter_ns()
+    film = np.asarray(rectify_rgb(photo, points, long_side), dtype=np.uint8)
+    gains = white_balance_gains(film)
+    grey, colour, (low, high) = to_grey(film, gains)
+    timings["rectify"] = _ms(start)
+    start = time.perf_counter_ns()
+    quality = measure(size, points, film, grey, confidence)
+    timings["measure"] = _ms(start)
+    if check:
+        judge(quality, limits, label)
+    notes = (
+        f"phone photo of a film ({size[0]}x{size[1]}), corners "
+        f"{'found' if detected else 'given'}: {np.round(points, 1).tolist()}",
+        f"perspective rectified to {grey.shape[1]}x{grey.shape[0]} (film aspect {quality.aspect:.3f})",
+        f"white balance gains (R, G, B) {tuple(round(float(g), 3) for g in gains)}; luminance; "
+        f"grey levels {low:.3f}-{high:.3f} stretched to 0-1",
+    )
+    provenance = ImageProvenance(
+        path=label,
+        format=fmt,
+        width=int(grey.shape[1]),
+        height=int(grey.shape[0]),
+        bit_depth=8,
+        source_mode="RGB",
+        colourfulness=colour,
+        notes=notes,
+    )
+    logger.info("%s: film captured (%s)", label, ", ".join(f"{k} {v:.0f} ms" for k, v in timings.items()))
+    return CapturedFilm(DecodedImage(grey, provenance), points, detected, quality, size, timings)
