@@ -109,7 +109,7 @@ def preview_pixels(rectified: NDArray[Any]) -> NDArray[np.uint8]:
     return np.repeat(rgb8[..., None], 3, axis=2)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # holds arrays: identity, not value, equality
 class PhotoView:
     """A photo ready for the confirm screen (made on the worker thread, see ``worker.PhotoLoaded``).
 
@@ -133,6 +133,13 @@ class PhotoView:
     def display_size(self) -> tuple[int, int]:
         """(width, height) of :attr:`display`, as Kivy sizes go."""
         return int(self.display.shape[1]), int(self.display.shape[0])
+
+    def preview_source(self, side: int = 2 * PREVIEW_SIDE) -> tuple[NDArray[np.uint8], float]:
+        """A smaller copy of :attr:`display` for the live preview, and its pixels per photo pixel."""
+        from edge_app.display import fit_for_display
+
+        small = fit_for_display(self.display, side)
+        return small, self.scale * small.shape[1] / self.display.shape[1]
 
     def to_display(self, corners: Any) -> NDArray[np.float64]:
         return as_corners(corners) * self.scale
