@@ -115,3 +115,30 @@ def test_an_image_file_report_has_no_photo(service, image_files) -> None:  # typ
     from edge_app.report import report_payload
 
     assert report_payload(prediction, prediction.ranked()[0].label, 0.5, "t")["report"]["photo"] is None
+
+
+def test_a_photo_the_learned_gate_refuses_can_be_scored_anyway_with_its_corners(
+    gated_bundle: Path, tmp_path: Path
+) -> None:
+    """A photo of a noise "film": capture accepts the photo, the learned gate refuses what is on it."""
+    from training.data.photo_render import render_photo
+
+    noise = (np.random.default_rng(9).random((560, 480)) * 255).astype(np.uint8)
+    rendered = render_photo(noise, np.random.default_rng(3), kind="lightbox")
+    path = tmp_path / "noise_film.jpg"
+    path.write_bytes(rendered.jpeg)
+    inbox = Inbox()
+    svc = PredictionService(inbox.post, display_max_side=128)
+    try:
+        service = (svc, inbox)
+        _ask(service, lambda done: svc.load(gated_bundle, done))
+        refused = _ask(service, lambda done: svc.predict_photo(path, rendered.corners, done))
+        assert isinstance(refused, Refused) and refused.overridable and refused.photo, refused
+        assert np.allclose(np.asarray(refused.corners), rendered.corners) and not refused.fix
+        scored = _ask(
+            service, lambda done: svc.predict_photo(path, refused.corners, done, override_gate=True)
+        )
+        assert isinstance(scored, Scored) and scored.prediction.gate_override == refused.reasons
+        assert np.allclose(scored.prediction.to_dict()["input"]["corners"], rendered.corners, atol=0.01)
+    finally:
+        svc.shutdown()
