@@ -220,3 +220,26 @@ def test_a_photo_with_glare_is_refused_with_the_fix(running, photos) -> None:  #
     app.go_home()
     session.pump(2)
     assert app.screens.current == "start" and app.photo_view is None
+
+
+def test_portrait_puts_the_photo_above_the_preview_and_handles_still_drag(running, photos) -> None:  # type: ignore[no-untyped-def]
+    app, session = running
+    _open_photo(running, photos["good"])
+    screen = app.screens.get_screen("photo")
+    editor, preview = screen.editor, screen.ids.preview
+    try:
+        session.resize(540, 1080)
+        assert app.portrait
+        assert editor.to_window(*editor.pos)[1] > preview.to_window(*preview.pos)[1]  # photo on top
+        before = screen.photo_corners()
+        x, y = editor.handle_to_window(2)
+        assert 0 < x < 540 and 0 < y < 1080
+        _drag(session, editor, 2, (x - 20, y + 20))
+        moved = screen.photo_corners()
+        step = _photo_px_per_window_px(editor, app.photo_view)
+        assert moved[2] == pytest.approx(before[2] + (-20 * step, -20 * step), abs=2 * step)
+    finally:
+        session.resize(1280, 800)
+    assert not app.portrait and editor.to_window(*editor.pos)[0] < preview.to_window(*preview.pos)[0]
+    app.go_home()
+    session.pump(2)
