@@ -15,6 +15,9 @@
 4. The result screen is the usual one (the straightened film is the image); the exported report
    shows the photo with its outline and the straightened film, and records the corners (detected
    and confirmed) and the quality figures.
+5. Every judged photo (scored or refused) is a study in the study log (the history screen), with
+   its ``input``: the corners, the quality figures and how the corners were confirmed
+   (``StudyLog.record_judged``: judged again, e.g. with other corners, the same study is updated).
 """
 
 from __future__ import annotations
@@ -24,9 +27,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from edge_app.kiosk_engine import file_sha256, summarise
 from edge_app.photo import corners_list, max_shift
 from edge_app.platform import PickResult
-from edge_app.worker import Failed, Outcome, PhotoLoaded, Refused
+from edge_app.studylog import REFUSED, SCORED
+from edge_app.worker import Failed, Outcome, PhotoLoaded, Refused, Scored
 
 logger = logging.getLogger(__name__)
 
@@ -134,13 +139,49 @@ class PhotoFlowMixin:
         }
         self._last_activity = time.monotonic()
         self._set_busy(f"Scoring the film in {Path(view.source).name} ...")
-        self.service.predict_photo(Path(view.source), corners, self._on_outcome)
+        self.service.predict_photo(Path(view.source), corners, self._on_photo_outcome)
 
     def score_photo_anyway(self, outcome: Refused) -> None:
         """Score anyway for a photo the learned gate refused, with the corners it was refused with."""
         self.service.predict_photo(
-            Path(outcome.source), outcome.corners, self._on_outcome, override_gate=True
+            Path(outcome.source), outcome.corners, self._on_photo_outcome, override_gate=True
         )
+
+    def _on_photo_outcome(self, outcome: Outcome) -> None:
+        self.log_photo(outcome)
+        self._on_outcome(outcome)
+
+    def log_photo(self, outcome: Outcome) -> int | None:
+        """Record a judged photo in the study log (history): outcome, corners, quality, confirmation."""
+        log = getattr(self, "study_log", None)
+        if log is None or not isinstance(outcome, Scored | Refused):
+            return None
+        fields = summarise(outcome)
+        state = fields.pop("state")
+        record = dict(fields.pop("input") or {"kind": "photo"})
+        record["confirmation"] = self.photo_record
+        identity = getattr(self, "_bundle_identity", None)
+        try:
+            sha256, size, mtime_ns = file_sha256(Path(outcome.source))
+            study_id = log.record_judged(
+                outcome.source,
+                sha256,
+                size,
+                mtime_ns,
+                SCORED if state == SCORED else REFUSED,
+                gate=fields.get("gate"),
+                findings=fields.get("findings"),
+                error=fields.get("error"),
+                input=record,
+                bundle_sha256=None if identity is None else identity.sha256,
+                bundle_revision=None if identity is None else identity.revision,
+            )
+        except Exception as exc:  # noqa: BLE001 -- the result is shown whatever the log does
+            logger.error("the photo %s could not be recorded in the study log: %s", outcome.source, exc)
+            return None
+        if self.options.watch is not None:  # the kiosk's status strip counts every study
+            self._update_health()
+        return study_id
 
     def photo_refusal_message(self, outcome: Refused) -> dict[str, Any]:
         """The refusal screen's extras for a photo: the fix, and the way back to the corners."""

@@ -78,3 +78,22 @@ def test_photo_view_converts_between_display_and_photo_pixels() -> None:
     assert view.display_size == (400, 300)
     assert np.allclose(view.to_photo(view.to_display(SQUARE)), SQUARE)
     assert view.to_display(view.corners)[0].tolist() == pytest.approx([48.0, 36.0])
+
+
+def test_the_study_screen_says_how_a_photo_was_judged() -> None:
+    from edge_app.history import photo_lines
+
+    record = {
+        "kind": "photo",
+        "corners": [[10.4, 20.6], [900, 22], [890, 1100], [12, 1090]],
+        "quality": {"glare": 0.03, "tilt_deg": 4.0},
+        "confirmation": {"placed_by_hand": False, "moved_by_clinician_px": 12.6},
+    }
+    lines = photo_lines(record)
+    assert lines[0].startswith("Input: a phone photo of a film")
+    assert "(10, 21), (900, 22), (890, 1100), (12, 1090)" in lines[1]
+    assert lines[2] == "Corners detected, confirmed by the clinician (moved up to 13 px)"
+    assert lines[3] == "Photo quality: glare 0.03, tilt deg 4"
+    hand = photo_lines({**record, "confirmation": {"placed_by_hand": True}, "fix": "move closer"})
+    assert "Corners placed by hand (no film was found automatically)" in hand
+    assert hand[-1] == "What to do: move closer"

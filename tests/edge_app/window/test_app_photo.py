@@ -243,3 +243,46 @@ def test_portrait_puts_the_photo_above_the_preview_and_handles_still_drag(runnin
     assert not app.portrait and editor.to_window(*editor.pos)[0] < preview.to_window(*preview.pos)[0]
     app.go_home()
     session.pump(2)
+
+
+def test_judged_photos_are_studies_in_the_history_with_their_corners(running, photos) -> None:  # type: ignore[no-untyped-def]
+    app, session = running
+    case = photos["good"]
+    _open_photo(running, case)
+    screen = app.screens.get_screen("photo")
+    x, y = screen.editor.handle_to_window(3)
+    _drag(session, screen.editor, 3, (x - 15, y + 10))
+    confirmed = screen.photo_corners()
+    session.tap(screen.ids.confirm_button)
+    session.wait_until(lambda: not app.busy, 60, "photo scored")
+    assert app.screens.current == "result"
+    quality = app.prediction.to_dict()["input"]["quality"]
+
+    studies = {s.name: s for s in app.study_log.studies()}
+    study = studies[case.path.name]
+    assert study.state == "scored" and study.top_finding == app.prediction.ranked()[0].label
+    photo = study.photo
+    assert np.allclose(photo["corners"], confirmed, atol=0.01) and photo["quality"] == quality
+    assert photo["confirmation"]["confirmed_corners"] == corners_list(confirmed)
+    assert photo["confirmation"]["placed_by_hand"] is False
+    refused = studies.get(photos["glare"].path.name)  # judged by the glare test, if it ran before
+    if refused is not None:
+        assert refused.state == "refused" and "reflection" in refused.photo["fix"]
+
+    app.show_history()
+    session.pump(3)
+    history = app.screens.get_screen("history")
+    row = next(r for r in history.rows() if r.study_id == study.id)
+    session.tap(row)
+    assert app.screens.current == "study"
+    details = app.screens.get_screen("study").ids.study_details.text
+    assert "phone photo of a film" in details and "Corners (photo pixels" in details
+    assert "confirmed by the clinician" in details and "Photo quality: " in details
+    # Reopening a photo study goes back to its confirm screen, not to scoring the photo as a file.
+    reopen = app.screens.get_screen("study").ids.reopen_button
+    assert not reopen.disabled
+    session.tap(reopen)
+    session.wait_until(lambda: not app.busy, 60, "photo read again")
+    assert app.screens.current == "photo" and app.photo_view.source == str(case.path)
+    app.go_home()
+    session.pump(2)
