@@ -330,7 +330,7 @@ class PredictionService:
         return deliver
 
     def _execute(self, job: _Job) -> Outcome:
-        from cxr_core.capture import PhotoRefusedError
+        from cxr_core.capture_common import PhotoRefusedError  # light: the predictor imports it anyway
         from cxr_core.gate_signals import GateRefusedError
         from cxr_core.input_gate import ImageRefusedError
 
