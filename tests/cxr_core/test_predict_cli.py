@@ -128,8 +128,16 @@ def test_json_schema(session_bundle: Path, tmp_path: Path, capsys: pytest.Captur
         "gate_signals",
         "gate_override",
         "heatmap",
+        "input",
     }
     assert result["heatmap"] is None
+    assert result["input"] == {
+        "kind": "file",
+        "corners": None,
+        "detected": None,
+        "quality": None,
+        "photo_size": None,
+    }
     assert doc["synthetic_training_data"] is True  # the test bundles are trained on "synthetic" data
     assert doc["notices"] == result["notices"] == ["Synthetic training data: not for patients"]
     assert "not a probability" in doc["score_definition"]

@@ -79,7 +79,7 @@ def _smooth_field(rng: np.random.Generator, size: tuple[int, int], lo: float, hi
 
 
 def _to_linear(rgb: NDArray[np.uint8]) -> FloatImage:
-    return (rgb.astype(np.float32) / 255.0) ** GAMMA
+    return _DECODE[rgb]
 
 
 def _polygon_mask(size: tuple[int, int], quad: NDArray[np.float64]) -> FloatImage:
@@ -112,11 +112,16 @@ def _box_corners(rx: float, ry: float) -> list[tuple[float, float]]:
 
 
 # -- the room -----------------------------------------------------------------------------------
+ROOM_SIDE = 800  # the room behind the film is drawn at most this large and scaled up (it is out of focus)
+
+
 def _room(rng: np.random.Generator, size: tuple[int, int], scene: PhotoScene) -> FloatImage:
     """A wall or desk with clutter (linear light)."""
-    width, height = size
+    scale = min(1.0, ROOM_SIDE / max(size))
+    small = (max(8, round(size[0] * scale)), max(8, round(size[1] * scale)))
+    width, height = small
     tint = rng.uniform(0.75, 1.0, 3)
-    base = np.stack([_smooth_field(rng, size, 0.15, 0.55) * g for g in tint], axis=-1)
+    base = np.stack([_smooth_field(rng, small, 0.15, 0.55) * g for g in tint], axis=-1)
     room = Image.fromarray((base * 255).astype(np.uint8), "RGB")
     draw = ImageDraw.Draw(room)
     side = min(width, height)
@@ -136,6 +141,8 @@ def _room(rng: np.random.Generator, size: tuple[int, int], scene: PhotoScene) ->
             x1, y1 = cx + rng.uniform(-0.3, 0.3) * side, cy + rng.uniform(-0.3, 0.3) * side
             draw.line((cx, cy, x1, y1), fill=colour, width=int(max(2, rng.uniform(0.004, 0.02) * side)))
     room = room.filter(ImageFilter.GaussianBlur(float(rng.uniform(0.5, 2.5)) * side / 1200))
+    if small != size:
+        room = room.resize(size, Image.Resampling.BILINEAR)
     return _to_linear(np.asarray(room))
 
 
@@ -282,26 +289,39 @@ def _moire(out: FloatImage, scene: PhotoScene, screen: FloatImage, rng: np.rando
         out[..., c] *= 1 + np.float32(scene.moire) * screen * beat * np.cos(phase + np.float32(shift))
 
 
+#: sRGB encoding of linear light quantised to 4096 levels (a table lookup instead of a power).
+_ENCODE = (np.linspace(0.0, 1.0, 4096) ** (1.0 / GAMMA) * 255.0 + 0.5).astype(np.uint8)
+#: sRGB byte -> linear light.
+_DECODE = ((np.arange(256) / 255.0) ** GAMMA).astype(np.float32)
+
+
 def _camera(out: FloatImage, scene: PhotoScene, rng: np.random.Generator) -> tuple[NDArray[np.uint8], bytes]:
     """Exposure, colour cast, vignetting, sRGB, optical blur, sensor noise and JPEG."""
     hh, ww = out.shape[:2]
     ys = np.linspace(-1.0, 1.0, hh, dtype=np.float32)[:, None]
     xs = np.linspace(-1.0, 1.0, ww, dtype=np.float32)[None, :]
     falloff = 1.0 - np.float32(scene.vignette) * (xs * xs + ys * ys) / 2.0
-    gains = np.asarray(scene.colour_cast, np.float32) * np.float32(scene.exposure)
+    gains = np.asarray(scene.colour_cast, np.float32) * np.float32(scene.exposure) * np.float32(4095.0)
     out *= falloff[..., None]
     out *= gains
-    srgb = np.clip(out, 0.0, 1.0) ** np.float32(1.0 / GAMMA)
-    image = Image.fromarray((srgb * 255.0 + 0.5).astype(np.uint8), "RGB")
+    np.clip(out, 0.0, 4095.0, out=out)
+    image = Image.fromarray(_ENCODE[out.astype(np.uint16)], "RGB")
     if scene.blur_px > 0.3:
         image = image.filter(ImageFilter.GaussianBlur(scene.blur_px))
-    pixels = np.asarray(image, np.float32) / 255.0
-    sigma = np.float32(scene.noise) * np.sqrt(pixels + 0.02)
-    noise = rng.standard_normal(pixels.shape, dtype=np.float32) * 0.6
-    noise += rng.standard_normal(pixels.shape[:2], dtype=np.float32)[..., None] * 0.8
-    noisy = np.clip(pixels + sigma * noise, 0.0, 1.0)
+    pixels = np.asarray(image)
+    # shot noise grows with the square root of the signal; part of it is shared by the channels
+    sigma = (np.float32(scene.noise * 255.0) * np.sqrt(np.arange(256, dtype=np.float32) / 255.0 + 0.02))[
+        pixels
+    ]
+    noise = rng.standard_normal(pixels.shape, dtype=np.float32)
+    noise *= 0.6
+    noise += rng.standard_normal(pixels.shape[:2], dtype=np.float32)[..., None] * np.float32(0.8)
+    noise *= sigma
+    noise += pixels
+    noise += 0.5
+    np.clip(noise, 0.0, 255.0, out=noise)
     buffer = io.BytesIO()
-    Image.fromarray((noisy * 255.0 + 0.5).astype(np.uint8), "RGB").save(
+    Image.fromarray(noise.astype(np.uint8), "RGB").save(
         buffer, format="JPEG", quality=int(scene.jpeg_quality)
     )
     data = buffer.getvalue()

@@ -27,7 +27,7 @@ import re
 import shutil
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,6 +56,8 @@ MARKER = "cxr_synth.json"
 DATA_ENTRY_CSV = "Data_Entry_2017.csv"
 TRAIN_VAL_LIST = "train_val_list.txt"
 TEST_LIST = "test_list.txt"
+PHOTO_CORNERS_CSV = "photo_corners.csv"
+DIGITAL_DIR = "digital"  # a photo set keeps the same films as digital PNGs here
 #: The header of the real Data_Entry_2017.csv, trailing comma included.
 DATA_ENTRY_HEADER = (
     "Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Gender,View Position,"
@@ -163,6 +165,8 @@ def _generated_entries(root: Path) -> Iterator[Path]:
     for name in ("train.csv", "valid.csv"):
         yield root / chx.CHEXPERT_DIR / name
     yield root / chx.CHEXPERT_DIR
+    yield root / PHOTO_CORNERS_CSV  # a photo set (training.data.synthetic_photos)
+    yield root / DIGITAL_DIR
     yield from sorted(p for p in root.glob("images_*") if re.fullmatch(r"images_\d{3}", p.name))
 
 
@@ -240,8 +244,15 @@ def _check_args(n_images: int, image_size: int, workers: int | None, prevalence:
     return min(workers, n_images)
 
 
-def _run_jobs(jobs: list[_Job], workers: int, progress: bool, what: str) -> None:
-    """Render ``jobs`` in ``workers`` processes (in this one for 1), with a progress bar if asked."""
+def _run_jobs(
+    jobs: list[Any], workers: int, progress: bool, what: str, work: Callable[[Any], Any] | None = None
+) -> list[Any]:
+    """``work`` (default: draw a phantom) each of ``jobs`` in ``workers`` processes (in this one for 1).
+
+    A progress bar if asked. Returns the results in the order they finished (each carries its
+    job's index where that matters).
+    """
+    work = _render_job if work is None else work
     bar = None
     if progress:
         try:
@@ -250,18 +261,21 @@ def _run_jobs(jobs: list[_Job], workers: int, progress: bool, what: str) -> None
             logger.info("tqdm is not installed; no progress bar")
         else:
             bar = tqdm(total=len(jobs), desc=what, unit="img")
+    results: list[Any] = []
     try:
         if workers == 1:
             for job in jobs:
-                _render_job(job)
+                results.append(work(job))
                 if bar is not None:
                     bar.update()
-            return
+            return results
         chunk = max(1, min(16, len(jobs) // (workers * 8)))
         with multiprocessing.get_context().Pool(workers) as pool:
-            for _ in pool.imap_unordered(_render_job, jobs, chunksize=chunk):
+            for result in pool.imap_unordered(work, jobs, chunksize=chunk):
+                results.append(result)
                 if bar is not None:
                     bar.update()
+        return results
     finally:
         if bar is not None:
             bar.close()
