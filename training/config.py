@@ -33,8 +33,9 @@ OPTIMIZERS = ("adam", "adamw")
 SCHEDULERS = ("plateau", "none")
 PLATEAU_METRICS = ("mean_auc", "val_loss")
 #: ``none``; ``hflip`` (random horizontal flip, CheXNet); ``hflip-rotate`` (flip + rotation of up
-#: to ``rotate_degrees``).
-AUGMENTATIONS = ("none", "hflip", "hflip-rotate")
+#: to ``rotate_degrees``); ``photo`` (CheXphoto's photographic transformations: glare, moire, tilt,
+#: blur, noise, brightness/contrast); ``hflip-photo`` (the flip, then the photographic ones).
+AUGMENTATIONS = ("none", "hflip", "hflip-rotate", "photo", "hflip-photo")
 DEVICES = ("auto", "cpu", "cuda")
 AMP_MODES = ("auto", "off", "bf16", "fp16")
 AUTO_ON_OFF = ("auto", "on", "off")
@@ -254,7 +255,8 @@ def coerce_values(data: Mapping[str, Any], source: str) -> dict[str, Any]:
     return out
 
 
-#: Paper settings by name. Only what the papers state; everything else keeps its default.
+#: Settings by name. The paper presets hold only what the papers state; everything else keeps its
+#: default. ``field`` (below) is the one preset that is not a paper's.
 PRESETS: dict[str, dict[str, Any]] = {
     # Deep generative classifier on ChestX-ray14: Adam lr 1e-5, batch 16, 10 epochs, no augmentation,
     # batch-balanced binary cross entropy.
@@ -290,6 +292,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "loss": "bce",
     },
 }
+#: Not a paper: CheXNet's recipe for a model meant for phone photos of films (issue 13), trained
+#: with the photographic augmentation (CheXphoto, Phillips et al. 2020). The paper presets keep it off.
+PRESETS["field"] = {**PRESETS["chexnet-paper"], "augment": "hflip-photo"}
 
 
 def preset_values(name: str) -> dict[str, Any]:

@@ -51,7 +51,7 @@ def test_presets_hold_the_paper_settings() -> None:
         0.1,
     )
     assert (chexnet.augment, chexnet.loss, chexnet.input_size) == ("hflip", "bce", 224)
-    assert set(PRESETS) == {"dgc-paper", "chexnet-paper"}
+    assert set(PRESETS) == {"dgc-paper", "chexnet-paper", "field"}  # field: see test_augment_photo.py
 
 
 @pytest.mark.parametrize("suffix", [".yaml", ".json"])
