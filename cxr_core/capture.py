@@ -59,7 +59,9 @@ from cxr_core.capture_common import (
 from cxr_core.capture_detect import detect_quad
 from cxr_core.capture_geometry import film_aspect, homography, quad_area, tilt_degrees
 from cxr_core.capture_quality import (
+    BLUR_SIZE,
     DEFAULT_LIMITS,
+    MEASURE_SIZE,
     PhotoLimits,
     PhotoQuality,
     blur_metric,
@@ -78,7 +80,6 @@ from cxr_core.imaging_common import (
     ImageProvenance,
     check_dimensions,
     colourfulness,
-    rgb_to_grey,
 )
 
 __all__ = [
@@ -106,6 +107,7 @@ STRETCH_PERCENTILES = (0.5, 99.5)
 #: White balance uses the film's pixels between these shares of full scale (no black, no blown out).
 BALANCE_RANGE = (0.08, 0.95)
 EXPECTED_PHOTO = "a JPEG or PNG photo of a film"
+_LUMA_601 = (0.299, 0.587, 0.114)
 
 
 @dataclass(frozen=True, eq=False)
@@ -127,8 +129,13 @@ class CapturedFilm:
 # ----------------------------------------------------------------------------- loading
 
 
-def _open_photo(path: str | Path, limits: DecodeLimits | None = None) -> tuple[Image.Image, str]:
-    """The photo at ``path`` as an RGB Pillow image with its EXIF orientation applied, and its format."""
+def _open_photo(
+    path: str | Path, limits: DecodeLimits | None = None, draft_long_side: int | None = None
+) -> tuple[Image.Image, str]:
+    """The photo at ``path`` as an RGB Pillow image with its EXIF orientation applied, and its format.
+
+    ``draft_long_side``: decode a JPEG at the smallest DCT scale keeping that many px on the long
+    side; the full size (after orientation) is then in ``image.info["cxr_full_size"]``."""
     from cxr_core.imaging import sniff_format
 
     name = str(path)
@@ -157,7 +164,17 @@ def _open_photo(path: str | Path, limits: DecodeLimits | None = None) -> tuple[I
     try:
         image = Image.open(path)
         check_dimensions(name, image.width, image.height, limits)
+        full = image.size
+        if draft_long_side is not None and fmt == "jpeg":
+            shrink = 1
+            while shrink < 8 and max(full) // (shrink * 2) >= draft_long_side:
+                shrink *= 2
+            if shrink > 1:
+                image.draft("RGB", (full[0] // shrink, full[1] // shrink))
+        orientation = image.getexif().get(0x0112, 1)
         image = ImageOps.exif_transpose(image)
+        full = full[::-1] if orientation in (5, 6, 7, 8) else full
+        image.info["cxr_full_size"] = full
         if image.mode != "RGB":
             if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
                 background = Image.new("RGB", image.size, (0, 0, 0))
@@ -171,6 +188,24 @@ def _open_photo(path: str | Path, limits: DecodeLimits | None = None) -> tuple[I
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise CorruptImageError(name, f"cannot be decoded ({exc}); expected {EXPECTED_PHOTO}") from exc
     return image, fmt
+
+
+def _open_photo_scaled(path: str | Path, min_long_side: int) -> tuple[Image.Image, str, tuple[int, int]]:
+    """The photo decoded at the smallest JPEG DCT scale (1/2, 1/4, 1/8) that keeps at least
+    ``min_long_side`` px on its long side (libjpeg's draft mode: a 12-megapixel photo decodes about
+    4x faster at 1/2), its format, and its full size (width, height) after EXIF orientation."""
+    from cxr_core.imaging import sniff_format
+
+    try:
+        with Path(path).open("rb") as handle:
+            jpeg = sniff_format(handle.read(132), str(path)) == "jpeg"
+    except (OSError, ImageDecodeError):
+        jpeg = False  # _open_photo reports it
+    if not jpeg:
+        image, fmt = _open_photo(path)
+        return image, fmt, image.size
+    image, fmt = _open_photo(path, draft_long_side=min_long_side)
+    return image, fmt, image.info["cxr_full_size"]
 
 
 def load_photo(path: str | Path) -> NDArray[np.uint8]:
@@ -220,26 +255,54 @@ def _output_size(
     return max(16, int(round(longest * aspect))), longest
 
 
+def _film_region(
+    photo: Image.Image, corners: NDArray[np.float64], size: tuple[int, int]
+) -> tuple[Image.Image, NDArray[np.float64]]:
+    """The film's bounding box of ``photo`` box-reduced to about ``size`` (once: the grey image and the
+    small colour copy are both warped from it), and the corners in its pixels."""
+    lo = np.floor(corners.min(axis=0)).astype(int)
+    hi = np.ceil(corners.max(axis=0)).astype(int) + 1
+    box = (
+        max(0, int(lo[0])),
+        max(0, int(lo[1])),
+        min(photo.width, int(hi[0])),
+        min(photo.height, int(hi[1])),
+    )
+    if box[2] - box[0] < 2 or box[3] - box[1] < 2:
+        raise CaptureInputError(f"corners {np.round(corners, 1).tolist()} lie outside the photo {photo.size}")
+    width, height = size
+    native = np.linalg.norm(np.roll(corners, -1, axis=0) - corners, axis=1)
+    factor = max(1, int(min(native[0] / width, native[1] / height, native[2] / width, native[3] / height)))
+    region = photo.reduce(factor, box=box) if factor >= 2 else photo.crop(box)
+    return region, (corners - np.array([box[0], box[1]], dtype=np.float64) + 0.5) / factor - 0.5
+
+
+def _warp(
+    photo: Image.Image,
+    corners: NDArray[np.float64],
+    size: tuple[int, int],
+    convert: tuple[float, ...] | None = None,
+) -> Image.Image:
+    """The quad ``corners`` of ``photo`` warped onto a ``size`` rectangle: box-reduced first to about
+    the output's resolution (no aliasing, a smaller warp), optionally converted to grey with the
+    ``convert`` matrix (Pillow's RGB -> L with per-channel weights), then one perspective warp."""
+    width, height = size
+    region, local = _film_region(photo, corners, size)
+    if convert is not None:
+        region = region.convert("L", convert)
+    target = np.array([[0, 0], [width, 0], [width, height], [0, height]], dtype=np.float64)
+    # Pillow's PERSPECTIVE maps output coordinates (pixel edges) to input coordinates (pixel edges).
+    coeffs = homography(target, local + 0.5).ravel()[:8]
+    return region.transform(
+        (width, height), Image.Transform.PERSPECTIVE, tuple(coeffs), Image.Resampling.BILINEAR
+    )
+
+
 def rectify_rgb(
     photo: Image.Image, corners: NDArray[np.float64], long_side: int = RECTIFIED_LONG_SIDE
 ) -> Image.Image:
     """The film cut out of ``photo`` and straightened to its aspect (RGB, at most ``long_side`` px)."""
-    width, height = _output_size(corners, photo.size, long_side)
-    lo = np.floor(corners.min(axis=0)).astype(int)
-    hi = np.ceil(corners.max(axis=0)).astype(int) + 1
-    box = (max(0, lo[0]), max(0, lo[1]), min(photo.width, hi[0]), min(photo.height, hi[1]))
-    crop = photo.crop(box)
-    local = corners - np.array([box[0], box[1]], dtype=np.float64)
-    factor = max(1, int(min(crop.width / width, crop.height / height) // 1))
-    if factor >= 2:  # a box reduction first: no aliasing, and the warp reads a smaller image
-        crop = crop.reduce(factor)
-        local = (local + 0.5) / factor - 0.5
-    target = np.array([[0, 0], [width, 0], [width, height], [0, height]], dtype=np.float64) - 0.5
-    # Pillow's PERSPECTIVE maps output pixel centres (x + 0.5) to input coordinates (pixel edges).
-    coeffs = homography(target + 0.5, local + 0.5).ravel()[:8]
-    return crop.transform(
-        (width, height), Image.Transform.PERSPECTIVE, tuple(coeffs), Image.Resampling.BILINEAR
-    )
+    return _warp(photo, corners, _output_size(corners, photo.size, long_side))
 
 
 def white_balance_gains(rgb: NDArray[np.uint8]) -> NDArray[np.float64]:
@@ -257,29 +320,44 @@ def white_balance_gains(rgb: NDArray[np.uint8]) -> NDArray[np.float64]:
     return means.mean() / means
 
 
-def to_grey(rgb: NDArray[np.uint8], gains: NDArray[np.float64]) -> tuple[NDArray[np.float32], float, tuple]:
-    """White-balanced luminance in [0, 1], stretched (see the module), its residual colourfulness and
-    the stretch's (low, high)."""
+def _grey_matrix(gains: NDArray[np.float64]) -> tuple[float, ...]:
+    """Pillow's RGB -> L matrix of white balance with ``gains`` then BT.601 luminance."""
+    weights = np.array(_LUMA_601) * gains
+    return (float(weights[0]), float(weights[1]), float(weights[2]), 0.0)
+
+
+def _stretch(grey: Image.Image) -> tuple[NDArray[np.float32], float, float]:
+    """The L image as float32 with its :data:`STRETCH_PERCENTILES` stretched to [0, 1] (from its
+    histogram), and the (low, high) grey levels in [0, 1]."""
+    counts = np.cumsum(grey.histogram()[:256])
+    total = counts[-1]
+    low = int(np.searchsorted(counts, total * STRETCH_PERCENTILES[0] / 100.0))
+    high = int(np.searchsorted(counts, total * STRETCH_PERCENTILES[1] / 100.0))
+    pixels = np.asarray(grey, dtype=np.float32)
+    if high - low >= 2:
+        pixels = (pixels - np.float32(low)) * np.float32(1.0 / (high - low))
+        np.clip(pixels, 0.0, 1.0, out=pixels)
+    else:
+        pixels = pixels * np.float32(1.0 / 255.0)
+    return pixels, low / 255.0, high / 255.0
+
+
+def _balanced_colourfulness(rgb: NDArray[np.uint8], gains: NDArray[np.float64]) -> float:
     balanced = rgb.astype(np.float32) * gains.astype(np.float32)[None, None, :]
-    np.clip(balanced, 0.0, 255.0, out=balanced)
-    colour = colourfulness(balanced, 255.0)
-    grey = rgb_to_grey(balanced, 255.0)
-    sample = grey[::4, ::4]
-    low, high = (float(v) for v in np.percentile(sample, STRETCH_PERCENTILES))
-    if high - low > 1e-3:
-        grey = (grey - np.float32(low)) * np.float32(1.0 / (high - low))
-        np.clip(grey, 0.0, 1.0, out=grey)
-    return grey.astype(np.float32, copy=False), colour, (low, high)
+    return colourfulness(np.clip(balanced, 0.0, 255.0), 255.0)
 
 
 def rectify(
     rgb: NDArray[np.uint8] | Image.Image, corners: object, *, long_side: int = RECTIFIED_LONG_SIDE
 ) -> NDArray[np.float32]:
     """The film inside ``corners`` (TL, TR, BR, BL in photo pixels) straightened to its aspect, white
-    balanced and as grey float32 in [0, 1], at most ``long_side`` px on its long side."""
+    balanced and as grey float32 in [0, 1] (stretched), at most ``long_side`` px on its long side."""
     photo = _as_image(rgb, "photo")
-    film = np.asarray(rectify_rgb(photo, as_corners(corners), long_side), dtype=np.uint8)
-    grey, _, _ = to_grey(film, white_balance_gains(film))
+    points = as_corners(corners)
+    small = np.asarray(_warp(photo, points, _output_size(points, photo.size, MEASURE_SIZE)), np.uint8)
+    gains = white_balance_gains(small)
+    size = _output_size(points, photo.size, long_side)
+    grey, _, _ = _stretch(_warp(photo, points, size, _grey_matrix(gains)))
     return grey
 
 
@@ -307,7 +385,7 @@ def measure(
     return PhotoQuality(
         glare=glare,
         glare_film=glare_film,
-        blur=blur_metric(small),
+        blur=blur_metric(measure_copy(small, BLUR_SIZE)),
         moire=moire_metric(small),
         tilt_deg=tilt_degrees(corners, photo_size),
         fill=abs(quad_area(corners)) / float(photo_size[0] * photo_size[1]),
@@ -340,28 +418,35 @@ def capture_film(
     timings: dict[str, float] = {}
     start = time.perf_counter_ns()
     fmt = "jpeg"
+    scale = 1.0  # photo pixels per pixel of the decoded image (a JPEG is decoded at a reduced scale)
     if isinstance(source, (str, Path)):
         label = str(source) if name is None else name
-        photo, fmt = _open_photo(source)
+        photo, fmt, size = _open_photo_scaled(source, long_side + long_side // 2)
+        scale = size[0] / photo.width
         timings["load"] = _ms(start)
     else:
         label = "photo" if name is None else name
         photo = _as_image(source, label)
-    size = photo.size
+        size = photo.size
     start = time.perf_counter_ns()
     if corners is None:
         quad = detect_quad(photo, label)
-        points, confidence, detected = quad.corners, quad.confidence, True
+        points, confidence, detected = quad.corners * scale, quad.confidence, True
     else:
         points, confidence, detected = as_corners(corners), 1.0, False
     timings["detect"] = _ms(start)
     start = time.perf_counter_ns()
-    film = np.asarray(rectify_rgb(photo, points, long_side), dtype=np.uint8)
-    gains = white_balance_gains(film)
-    grey, colour, (low, high) = to_grey(film, gains)
+    # A small colour copy of the film for the white balance and the glare; one grey warp for the image.
+    out_size = _output_size(points, size, long_side)
+    region, local = _film_region(photo, points / scale, out_size)
+    small = np.asarray(_warp(region, local, _output_size(points, size, MEASURE_SIZE)), dtype=np.uint8)
+    gains = white_balance_gains(small)
+    film = _warp(region, local, out_size, _grey_matrix(gains))
+    grey, low, high = _stretch(film)
+    colour = _balanced_colourfulness(small[::2, ::2], gains)
     timings["rectify"] = _ms(start)
     start = time.perf_counter_ns()
-    quality = measure(size, points, film, grey, confidence)
+    quality = measure(size, points, small, grey, confidence)
     timings["measure"] = _ms(start)
     if check:
         judge(quality, limits, label)

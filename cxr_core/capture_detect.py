@@ -13,10 +13,12 @@ the long side, made with Pillow's C box reduction, so a 12-megapixel photo costs
 3. **Quads.** Every two pairs of roughly parallel lines (the pairs at least 45 degrees apart) close
    a quad; convex quads of plausible size and shape are kept.
 4. **Support.** Each side is sampled at :data:`SIDE_SAMPLES` points (away from the corners); a sample
-   supports the side when the gradient across the side, with one polarity for the whole quad (film
-   darker than its surround on a light box or a window, or brighter on a dark screen), is an edge
-   within 2 px of it. A quad's score is the mean of its sides' support shares averaged with the
-   weakest side's (a film has four sides; three good ones and a guess do not make one).
+   supports the side when the gradient across the side, in the polarity that backs the side best
+   (film darker than its surround on a light box or a window, but its bright abdomen may meet a
+   darker surround), is an edge within 2 px of it. A side that runs on past its corners (the edge of
+   a light box, a window bar) costs the quad :data:`EXTENSION_PENALTY`. A quad's score is the mean
+   of its sides' support shares averaged with the weakest side's (a film has four sides; three good
+   ones and a guess do not make one).
 5. **Which quad is the film.** Among the quads scoring at least :data:`MIN_SCORE` and within
    :data:`STRONG_SHARE` of the best: near-duplicates are merged, a quad that holds another such quad
    is the light box, screen or window around the film and is dropped, and so is a quad with a blank
@@ -47,9 +49,14 @@ logger = logging.getLogger(__name__)
 #: Long side of the working copy the film is found on.
 WORK_LONG_SIDE = 512
 #: Lines taken from the Hough accumulator.
-MAX_LINES = 24
+MAX_LINES = 30
 #: Points sampled along each side of a candidate quad.
 SIDE_SAMPLES = 40
+#: A film found with a lower score is compared with the quads closed by the photo's border: when one
+#: of those scores better, the film runs out of the photo.
+CLEAR_SCORE = 0.8
+#: Refined corners may move at most this far (working-copy pixels) from the Hough quad's.
+MAX_REFINE_SHIFT = 8.0
 #: Quads scored in full after a coarse first pass over all of them.
 COARSE_KEEP = 80
 #: A quad's score loses this times the mean share of its sides' continuations backed by an edge.
@@ -69,12 +76,23 @@ MAX_SIDE_RATIO = 2.5
 #: Corners may lie this share of the frame outside it before the quad is not taken as a full film.
 FRAME_SLACK = 0.01
 #: An edge pixel's gradient is at least this share of the photo's strong edges (99.5th percentile) ...
-EDGE_SHARE = 0.12
+EDGE_SHARE = 0.08
 #: ... and at least this absolute Sobel magnitude (on 0..255 grey: a step of about 6 grey levels).
 EDGE_FLOOR = 24.0
 #: Inside a film at least this share of the (shrunk) quad's pixels are edge pixels; a blank pane has none.
 MIN_INSIDE_EDGES = 0.004
-#: Two disjoint candidates whose smaller is at least this share of the larger's area are two films.
+#: A quad holding a film is its surround (light box, screen) when the ring between them has less than
+#: this share of the film's edge density.
+RING_SHARE = 0.35
+#: ... and the film scores at least the holder's score less this.
+NEST_MARGIN = 0.1
+#: The longer pair of opposite sides is at most this many times the shorter pair (a strip is no film).
+MAX_ASPECT = 3.0
+#: Candidates overlapping more than this (intersection over union) are the same film found twice.
+DUPLICATE_IOU = 0.85
+#: Two disjoint candidates both scoring at least this share of the best are two films ...
+TWO_FILM_SCORE_SHARE = 0.85
+#: ... when the smaller is at least this share of the larger's area.
 TWO_FILM_AREA_SHARE = 0.3
 
 
@@ -159,8 +177,8 @@ def hough_lines(edges: Edges, max_lines: int = MAX_LINES) -> NDArray[np.float64]
         if acc[t, r] <= 0:
             break
         lines.append((math.radians(t), float(r - diag)))
-        rows = np.arange(t - 4, t + 5) % n_theta
-        acc[rows, max(0, r - 8) : r + 9] = 0.0
+        rows = np.arange(t - 2, t + 3) % n_theta
+        acc[rows, max(0, r - 4) : r + 5] = 0.0
     return np.array(lines, dtype=np.float64).reshape(-1, 2)
 
 
@@ -252,6 +270,8 @@ def _plausible(pts: NDArray[np.float64], frame_area: float) -> NDArray[np.float6
     sides = np.linalg.norm(edges, axis=-1)
     ratio_ok = (sides[:, 0] <= MAX_SIDE_RATIO * sides[:, 2]) & (sides[:, 2] <= MAX_SIDE_RATIO * sides[:, 0])
     ratio_ok &= (sides[:, 1] <= MAX_SIDE_RATIO * sides[:, 3]) & (sides[:, 3] <= MAX_SIDE_RATIO * sides[:, 1])
+    pair_ratio = (sides[:, 0] + sides[:, 2]) / np.maximum(sides[:, 1] + sides[:, 3], 1e-9)
+    ratio_ok &= (pair_ratio <= MAX_ASPECT) & (pair_ratio >= 1.0 / MAX_ASPECT)
     # Interior angle at corner k between the incoming and outgoing sides.
     incoming = -np.roll(edges, 1, axis=1)
     cos = (incoming * edges).sum(axis=-1) / (np.roll(sides, 1, axis=1) * sides + 1e-12)
@@ -287,12 +307,12 @@ def side_support(
     samples: int = SIDE_SAMPLES,
     offsets: tuple[float, ...] = (-2.0, -1.0, 0.0, 1.0, 2.0),
 ) -> tuple[NDArray[np.float64], NDArray[np.int64], NDArray[np.float64]]:
-    """Per quad and side (N, 4) the share of samples backed by an edge, with the better of the two
-    polarities for the whole quad; that polarity (+1: brighter outside, -1: brighter inside); and per
-    side the share of samples on its continuation past both corners (12% of its length) that are
-    backed by an edge of that polarity (a film's side stops at its corners)."""
+    """Per quad and side (N, 4): the share of samples backed by an edge of the side's better polarity;
+    that polarity (+1: brighter outside, -1: brighter inside); and the share of samples on the side's
+    continuation past both corners (2-8% of its length) backed by an edge of that polarity (a film's
+    side stops at its corners)."""
     if len(quads) == 0:
-        return np.zeros((0, 4)), np.zeros(0, dtype=np.int64), np.zeros((0, 4))
+        return np.zeros((0, 4)), np.zeros((0, 4), dtype=np.int64), np.zeros((0, 4))
     start = quads
     end = np.roll(quads, -1, axis=1)
     direction = end - start
@@ -304,12 +324,14 @@ def side_support(
     hit_out, hit_in = _hits(points, outward, edges, offsets)
     out_share = hit_out.mean(axis=2)
     in_share = hit_in.mean(axis=2)
-    polarity = np.where(_combine(out_share) >= _combine(in_share), 1, -1)
-    support = np.where((polarity == 1)[:, None], out_share, in_share)
-    beyond = np.r_[np.linspace(-0.12, -0.03, 4), np.linspace(1.03, 1.12, 4)]
+    # Each side takes its own polarity: a film is darker than a light box along most of its outline,
+    # but its bright abdomen may reach the bottom edge over a darker surround.
+    polarity = np.where(out_share >= in_share, 1, -1)
+    support = np.maximum(out_share, in_share)
+    beyond = np.r_[np.linspace(-0.08, -0.02, 4), np.linspace(1.02, 1.08, 4)]
     ext_points = start[:, :, None, :] + direction[:, :, None, :] * beyond[None, None, :, None]
     ext_out, ext_in = _hits(ext_points, outward, edges, (-1.0, 0.0, 1.0))
-    extension = np.where((polarity == 1)[:, None], ext_out.mean(axis=2), ext_in.mean(axis=2))
+    extension = np.where(polarity == 1, ext_out.mean(axis=2), ext_in.mean(axis=2))
     return support, polarity, extension
 
 
@@ -338,7 +360,7 @@ class _Scored:
     quads: NDArray[np.float64]  # (N, 4, 2) work coordinates
     scores: NDArray[np.float64]
     support: NDArray[np.float64]
-    polarity: NDArray[np.int64]
+    polarity: NDArray[np.int64]  # (N, 4) per side
 
 
 def _score(quads: NDArray[np.float64], edges: Edges) -> _Scored:
@@ -366,10 +388,29 @@ def _inside_edge_share(quad: NDArray[np.float64], edges: Edges) -> float:
     return float(edges.mask[yy.ravel()[inside], xx.ravel()[inside]].mean())
 
 
+def _ring_edge_share(outer: NDArray[np.float64], inner: NDArray[np.float64], edges: Edges) -> float:
+    """Share of edge pixels between ``outer`` and ``inner`` (bands along both outlines left out)."""
+    shrunk = _shrunk(outer, 0.04)
+    grown = inner.mean(axis=0) + (inner - inner.mean(axis=0)) * 1.06
+    x0, y0 = np.floor(shrunk.min(axis=0)).astype(int)
+    x1, y1 = np.ceil(shrunk.max(axis=0)).astype(int)
+    h, w = edges.mask.shape
+    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w - 1), min(y1, h - 1)
+    if x1 <= x0 or y1 <= y0:
+        return 0.0
+    yy, xx = np.mgrid[y0 : y1 + 1 : 2, x0 : x1 + 1 : 2]
+    xs, ys = xx.ravel().astype(float), yy.ravel().astype(float)
+    masks = _inside_masks(np.stack([shrunk, grown]), xs, ys)
+    ring = masks[0] & ~masks[1]
+    if ring.sum() < 20:
+        return 0.0
+    return float(edges.mask[yy.ravel()[ring], xx.ravel()[ring]].mean())
+
+
 def _overlaps(quads: NDArray[np.float64], size: tuple[int, int]) -> tuple[NDArray, NDArray]:
     """Pairwise intersection areas (N, N) and areas (N,) of quads, on a coarse grid of the frame."""
     width, height = size
-    gx, gy = np.meshgrid(np.linspace(0, width, 96), np.linspace(0, height, 72))
+    gx, gy = np.meshgrid(np.linspace(0, width, 64), np.linspace(0, height, 48))
     masks = _inside_masks(quads, gx.ravel(), gy.ravel()).astype(np.float64)
     inter = masks @ masks.T
     return inter, np.diag(inter).copy()
@@ -382,17 +423,25 @@ def _select(scored: _Scored, edges: Edges, size: tuple[int, int], source: str) -
         return -1
     quads = scored.quads[order]
     inter, area = _overlaps(quads, size)
-    # Merge near-duplicates (the same film's edges found twice): keep the better-scoring one.
+    # Merge near-duplicates (the same edges found twice, a light box's housing and its panel): keep the
+    # inner one when they score alike.
     kept: list[int] = []
     for a in range(len(order)):
-        union = area[a] + area[kept] - inter[a, kept] if kept else np.zeros(0)
-        if kept and np.any(inter[a, kept] / np.maximum(union, 1) > 0.85):
+        twins = [
+            i
+            for i, k in enumerate(kept)
+            if inter[a, k] / max(area[a] + area[k] - inter[a, k], 1.0) > DUPLICATE_IOU
+        ]
+        if not twins:
+            kept.append(a)
             continue
-        kept.append(a)
+        i = twins[0]
+        if area[a] < area[kept[i]] and scored.scores[order[a]] >= scored.scores[order[kept[i]]] - 0.01:
+            kept[i] = a
     filmish = [a for a in kept if _inside_edge_share(quads[a], edges) >= MIN_INSIDE_EDGES]
-    # A quad that holds another candidate of comparable score is the light box, screen or window
-    # around the film (a weaker quad inside a film is part of its anatomy, not a film).
-    score = {a: float(scored.scores[order[a]]) for a in filmish}
+    # A quad that holds another candidate with a plain ring between the two is the light box, screen
+    # or window around the film; a quad whose ring has structure is a film holding part of itself.
+    density = {a: _inside_edge_share(quads[a], edges) for a in filmish}
     inner = [
         a
         for a in filmish
@@ -400,7 +449,8 @@ def _select(scored: _Scored, edges: Edges, size: tuple[int, int], source: str) -
             b != a
             and area[b] < 0.85 * area[a]
             and inter[a, b] >= 0.9 * area[b]
-            and score[b] >= STRONG_SHARE * score[a]
+            and scored.scores[order[b]] >= scored.scores[order[a]] - NEST_MARGIN
+            and _ring_edge_share(quads[a], quads[b], edges) < RING_SHARE * density[b]
             for b in filmish
         )
     ]
@@ -409,19 +459,21 @@ def _select(scored: _Scored, edges: Edges, size: tuple[int, int], source: str) -
     inner.sort(key=lambda a: -scored.scores[order[a]])
     top = inner[0]
     best = scored.scores[order[top]]
-    for other in inner[1:]:
-        if scored.scores[order[other]] < STRONG_SHARE * best:
-            break
-        disjoint = inter[top, other] <= 0.2 * min(area[top], area[other])
-        similar = min(area[top], area[other]) >= TWO_FILM_AREA_SHARE * max(area[top], area[other])
-        if disjoint and similar:
-            raise PhotoRefusedError(
-                source,
-                "two_films",
-                "the photo shows two films (or two film-like rectangles)",
-                "photograph one film at a time, with nothing else on the light box",
-                {"confidence": float(best), "second_confidence": float(scored.scores[order[other]])},
-            )
+    # Two films: two strong, similar-sized, film-like quads side by side (whichever quad came first:
+    # the outline around both films can score as well as either film).
+    strong = [a for a in filmish if scored.scores[order[a]] >= TWO_FILM_SCORE_SHARE * best]
+    for i, a in enumerate(strong):
+        for b in strong[i + 1 :]:
+            disjoint = inter[a, b] <= 0.1 * min(area[a], area[b])
+            similar = min(area[a], area[b]) >= TWO_FILM_AREA_SHARE * max(area[a], area[b])
+            if disjoint and similar:
+                raise PhotoRefusedError(
+                    source,
+                    "two_films",
+                    "the photo shows two films (or two film-like rectangles)",
+                    "photograph one film at a time, with nothing else on the light box",
+                    {"confidence": float(best), "second_confidence": float(scored.scores[order[b]])},
+                )
     return order[top]
 
 
@@ -493,15 +545,15 @@ def _fit_side(p: NDArray, q: NDArray, outward: NDArray, polarity: int, edges: Ed
     return np.array([centre, fitted if np.dot(fitted, direction) >= 0 else -fitted])
 
 
-def refine(quad: NDArray[np.float64], polarity: int, edges: Edges) -> NDArray[np.float64]:
+def refine(quad: NDArray[np.float64], polarity: NDArray[np.int64], edges: Edges) -> NDArray[np.float64]:
     """Corners from least-squares lines fitted to each side's edge pixels (step 6); unchanged where a
-    side has too few edge pixels or the refit moves a corner by more than 3 px."""
+    side has too few edge pixels or the refit moves a corner by more than :data:`MAX_REFINE_SHIFT`."""
     lines = []
     for k in range(4):
         p, q = quad[k], quad[(k + 1) % 4]
         direction = (q - p) / (np.linalg.norm(q - p) + 1e-12)
         outward = np.array([direction[1], -direction[0]])
-        fitted = _fit_side(p, q, outward, polarity, edges)
+        fitted = _fit_side(p, q, outward, int(polarity[k]), edges)
         lines.append(fitted if fitted is not None else np.array([p, direction]))
     corners = []
     for k in range(4):
@@ -512,24 +564,26 @@ def refine(quad: NDArray[np.float64], polarity: int, edges: Edges) -> NDArray[np
         s = np.linalg.solve(matrix, p2 - p1)
         corners.append(p1 + s[0] * d1)
     refined = np.array(corners)
-    if np.max(np.linalg.norm(refined - quad, axis=1)) > 3.0:
+    if np.max(np.linalg.norm(refined - quad, axis=1)) > MAX_REFINE_SHIFT:
         return quad
     return refined
 
 
-def detect_quad(photo: Image.Image, source: str = "photo") -> FilmQuad:
+def detect_quad(photo: Image.Image, source: str = "photo", work: WorkingCopy | None = None) -> FilmQuad:
     """The film's quad in ``photo`` (RGB), in photo pixels; raises :class:`PhotoRefusedError` for no film,
-    two films, or a film running out of the frame."""
-    work, _ = working_copy(photo)
+    two films, or a film running out of the frame. ``work``: its working copy, when already made."""
+    if work is None:
+        work, _ = working_copy(photo)
     edges = find_edges(work.grey)
     h, w = work.grey.shape
     lines = hough_lines(edges)
     quads = candidate_quads(lines, (w, h), FRAME_SLACK)
     scored = _score(quads, edges)
     index = _select(scored, edges, (w, h), source)
-    if index < 0:
+    weak = index < 0 or scored.scores[index] < CLEAR_SCORE
+    if weak:
         cut = _cut_off(lines, edges, (w, h))
-        if cut > 0:
+        if cut > (scored.scores[index] if index >= 0 else 0.0):
             raise PhotoRefusedError(
                 source,
                 "cut_off",
@@ -537,6 +591,7 @@ def detect_quad(photo: Image.Image, source: str = "photo") -> FilmQuad:
                 "move back so that the whole film, with its four corners, is in the photo",
                 {"confidence": cut},
             )
+    if index < 0:
         best = float(scored.scores.max()) if len(scored.scores) else 0.0
         raise PhotoRefusedError(
             source,
@@ -546,5 +601,5 @@ def detect_quad(photo: Image.Image, source: str = "photo") -> FilmQuad:
             "in view",
             {"confidence": best},
         )
-    quad = refine(scored.quads[index], int(scored.polarity[index]), edges)
+    quad = refine(scored.quads[index], scored.polarity[index], edges)
     return FilmQuad(work.to_photo(quad), float(scored.scores[index]))

@@ -68,6 +68,8 @@ HELP_ONLY_REASONS: dict[str, str] = {
     "python -m edge_app.android.spec_check": "runs buildozer's own spec check",
     "python -m benchmarks": "shown with '...': the same program and flags as edge-bench",
     "python -m build": "builds the wheel and the sdist (tests/test_packaging.py does, marked slow)",
+    "python -m benchmarks.photo_study": "renders and captures hundreds of phone photos for minutes "
+    "(tests/benchmarks/test_photo_study.py runs it on a few small photos)",
     "python -m benchmarks.speed_study": "times a 224 px DenseNet-121 for minutes "
     "(tests/benchmarks/test_speed_study.py runs it on the tiny bundle, marked slow)",
     ARM64_CHECK: "builds an arm64 root from the package registries and runs the bundle under qemu for "

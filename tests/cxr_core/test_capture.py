@@ -176,3 +176,22 @@ def test_load_photo_applies_exif_orientation_and_names_bad_files(tmp_path: Path,
     text.write_text("not a photo")
     with pytest.raises(ImageDecodeError, match=r"notes\.jpg: .*expected a JPEG or PNG photo"):
         load_photo(text)
+
+
+def test_a_large_jpeg_is_decoded_at_reduced_scale_with_the_same_corners(
+    tmp_path: Path, film: np.ndarray
+) -> None:
+    size = (3200, 2400)
+    truth = quad_for(size, 0.4, 0.1)
+    photo = make_photo(film, truth, size, noise=1.0)
+    path = tmp_path / "large.jpg"
+    Image.fromarray(photo).save(path, quality=92)
+    from_file = capture_film(path)  # decoded at 1/2 scale (libjpeg draft mode), corners in full-size pixels
+    from_array = capture_film(load_photo(path))  # decoded at full size
+    assert from_file.photo_size == size == from_array.photo_size
+    assert _corner_error(from_file.corners, truth) < 0.005
+    assert np.abs(from_file.corners - from_array.corners).max() < 3.0
+    a, b = from_file.image.pixels, from_array.image.pixels
+    assert max(a.shape) == max(b.shape) == 1024 and abs(min(a.shape) - min(b.shape)) <= 0.02 * min(b.shape)
+    a = np.asarray(Image.fromarray(a, "F").resize(b.shape[::-1]), np.float32)
+    assert float(np.abs(a - b).mean()) < 0.03

@@ -50,11 +50,16 @@ def test_a_tiny_study_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixt
     assert main([*argv, "--photo-size", "320x240", "--threads", "1", "--no-progress"]) == 0
     study = json.loads((tmp_path / "study.json").read_text())
     assert set(study["results"]) == {"hflip", "hflip-photo"}
+    n = study["photos"]["photographed"]["n_photos"]
+    assert n > 0 and study["photos"]["corners_off"]["n_photos"] == n
     for result in study["results"].values():
-        assert result["digital"]["n"] == result["photographed"]["n"] == study["photos"]["n_photos"] > 0
-        assert result["drop"] == pytest.approx(
-            result["digital"]["mean_auc"] - result["photographed"]["mean_auc"]
-        )
+        assert result["digital"]["n"] == n
+        for condition in ("photographed", "corners_off"):
+            c = result[condition]
+            assert c["n"] == n and c["drop"] == pytest.approx(result["digital"]["mean_auc"] - c["mean_auc"])
+            assert 0.0 <= c["mean_abs_delta_p"] <= c["max_abs_delta_p"] <= 1.0
+    off = np.asarray(Image.open(next((tmp_path / "corners_off").rglob("*.png"))))  # a real, different crop
+    assert off.ndim == 2
     assert "| hflip-photo |" in capsys.readouterr().out
     photo = next((tmp_path / "examples").glob("*_photo.jpg"))
     with Image.open(photo) as image:
