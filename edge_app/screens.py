@@ -54,10 +54,10 @@ class PhotoScreen(Screen):
     """Confirm a photographed film: drag its corners on the photo, see the straightened film, score it.
 
     :meth:`show_photo` takes an ``edge_app.photo.PhotoView`` (the photo and the detected corners,
-    or the inset rectangle to place them by hand). Every corner release (and, throttled, every
-    move) redraws the preview with ``cxr_core.capture.rectify`` on a 768 px copy of the photo at
-    :data:`~edge_app.photo.PREVIEW_SIDE` px, and checks that the corners can outline a film
-    (``problem``; the confirm button waits for it to clear). :meth:`photo_corners` are the corners
+    or the inset rectangle to place them by hand). Every corner release (and, while dragging, at
+    most every 0.15 s) redraws the preview with ``cxr_core.capture.rectify`` on a 512 px copy of
+    the photo at :data:`~edge_app.photo.PREVIEW_SIDE` px, and checks that the corners can outline a
+    film (``problem``; the confirm button waits for it to clear). :meth:`photo_corners` are the corners
     in the original photo's pixels, for ``Predictor.predict_photo``.
     """
 
@@ -74,7 +74,7 @@ class PhotoScreen(Screen):
     def on_kv_post(self, base_widget: Widget) -> None:
         from kivy.clock import Clock
 
-        self._preview_trigger = Clock.create_trigger(lambda _dt: self.update_preview(), 0.08)
+        self._preview_trigger = Clock.create_trigger(lambda _dt: self.update_preview(), 0.15)
 
     @property
     def editor(self):  # type: ignore[no-untyped-def]
