@@ -5,8 +5,9 @@ worker thread calling cxr_core); outcomes come back on the UI thread via ``Clock
 The UI itself never decodes, preprocesses, infers or computes a heat map.
 
 Flow: start -> load the bundle (busy) -> start screen (or the first-run screen when there is no
-usable bundle) -> a picked image (file chooser / camera / watch folder / command line) -> busy ->
-result screen, or a message screen with the refusal's reasons or the decode error.
+usable bundle) -> a picked image (file chooser / watch folder / command line) -> busy ->
+result screen, or a message screen with the refusal's reasons or the decode error. A photo of a
+film (file chooser / camera) goes through the confirm screen first (``edge_app.photo_flow``).
 """
 
 from __future__ import annotations
@@ -25,15 +26,16 @@ from kivy.lang import Builder
 from kivy.metrics import dp, sp
 from kivy.properties import BooleanProperty, NumericProperty, StringProperty
 
-from edge_app import screens, widgets  # noqa: F401  (registers the widget classes used by kv)
+from edge_app import corner_editor, screens, widgets  # noqa: F401  (registers the widget classes used by kv)
 from edge_app.bundles import BUNDLES_DIRNAME, BundleInfo, choose_bundle, describe_bundle, discover_bundles
 from edge_app.diagnostics import SelfTestMixin
 from edge_app.gate_text import override_text, signals_text
 from edge_app.history import HistoryMixin
 from edge_app.kiosk import KioskMixin
 from edge_app.options import AppOptions
+from edge_app.photo_flow import PhotoFlowMixin
 from edge_app.platform import PickResult, PlatformAdapter, get_adapter
-from edge_app.report import shown_warnings
+from edge_app.report import photo_input, photo_summary, shown_warnings
 from edge_app.storage import AppSettings
 from edge_app.watch import FolderWatcher
 from edge_app.worker import Exported, Failed, Loaded, Outcome, PredictionService, Refused, Rendered, Scored
@@ -41,7 +43,7 @@ from edge_app.worker import Exported, Failed, Loaded, Outcome, PredictionService
 logger = logging.getLogger(__name__)
 
 KV_DIR = Path(__file__).parent / "kv"
-KV_FILES = ("widgets.kv", "pickers.kv", "screens.kv", "portrait.kv", "landscape.kv", "root.kv")
+KV_FILES = ("widgets.kv", "pickers.kv", "screens.kv", "photo.kv", "portrait.kv", "landscape.kv", "root.kv")
 NOTICE = "Decision support only - not a diagnosis. A clinician must review every image."
 KIOSK_UI_SCALE = 1.5
 _kv_loaded = False
@@ -56,7 +58,7 @@ def load_kv() -> None:
         _kv_loaded = True
 
 
-class CxrEdgeApp(KioskMixin, HistoryMixin, SelfTestMixin, App):
+class CxrEdgeApp(PhotoFlowMixin, KioskMixin, HistoryMixin, SelfTestMixin, App):
     """cxr-edge: open a chest radiograph, see 14 findings with heat maps (decision support only)."""
 
     title = "cxr-edge"
@@ -81,6 +83,8 @@ class CxrEdgeApp(KioskMixin, HistoryMixin, SelfTestMixin, App):
     override_text = StringProperty("")
     #: Each learned input-gate signal's score of the shown result, one per line ("" without a gate).
     gate_text = StringProperty("")
+    #: What the shown result was scored from when it is not a plain file (a photo of a film).
+    input_text = StringProperty("")
     report_text = StringProperty("")
     selftest_summary = StringProperty("")
     selftest_state = StringProperty("")  # "" | "running" | "pass" | "fail" (edge_app.diagnostics)
@@ -328,11 +332,12 @@ class CxrEdgeApp(KioskMixin, HistoryMixin, SelfTestMixin, App):
         elif isinstance(outcome, Refused):
             self._show_message(
                 "refused",
-                "This image was not scored",
+                "This photo was not scored" if outcome.photo else "This image was not scored",
                 outcome.reasons,
                 outcome.source,
                 overridable=outcome.overridable,
                 signals=signals_text(outcome.signals),
+                **self.photo_refusal_message(outcome),
             )
         elif isinstance(outcome, Failed):
             self._show_message(outcome.kind, outcome.title, (outcome.message,), outcome.source)
@@ -348,6 +353,7 @@ class CxrEdgeApp(KioskMixin, HistoryMixin, SelfTestMixin, App):
         self.warnings_text = "; ".join(shown_warnings(outcome.prediction))
         self.override_text = override_text(outcome.prediction.gate_override)
         self.gate_text = signals_text(outcome.prediction.gate_signals)
+        self.input_text = photo_summary(outcome.prediction) if photo_input(outcome.prediction) else ""
         self.report_text = ""
         screen = self.screens.get_screen("result")
         screen.radiograph.view.reset_view()
@@ -357,11 +363,20 @@ class CxrEdgeApp(KioskMixin, HistoryMixin, SelfTestMixin, App):
         self.show("result")
 
     def _show_message(
-        self, kind: str, title: str, reasons: Any, source: str, overridable: bool = False, signals: str = ""
+        self,
+        kind: str,
+        title: str,
+        reasons: Any,
+        source: str,
+        overridable: bool = False,
+        signals: str = "",
+        fix: str = "",
+        photo_action: str = "",
     ) -> None:
         screen = self.screens.get_screen("message")
         screen.kind, screen.title, screen.reasons, screen.source = kind, title, list(reasons), source
         screen.overridable, screen.signals_text = overridable, signals
+        screen.fix, screen.photo_action = fix, photo_action
         self.prediction = None
         self.show("message")
 
@@ -380,7 +395,9 @@ class CxrEdgeApp(KioskMixin, HistoryMixin, SelfTestMixin, App):
         logger.warning("%s: the user chose to score it although the input gate refused it", outcome.source)
         self._last_activity = time.monotonic()
         self._set_busy(f"Scoring {Path(outcome.source).name} anyway ...")
-        if not self.score_study_anyway(outcome):  # a kiosk study: scored, reported and logged
+        if outcome.photo:  # a photo of a film: scored again with the same corners
+            self.score_photo_anyway(outcome)
+        elif not self.score_study_anyway(outcome):  # a kiosk study: scored, reported and logged
             self.service.predict(Path(outcome.source), self._on_outcome, override_gate=True)
 
     def select_finding(self, label: str) -> None:
@@ -410,6 +427,7 @@ class CxrEdgeApp(KioskMixin, HistoryMixin, SelfTestMixin, App):
             float(self.overlay_opacity),
             self.bundle_title,
             self._on_exported,
+            **self.photo_export(self.prediction),
         )
 
     def _on_exported(self, outcome: Outcome) -> None:
@@ -425,9 +443,10 @@ class CxrEdgeApp(KioskMixin, HistoryMixin, SelfTestMixin, App):
         self.adapter.dismiss()
         self.prediction = None
         self.display = None
-        self.override_text = self.gate_text = ""
+        self.override_text = self.gate_text = self.input_text = ""
         screen = self.screens.get_screen("result")
         screen.radiograph.view.image.set_images(None)
+        self.forget_photo()
         self._save_settings()
         self.show("start" if self.model_ready else "first_run")
 

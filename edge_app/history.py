@@ -77,6 +77,9 @@ def detail_text(study: Study) -> str:
         lines.append(f"Same image as study {study.linked_to} (not scored again)")
     if study.bundle_revision:
         lines.append(f"Model: {study.bundle_revision} (manifest sha256 {str(study.bundle_sha256)[:12]})")
+    photo = study.photo
+    if photo is not None:
+        lines += photo_lines(photo)
     if study.gate:
         lines.append(f"Input gate: {study.gate}")
     for finding in study.findings:
@@ -90,6 +93,29 @@ def detail_text(study: Study) -> str:
     elif study.report_png:
         lines.append(f"Report: {study.report_png}")
     return "\n".join(lines)
+
+
+def photo_lines(photo: dict[str, Any]) -> list[str]:
+    """What the study screen says of a photo of a film: corners, how they were confirmed, quality."""
+    from edge_app.photo import quality_line
+
+    lines = ["Input: a phone photo of a film, straightened to the corners below"]
+    corners = photo.get("corners") or []
+    if corners:
+        points = ", ".join(f"({float(x):.0f}, {float(y):.0f})" for x, y in corners)
+        lines.append(f"Corners (photo pixels; top-left, top-right, bottom-right, bottom-left): {points}")
+    confirmation = photo.get("confirmation") or {}
+    if confirmation.get("placed_by_hand"):
+        lines.append("Corners placed by hand (no film was found automatically)")
+    elif confirmation:
+        moved = float(confirmation.get("moved_by_clinician_px") or 0.0)
+        lines.append(f"Corners detected, confirmed by the clinician (moved up to {moved:.0f} px)")
+    quality = photo.get("quality") or {}
+    if quality:
+        lines.append(f"Photo quality: {quality_line(quality)}")
+    if photo.get("fix"):
+        lines.append(f"What to do: {photo['fix']}")
+    return lines
 
 
 def _unchanged(study: Study) -> bool:
@@ -154,10 +180,17 @@ class HistoryMixin:
         """Open the study's image again in the result screen (every finding's heat map, zoom).
 
         Only offered while the source file still holds the study's content; it is scored again for
-        display, as any opened image, and not logged as a new study.
+        display, as any opened image, and not logged as a new study. A photo of a film goes back to
+        the confirm screen (its corners are confirmed again; scoring it updates its study).
         """
-        source = self.screens.get_screen("study").source
-        if source:
+        screen = self.screens.get_screen("study")
+        source = screen.source
+        if not source:
+            return
+        study = self.study_log.get(screen.study_id) if self.study_log is not None else None
+        if study is not None and study.photo is not None:
+            self.open_photo(Path(source))  # a photo: its film is found and confirmed again
+        else:
             self.open_path(Path(source))
 
     def export_history_csv(self) -> Path | None:

@@ -103,8 +103,29 @@ def _arrival(study: Study) -> Any:
     return datetime.fromisoformat(study.arrived_at)
 
 
+def photo_input(outcome: Outcome) -> dict[str, Any] | None:
+    """The log's ``input`` record of a photo's outcome (corners, quality figures); None for a file."""
+    if isinstance(outcome, Scored):
+        photo = getattr(outcome.prediction, "photo", None)
+        return None if photo is None else photo.to_dict()
+    if isinstance(outcome, Refused) and outcome.photo:
+        return {
+            "kind": "photo",
+            "corners": [[round(float(x), 2), round(float(y), 2)] for x, y in outcome.corners or ()],
+            "quality": dict(outcome.measures),
+            "fix": outcome.fix or None,
+        }
+    return None
+
+
 def summarise(outcome: Outcome) -> dict[str, Any]:
-    """The log fields of a worker outcome (state, gate decision, findings, error, reports)."""
+    """The log fields of a worker outcome (state, gate decision, findings, error, reports, input)."""
+    fields = _summarise(outcome)
+    fields["input"] = photo_input(outcome)
+    return fields
+
+
+def _summarise(outcome: Outcome) -> dict[str, Any]:
     if isinstance(outcome, Scored):
         prediction = outcome.prediction
         findings = [

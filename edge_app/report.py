@@ -5,6 +5,12 @@ from the screen, so it is identical on a phone, a kiosk and a headless test, and
 zoom or layout. The JSON is ``Prediction.to_dict()`` plus what the user was looking at (selected
 finding, overlay opacity) and the app version. Both files are written atomically into the
 reports folder (``<data dir>/reports``); the name is the image's stem and a UTC time stamp.
+
+A photo of a film (``Predictor.predict_photo``) is reported as such: the header says the input was a
+photo, with its quality figures; the PNG shows the photo with the film's outline (the corners it
+was scored with, top side highlighted) beside the rectified film and the heat map; the JSON has the
+prediction's ``input`` record (kind "photo", corners, quality) and ``report.photo`` (the detected
+and the confirmed corners, whether the clinician moved or placed them).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from cxr_core import __version__
+from cxr_core.errors import CxrEdgeError
 from cxr_core.heatmap_figure import MARK_COLOUR, font
 from cxr_core.predictor import OVERRIDE_WARNING, SCORE_DEFINITION
 from edge_app.display import fit_for_display, grey_to_rgb8
@@ -42,6 +49,10 @@ _MUTED = (110, 110, 110)
 _BAR = (70, 110, 180)
 _BAR_POSITIVE = (200, 70, 50)
 _OVERRIDE = (160, 78, 20)
+_QUAD = (40, 190, 240)
+_QUAD_TOP = (250, 200, 40)
+PHOTO_CAPTION = "The photo, film outlined (top side yellow)"
+CROP_CAPTION = "The film, straightened: what was scored"
 
 
 @dataclass(frozen=True)
@@ -56,8 +67,37 @@ def report_stem(source: str, when: datetime) -> str:
     return f"{stem}-{when.strftime('%Y%m%d-%H%M%S')}"
 
 
-def report_payload(prediction: Prediction, label: str, opacity: float, bundle_title: str) -> dict[str, Any]:
-    """The JSON document: the prediction's own dict plus what the user was looking at."""
+def photo_input(prediction: Prediction) -> dict[str, Any] | None:
+    """The prediction's record of a photo input (``to_dict()["input"]``, kind "photo"), else None."""
+    record = prediction.to_dict().get("input")
+    if isinstance(record, dict) and record.get("kind") == "photo":
+        return record
+    return None
+
+
+def photo_summary(prediction: Prediction) -> str:
+    """One line for a photo's report header: it was a photo, and its quality figures."""
+    from edge_app.photo import quality_line
+
+    record = photo_input(prediction) or {}
+    quality = record.get("quality") or {}
+    line = "Input: a phone photo of a film, straightened to the corners shown"
+    figures = quality_line(quality) if isinstance(quality, dict) else ""
+    return f"{line}; photo quality: {figures}" if figures else line
+
+
+def report_payload(
+    prediction: Prediction,
+    label: str,
+    opacity: float,
+    bundle_title: str,
+    photo: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The JSON document: the prediction's own dict plus what the user was looking at.
+
+    ``photo``: how the corners of a photographed film were confirmed (``edge_app.photo_flow``);
+    it becomes ``report.photo``.
+    """
     payload = dict(prediction.to_dict())
     payload["report"] = {
         "selected_finding": label,
@@ -79,24 +119,85 @@ def report_payload(prediction: Prediction, label: str, opacity: float, bundle_ti
             "note": OVERRIDE_NOTE,
         },
         "input_gate_signals": [signal_line(d) for d in prediction.gate_signals],
+        # A photographed film: the detected and the confirmed corners (None for an image file).
+        "photo": photo,
     }
     return payload
 
 
-def render_report(prediction: Prediction, label: str, opacity: float, bundle_title: str) -> Image.Image:
-    """The report as an RGB Pillow image: header, image with the overlay of ``label``, findings table."""
+def photo_panel(
+    rgb: np.ndarray, corners: Any, photo_width: float | None = None, side: int = REPORT_IMAGE_SIDE
+) -> Image.Image:
+    """The photo fitted to ``side`` with the film's quad drawn (top side in its own colour).
+
+    ``corners`` are in the original photo's pixels; ``photo_width`` is that photo's width when
+    ``rgb`` is a downsized copy of it (the confirm screen's).
+    """
+    from edge_app.photo import as_corners
+
+    shown = Image.fromarray(fit_for_display(np.asarray(rgb, dtype=np.uint8), side))
+    scale = shown.width / float(photo_width or rgb.shape[1])
+    points = [(float(x) * scale, float(y) * scale) for x, y in as_corners(corners)]
+    draw = ImageDraw.Draw(shown)
+    width = max(2, round(shown.width / 240))
+    draw.line([*points, points[0]], fill=_QUAD, width=width)
+    draw.line(points[:2], fill=_QUAD_TOP, width=width * 2)
+    for x, y in points:
+        draw.ellipse((x - 2 * width, y - 2 * width, x + 2 * width, y + 2 * width), outline=_QUAD, width=width)
+    return shown
+
+
+def _photo_of(
+    prediction: Prediction, photo_rgb: np.ndarray | None, photo_width: float | None
+) -> Image.Image | None:
+    """The report's photo panel of a photo input (the photo is read again when not given)."""
+    record = photo_input(prediction)
+    if record is None or record.get("corners") is None:
+        return None
+    if photo_rgb is not None:
+        photo_width = photo_width or (record.get("photo_size") or [None])[0]
+    else:
+        photo_width = None
+        from cxr_core.capture import load_photo
+
+        try:
+            photo_rgb = load_photo(prediction.source)
+        except (OSError, CxrEdgeError):  # the photo is gone: the crop and the corners still say it all
+            return None
+    return photo_panel(photo_rgb, record["corners"], photo_width)
+
+
+def render_report(
+    prediction: Prediction,
+    label: str,
+    opacity: float,
+    bundle_title: str,
+    photo_rgb: np.ndarray | None = None,
+    photo_width: float | None = None,
+) -> Image.Image:
+    """The report as an RGB Pillow image: header, image with the overlay of ``label``, findings table.
+
+    For a photo input the photo with the film's outline comes first (``photo_rgb``, a copy of the
+    photo ``photo_width`` pixels wide -- default: the photo's own width, so a downsized copy is
+    scaled -- else the photo read again from ``prediction.source``), then the rectified film and
+    its heat map.
+    """
     overlay = np.asarray(prediction.overlay(label, alpha=float(opacity)), dtype=np.uint8)
     picture = Image.fromarray(fit_for_display(overlay, REPORT_IMAGE_SIDE))
     plain = Image.fromarray(fit_for_display(grey_to_rgb8(prediction.image.pixels), REPORT_IMAGE_SIDE))
+    photo = _photo_of(prediction, photo_rgb, photo_width)
+    photo_w = photo.width + _PAD if photo is not None else 0
     ranked = prediction.ranked()
     notice_h = 44 if prediction.notices else 0
     override_lines = _override_lines(prediction)
     override_h = 44 + 20 * len(override_lines) if override_lines else 0
     band_h = notice_h + override_h
-    header_h = 110 + band_h
+    photo_line = photo_summary(prediction) if photo_input(prediction) is not None else ""
+    header_h = 110 + band_h + (26 if photo_line else 0)
     table_h = _ROW * (len(ranked) + 1) + 60
-    width = _PAD * 3 + picture.width * 2 + _PAD + _TABLE_WIDTH
-    height = header_h + max(picture.height + 40, table_h) + 74
+    width = _PAD * 3 + photo_w + picture.width * 2 + _PAD + _TABLE_WIDTH
+    tallest = max(picture.height, photo.height if photo is not None else 0)
+    height = header_h + max(tallest + 40, table_h) + 74
     canvas = Image.new("RGB", (width, height), _BG)
     draw = ImageDraw.Draw(canvas)
     if notice_h:  # the synthetic-data mark: part of every report of such a bundle, not a setting
@@ -121,13 +222,21 @@ def render_report(prediction: Prediction, label: str, opacity: float, bundle_tit
     warnings = "; ".join(shown_warnings(prediction))
     if warnings:
         draw.text((_PAD, band_h + 78), f"Warning: {warnings}", fill=_BAR_POSITIVE, font=font(18))
+    if photo_line:
+        draw.text((_PAD, band_h + 104), textwrap.shorten(photo_line, 190), fill=_INK, font=font(17))
     top = header_h
-    canvas.paste(plain, (_PAD, top))
-    canvas.paste(picture, (_PAD * 2 + plain.width, top))
+    if photo is not None:
+        canvas.paste(photo, (_PAD, top))
+        draw.text((_PAD, top + photo.height + 8), PHOTO_CAPTION, fill=_MUTED, font=font(16))
+    left = _PAD + photo_w
+    canvas.paste(plain, (left, top))
+    if photo_line:
+        draw.text((left, top + plain.height + 8), CROP_CAPTION, fill=_MUTED, font=font(16))
+    canvas.paste(picture, (left + _PAD + plain.width, top))
     selected = prediction.finding(label)
     caption = f"Heat map: {label}, score {selected.score:.0f} (colour strength = score / 100)"
-    draw.text((_PAD * 2 + plain.width, top + picture.height + 8), caption, fill=_MUTED, font=font(16))
-    _draw_table(draw, ranked, label, (_PAD * 4 + plain.width + picture.width, top))
+    draw.text((left + _PAD + plain.width, top + picture.height + 8), caption, fill=_MUTED, font=font(16))
+    _draw_table(draw, ranked, label, (left + _PAD * 3 + plain.width + picture.width, top))
     info = [line for line in prediction.model_information if line not in prediction.notices]
     if info:
         draw.text((_PAD, height - 60), " | ".join(info), fill=_MUTED, font=font(14))
@@ -191,17 +300,21 @@ def export_report(
     bundle_title: str,
     when: datetime | None = None,
     stem: str | None = None,
+    photo: dict[str, Any] | None = None,
+    photo_rgb: np.ndarray | None = None,
 ) -> ExportedReport:
     """Write ``<stem>.png`` and ``<stem>.json`` into ``folder`` atomically; return their paths.
 
     ``stem`` defaults to :func:`report_stem` of the image and ``when``; the kiosk passes the
     study's own stem so a study processed twice (after a kill) overwrites its own report.
+    ``photo`` / ``photo_rgb``: a photo input's corner confirmation and a (possibly downsized) copy
+    of its pixels (see :func:`report_payload`, :func:`render_report`).
     """
     folder = Path(folder)
     stem = stem or report_stem(prediction.source, when or datetime.now(UTC))
     buffer = io.BytesIO()
-    render_report(prediction, label, opacity, bundle_title).save(buffer, format="PNG")
-    payload = report_payload(prediction, label, opacity, bundle_title)
+    render_report(prediction, label, opacity, bundle_title, photo_rgb).save(buffer, format="PNG")
+    payload = report_payload(prediction, label, opacity, bundle_title, photo)
     png = write_atomic(folder / f"{stem}.png", buffer.getvalue())
     js = write_atomic(folder / f"{stem}.json", json.dumps(payload, indent=2).encode("utf-8"))
     return ExportedReport(png, js)

@@ -3,7 +3,9 @@
 It is the single source of truth for what happened to each study: the file's path, content hash
 (sha256), size and arrival time, its state (``pending``, ``scored``, ``refused``, ``failed``), the
 bundle that judged it (manifest sha256 and revision), the input gate's decision, the top findings
-and the paths of its reports. Standard-library ``sqlite3`` only, in WAL mode with
+and the paths of its reports, and for a phone photo of a film (the app's photo flow, or a kiosk
+study scored as a photo) the ``input`` record: the corners it was judged with, the photo's quality
+figures and how the corners were confirmed. Standard-library ``sqlite3`` only, in WAL mode with
 ``synchronous=FULL``: a committed row survives a power cut, and another process (``cxr-app
 --kiosk-status``, ``sqlite3 .backup``) can read the log while the app writes it.
 
@@ -87,8 +89,14 @@ CREATE INDEX studies_sha ON studies (sha256);
 CREATE INDEX studies_signature ON studies (path, size, mtime_ns);
 """
 
+# The input a study was judged from, as JSON: NULL for an image file; for a photo of a film its
+# corners, quality figures and the corners' confirmation (edge_app.photo_flow).
+_V3 = """
+ALTER TABLE studies ADD COLUMN input TEXT;
+"""
+
 #: ``MIGRATIONS[n]`` takes a version-``n`` log to version ``n + 1``.
-MIGRATIONS: dict[int, str] = {0: _V1, 1: _V2}
+MIGRATIONS: dict[int, str] = {0: _V1, 1: _V2, 2: _V3}
 SCHEMA_VERSION = max(MIGRATIONS) + 1
 
 COLUMNS = (
@@ -113,6 +121,7 @@ COLUMNS = (
     "report_json",
     "linked_to",
     "derived_deleted_at",
+    "input",
 )
 
 
@@ -141,6 +150,13 @@ class Study:
     report_json: str | None
     linked_to: int | None
     derived_deleted_at: str | None
+    input: str | None  # JSON: a photo's corners, quality and confirmation; None for an image file
+
+    @property
+    def photo(self) -> dict[str, Any] | None:
+        """The photo input record (kind "photo", corners, quality...), None for an image file."""
+        record = json.loads(self.input) if self.input else None
+        return record if isinstance(record, dict) and record.get("kind") == "photo" else None
 
     @property
     def findings(self) -> list[dict[str, Any]]:
@@ -200,6 +216,41 @@ class Health:
             "last": None if self.last is None else self.last.__dict__,
             "failing": None if self.failing is None else self.failing.__dict__,
         }
+
+
+def _outcome_values(
+    state: str,
+    bundle_sha256: str | None,
+    bundle_revision: str | None,
+    gate: str | None,
+    findings: Sequence[dict[str, Any]] | None,
+    error: str | None,
+    report_png: str | None,
+    report_json: str | None,
+    linked_to: int | None,
+    input_record: dict[str, Any] | None,
+) -> tuple[Any, ...]:
+    """The values of :meth:`StudyLog._FINISH` (in its column order) for one outcome."""
+    if state not in FINAL_STATES:
+        raise StudyLogError(f"study state {state!r} is not an outcome; expected one of {FINAL_STATES}")
+    findings = list(findings or [])
+    top = findings[0]["label"] if findings else None
+    positives = ",".join(f["label"] for f in findings if f.get("above_operating_point")) or None
+    return (
+        state,
+        utc_now(),
+        bundle_sha256,
+        bundle_revision,
+        gate,
+        json.dumps(findings) if findings else None,
+        top,
+        positives,
+        error,
+        report_png,
+        report_json,
+        linked_to,
+        None if input_record is None else json.dumps(input_record),
+    )
 
 
 def _row(row: sqlite3.Row | None) -> Study | None:
@@ -329,34 +380,78 @@ class StudyLog:
         report_png: str | None = None,
         report_json: str | None = None,
         linked_to: int | None = None,
+        input: dict[str, Any] | None = None,  # noqa: A002  (the column's name)
     ) -> None:
         """Record the outcome of a pending study (a study already finished is left as it is)."""
-        if state not in FINAL_STATES:
-            raise StudyLogError(f"study state {state!r} is not an outcome; expected one of {FINAL_STATES}")
-        findings = list(findings or [])
-        top = findings[0]["label"] if findings else None
-        positives = ",".join(f["label"] for f in findings if f.get("above_operating_point")) or None
+        values = _outcome_values(
+            state,
+            bundle_sha256,
+            bundle_revision,
+            gate,
+            findings,
+            error,
+            report_png,
+            report_json,
+            linked_to,
+            input,
+        )
+        self._finish_row(study_id, values)
+
+    _FINISH = (
+        "UPDATE studies SET state = ?, processed_at = ?, bundle_sha256 = ?, bundle_revision = ?, "
+        "gate = ?, summary = ?, top_finding = ?, positives = ?, error = ?, report_png = ?, "
+        "report_json = ?, linked_to = ?, input = ? WHERE id = ?"
+    )
+
+    def _finish_row(
+        self, study_id: int, values: tuple[Any, ...], conn: sqlite3.Connection | None = None
+    ) -> None:
+        if conn is None:
+            with self.transaction() as own:
+                own.execute(self._FINISH + " AND state = 'pending'", (*values, study_id))
+        else:
+            conn.execute(self._FINISH, (*values, study_id))
+
+    def record_judged(
+        self,
+        path: str | Path,
+        sha256: str,
+        size: int,
+        mtime_ns: int,
+        state: str,
+        *,
+        gate: str | None = None,
+        findings: Sequence[dict[str, Any]] | None = None,
+        error: str | None = None,
+        input: dict[str, Any] | None = None,  # noqa: A002  (the column's name)
+        bundle_sha256: str | None = None,
+        bundle_revision: str | None = None,
+    ) -> int:
+        """A study judged at once, outside the watch folder (a photo confirmed in the app).
+
+        Recorded and finished in one transaction (it is never ``pending``, so the kiosk's queue never
+        takes it). The same content at the same path judged again (other corners, scored anyway)
+        replaces the earlier judgement in its row: the log keeps one study per content and path.
+        Returns the study's id.
+        """
+        values = _outcome_values(
+            state, bundle_sha256, bundle_revision, gate, findings, error, None, None, None, input
+        )
         with self.transaction() as conn:
-            conn.execute(
-                "UPDATE studies SET state = ?, processed_at = ?, bundle_sha256 = ?, bundle_revision = ?, "
-                "gate = ?, summary = ?, top_finding = ?, positives = ?, error = ?, report_png = ?, "
-                "report_json = ?, linked_to = ? WHERE id = ? AND state = 'pending'",
-                (
-                    state,
-                    utc_now(),
-                    bundle_sha256,
-                    bundle_revision,
-                    gate,
-                    json.dumps(findings) if findings else None,
-                    top,
-                    positives,
-                    error,
-                    report_png,
-                    report_json,
-                    linked_to,
-                    study_id,
-                ),
-            )
+            known = conn.execute(
+                "SELECT id FROM studies WHERE path = ? AND sha256 = ?", (str(path), sha256)
+            ).fetchone()
+            if known is not None:
+                study_id = int(known[0])
+            else:
+                cursor = conn.execute(
+                    "INSERT INTO studies (path, name, sha256, size, mtime_ns, arrived_at, state, attempts) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, 1)",
+                    (str(path), Path(path).name, sha256, size, mtime_ns, utc_now(), state),
+                )
+                study_id = int(cursor.lastrowid or 0)
+            self._finish_row(study_id, values, conn)
+        return study_id
 
     def record_override(
         self,

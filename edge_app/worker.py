@@ -5,8 +5,13 @@ so every call to cxr_core happens here, one job at a time, in submission order. 
 handed to ``post`` -- in the app, a wrapper around ``Clock.schedule_once`` -- so callbacks run on
 the UI thread. Kivy is not imported: the service is plain threading and can be tested alone.
 
+Photos of films (``edge_app.photo``) take two jobs: :meth:`PredictionService.open_photo` loads the
+photo and finds the film (:class:`PhotoLoaded`, for the confirm screen), then
+:meth:`PredictionService.predict_photo` scores it with the corners the clinician confirmed.
+
 Every job's failure becomes an outcome, never a dead thread: a refused image becomes
-:class:`Refused` (with the gate's reasons, and whether the user may score it anyway), a file that
+:class:`Refused` (with the gate's reasons, and whether the user may score it anyway; for a photo
+also what to do and the corners used), a file that
 cannot be decoded or a bundle that cannot be loaded becomes :class:`Failed` with a title and the
 library's message, and anything unexpected is logged with its traceback and reported as
 :class:`Failed` too -- the app keeps running.
@@ -26,7 +31,8 @@ from typing import TYPE_CHECKING, Any
 from cxr_core.bundle import BundleError
 from cxr_core.errors import CxrEdgeError, ImageDecodeError, MissingDependencyError
 from cxr_core.text import printable
-from edge_app.display import DISPLAY_MAX_SIDE, DisplayImages, display_images
+from edge_app.display import DISPLAY_MAX_SIDE, DisplayImages, display_images, fit_for_display
+from edge_app.photo import PHOTO_DISPLAY_SIDE, PhotoView, as_corners, inset_corners
 from edge_app.report import ExportedReport, export_report
 
 if TYPE_CHECKING:
@@ -86,12 +92,32 @@ class Refused:
     ``overridable`` when only the learned signals refused it (``GateRefusedError``): the user may
     then choose "Score anyway". A rule refusal (DICOM modality, size, colour) is never overridable.
     ``signals`` holds every learned signal's verdict (score, threshold), accepted or not.
+    For a photo (:meth:`PredictionService.predict_photo`): ``corners`` are the ones it was scored
+    with (photo pixels), and a refusal by ``cxr_core.capture`` (``PhotoRefusedError``) adds
+    ``fix`` (what to do: "avoid the reflection"...) and ``measures`` (the quality figures).
     """
 
     source: str
     reasons: tuple[str, ...]
     overridable: bool = False
     signals: tuple[SignalDecision, ...] = ()
+    corners: tuple[tuple[float, float], ...] | None = None
+    fix: str = ""
+    measures: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def photo(self) -> bool:
+        """Whether the refused input was a photo of a film."""
+        return self.corners is not None
+
+
+@dataclass(frozen=True)
+class PhotoLoaded:
+    """A photo was read and the film looked for: ``view`` goes to the confirm screen."""
+
+    source: str
+    view: PhotoView
+    elapsed_ms: float
 
 
 @dataclass(frozen=True)
@@ -116,7 +142,7 @@ class SelfTested:
     elapsed_ms: float
 
 
-Outcome = Loaded | Scored | Rendered | Exported | Refused | Failed | SelfTested
+Outcome = Loaded | Scored | Rendered | Exported | Refused | Failed | SelfTested | PhotoLoaded
 
 
 @dataclass
@@ -125,6 +151,7 @@ class _Job:
     on_done: Callable[[Outcome], None]
     source: str
     submitted: float = field(default_factory=time.perf_counter)
+    corners: tuple[tuple[float, float], ...] | None = None  # a photo job's corners (photo pixels)
 
 
 class PredictionService:
@@ -166,6 +193,33 @@ class PredictionService:
         """
         self._submit(lambda: self._predict(Path(path), override_gate), on_done, str(path))
 
+    def open_photo(self, path: Path, on_done: Callable[[Outcome], None]) -> None:
+        """Read the photo ``path`` and find the film in it (:class:`PhotoLoaded` for the confirm screen).
+
+        No film found (or two candidates) is not a failure here: the view then starts from the
+        photo's inset rectangle, with the refusal's reason and fix, for the clinician to place the
+        corners by hand. A file that is not a readable photo becomes ``Failed(kind="decode")``.
+        """
+        self._submit(lambda: self._open_photo(Path(path)), on_done, str(path))
+
+    def predict_photo(
+        self,
+        path: Path,
+        corners: Any,
+        on_done: Callable[[Outcome], None],
+        override_gate: bool = False,
+    ) -> None:
+        """Score the photo ``path`` rectified with ``corners`` (photo pixels, the clinician's choice).
+
+        ``Predictor.predict_photo``: capture's quality checks (a refusal says what to do), then the
+        same preprocessing, input gate and learned gate as any file; ``override_gate`` as for
+        :meth:`predict`.
+        """
+        quad = tuple((float(x), float(y)) for x, y in as_corners(corners))
+        self._submit(
+            lambda: self._predict_photo(Path(path), quad, override_gate), on_done, str(path), corners=quad
+        )
+
     def process_study(
         self,
         path: Path,
@@ -206,11 +260,19 @@ class PredictionService:
         opacity: float,
         bundle_title: str,
         on_done: Callable[[Outcome], None],
+        photo: dict[str, Any] | None = None,
+        photo_rgb: Any = None,
     ) -> None:
-        """Write the PNG + JSON report of ``prediction`` into ``folder``."""
+        """Write the PNG + JSON report of ``prediction`` into ``folder``.
+
+        ``photo`` / ``photo_rgb``: a photo input's corner confirmation and pixels (``export_report``).
+        """
         self._submit(
             lambda: Exported(
-                prediction.source, export_report(prediction, folder, label, opacity, bundle_title)
+                prediction.source,
+                export_report(
+                    prediction, folder, label, opacity, bundle_title, photo=photo, photo_rgb=photo_rgb
+                ),
             ),
             on_done,
             prediction.source,
@@ -240,10 +302,16 @@ class PredictionService:
 
     # ------------------------------------------------------------------ worker side
 
-    def _submit(self, run: Callable[[], Outcome], on_done: Callable[[Outcome], None], source: str) -> None:
+    def _submit(
+        self,
+        run: Callable[[], Outcome],
+        on_done: Callable[[Outcome], None],
+        source: str,
+        corners: tuple[tuple[float, float], ...] | None = None,
+    ) -> None:
         with self._lock:
             self._pending += 1
-        self._jobs.put(_Job(run, on_done, source))
+        self._jobs.put(_Job(run, on_done, source, corners=corners))
 
     def _loop(self) -> None:
         while True:
@@ -262,6 +330,7 @@ class PredictionService:
         return deliver
 
     def _execute(self, job: _Job) -> Outcome:
+        from cxr_core.capture_common import PhotoRefusedError  # light: the predictor imports it anyway
         from cxr_core.gate_signals import GateRefusedError
         from cxr_core.input_gate import ImageRefusedError
 
@@ -269,9 +338,19 @@ class PredictionService:
             return job.run()
         except GateRefusedError as exc:  # only the learned signals refused: the user may score anyway
             reasons = tuple(exc.reasons) or (str(exc),)
-            return Refused(job.source, reasons, overridable=True, signals=tuple(exc.decisions))
+            return Refused(
+                job.source, reasons, overridable=True, signals=tuple(exc.decisions), corners=job.corners
+            )
+        except PhotoRefusedError as exc:  # the photo itself is unusable: say why and what to do
+            return Refused(
+                job.source,
+                (exc.reason,) if exc.reason else tuple(exc.reasons) or (str(exc),),
+                corners=job.corners,
+                fix=str(exc.fix or ""),
+                measures=dict(exc.measures or {}),
+            )
         except ImageRefusedError as exc:
-            return Refused(job.source, tuple(exc.reasons) or (str(exc),))
+            return Refused(job.source, tuple(exc.reasons) or (str(exc),), corners=job.corners)
         except ImageDecodeError as exc:
             return Failed(job.source, "decode", "This file cannot be read", exc.reason)
         except (BundleError, MissingDependencyError) as exc:
@@ -315,6 +394,40 @@ class PredictionService:
             prediction = predictor.predict_file(path, override_gate=True)
         else:
             prediction = predictor.predict_file(path)
+        top = prediction.ranked()[0].label
+        display = display_images(prediction, top, self._max_side)
+        return Scored(str(path), prediction, display, (time.perf_counter() - start) * 1000.0)
+
+    def _open_photo(self, path: Path) -> PhotoLoaded:
+        from cxr_core.capture import PhotoRefusedError, find_film, load_photo
+
+        start = time.perf_counter()
+        rgb = load_photo(path)
+        height, width = rgb.shape[:2]
+        display = fit_for_display(rgb, PHOTO_DISPLAY_SIDE)
+        scale = display.shape[1] / width
+        try:
+            quad = find_film(rgb)
+        except PhotoRefusedError as exc:
+            corners = inset_corners(width, height)
+            view = PhotoView(
+                str(path), display, (width, height), scale, corners, False, 0.0, exc.reason, exc.fix
+            )
+        else:
+            corners = as_corners(quad.corners, f"{path}: the detected film")
+            view = PhotoView(
+                str(path), display, (width, height), scale, corners, True, float(quad.confidence)
+            )
+        return PhotoLoaded(str(path), view, (time.perf_counter() - start) * 1000.0)
+
+    def _predict_photo(
+        self, path: Path, corners: tuple[tuple[float, float], ...], override_gate: bool = False
+    ) -> Scored:
+        predictor = self.predictor
+        if predictor is None:
+            raise BundleError("no model bundle is loaded; choose one in the settings before opening a photo")
+        start = time.perf_counter()
+        prediction = predictor.predict_photo(path, corners=corners, override_gate=override_gate)
         top = prediction.ranked()[0].label
         display = display_images(prediction, top, self._max_side)
         return Scored(str(path), prediction, display, (time.perf_counter() - start) * 1000.0)

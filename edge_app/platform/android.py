@@ -9,8 +9,10 @@ module imports everywhere (tests check that). On a device:
 * **Capture** -- ``MediaStore.ACTION_IMAGE_CAPTURE`` with ``EXTRA_OUTPUT`` set to a new MediaStore
   entry (``Pictures/cxr-edge``), so the full-resolution JPEG is written without a FileProvider; the
   CAMERA permission is requested first (Android refuses the intent to apps that declare it but
-  do not hold it). The photo is copied to the cache folder like a picked file. A photo of a
-  film or monitor is often refused by the input gate (colour, glare): the app says why.
+  do not hold it). The photo is copied to the cache folder like a picked file and goes to the
+  app's photo flow (*Photograph a film*: the film's corners are found and confirmed on the photo,
+  then it is rectified and scored; ``edge_app.photo_flow``).
+* **Pick a photo** -- *Open a photo*: the same document picker limited to JPEG and PNG.
 * **Packaged bundles** -- buildozer's ``android.add_assets`` puts bundles under ``assets/bundles/``
   in the APK; on first start :meth:`AndroidAdapter.install_packaged_bundles` copies each one to
   ``<user_data_dir>/bundles/<name>/`` so the Predictor reads ordinary files.
@@ -36,6 +38,7 @@ REQUEST_PICK = 0xC0E1
 REQUEST_CAPTURE = 0xC0E2
 RESULT_OK = -1  # android.app.Activity.RESULT_OK
 PICK_MIME_TYPES = ["image/png", "image/jpeg", "application/dicom", "application/octet-stream"]
+PHOTO_MIME_TYPES = ["image/jpeg", "image/png"]
 ASSET_BUNDLES = "bundles"
 
 
@@ -98,11 +101,17 @@ class AndroidAdapter(PlatformAdapter):
     # ------------------------------------------------------------------ picking
 
     def pick_image(self, on_picked: OnPicked, start_dir: Path | None = None) -> None:
+        self._open_document(on_picked, PICK_MIME_TYPES)
+
+    def pick_photo(self, on_picked: OnPicked, start_dir: Path | None = None) -> None:
+        self._open_document(on_picked, PHOTO_MIME_TYPES)
+
+    def _open_document(self, on_picked: OnPicked, mime_types: list[str]) -> None:
         intent_cls = self._autoclass("android.content.Intent")
         intent = intent_cls(intent_cls.ACTION_OPEN_DOCUMENT)
         intent.addCategory(intent_cls.CATEGORY_OPENABLE)
         intent.setType("*/*")
-        intent.putExtra(intent_cls.EXTRA_MIME_TYPES, PICK_MIME_TYPES)
+        intent.putExtra(intent_cls.EXTRA_MIME_TYPES, mime_types)
         self._pending[REQUEST_PICK] = (on_picked, None)
         self._context.startActivityForResult(intent, REQUEST_PICK)
 

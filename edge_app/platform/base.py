@@ -50,6 +50,10 @@ class PlatformAdapter(ABC):
     def pick_folder(self, on_picked: OnPicked, start_dir: Path | None = None) -> None:
         """Let the user choose a folder (a model bundle); ``on_picked`` gets the result."""
 
+    def pick_photo(self, on_picked: OnPicked, start_dir: Path | None = None) -> None:
+        """Let the user choose a phone photo of a film (JPEG or PNG); default: the image picker."""
+        self.pick_image(on_picked, start_dir=start_dir)
+
     def capture_image(self, on_picked: OnPicked) -> None:
         """Take a photo of a radiograph with the camera (only where :attr:`can_capture`)."""
         on_picked(PickResult(error=f"camera capture is not available on {self.name}"))

@@ -1,7 +1,7 @@
 """Desktop and Raspberry Pi: Kivy's own file chooser in a popup (layout in ``kv/pickers.kv``).
 
-There is no camera route on desktop: a webcam photo of a monitor is not a radiograph the model was
-trained on, and a kiosk gets its images from the watch folder instead.
+There is no camera route on desktop: a kiosk gets its images from the watch folder, and a phone
+photo of a film is opened as a file (*Open a photo*: JPEG or PNG, then the corner editor).
 """
 
 from __future__ import annotations
@@ -17,6 +17,9 @@ from edge_app.platform.base import OnPicked, PickResult, PlatformAdapter
 from edge_app.watch import IMAGE_SUFFIXES
 
 logger = logging.getLogger(__name__)
+
+#: What *Open a photo* lists: what phone cameras and screenshot tools write.
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
 class FilePickerPopup(Popup):
@@ -61,10 +64,17 @@ class DesktopAdapter(PlatformAdapter):
     def can_capture(self) -> bool:
         return False
 
-    def _open(self, title: str, on_picked: OnPicked, start_dir: Path | None, dirselect: bool) -> None:
+    def _open(
+        self,
+        title: str,
+        on_picked: OnPicked,
+        start_dir: Path | None,
+        dirselect: bool,
+        suffixes: tuple[str, ...] = IMAGE_SUFFIXES,
+    ) -> None:
         self.dismiss()
         start = Path(start_dir) if start_dir and Path(start_dir).is_dir() else Path.home()
-        patterns = [f"*{s}" for s in IMAGE_SUFFIXES] + [f"*{s.upper()}" for s in IMAGE_SUFFIXES]
+        patterns = [f"*{s}" for s in suffixes] + [f"*{s.upper()}" for s in suffixes]
         filters = [] if dirselect else patterns
         self.popup = FilePickerPopup(
             title=title,
@@ -77,6 +87,10 @@ class DesktopAdapter(PlatformAdapter):
 
     def pick_image(self, on_picked: OnPicked, start_dir: Path | None = None) -> None:
         self._open("Open a chest radiograph (PNG, JPEG or DICOM)", on_picked, start_dir, dirselect=False)
+
+    def pick_photo(self, on_picked: OnPicked, start_dir: Path | None = None) -> None:
+        title = "Open a phone photo of a film (JPEG or PNG)"
+        self._open(title, on_picked, start_dir, dirselect=False, suffixes=PHOTO_SUFFIXES)
 
     def pick_folder(self, on_picked: OnPicked, start_dir: Path | None = None) -> None:
         title = "Choose a model bundle folder (it holds manifest.json)"

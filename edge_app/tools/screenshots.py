@@ -4,7 +4,9 @@
 
 Runs the real app in an offscreen OpenGL window (edge_app.headless) -- no display needed -- and
 saves: the first-run screen (no bundle), a result with its heat map (desktop landscape and phone
-portrait), the PNG report exported from it, a refusal, and the kiosk layout. The sample
+portrait), the PNG report exported from it, a refusal, the kiosk layout, and the photo flow (the
+confirm screen with the film's corners, and the report of the scored photo) when
+``training.data.photo_render`` can draw a phone photo of a phantom film. The sample
 radiograph is a synthetic phantom from ``training.data.phantom`` when the training package is
 importable (no torch needed), else a simple drawn one; ``--image`` uses your own file. The
 colour "photo" that gets refused is drawn here. Nothing is downloaded.
@@ -57,6 +59,54 @@ def sample_photo(path: Path, size: int = 512) -> Path:
     return path
 
 
+def sample_film_photo(path: Path, seed: int = 0) -> Path | None:
+    """A phone photo of a phantom film on a light box (training.data.photo_render), as a JPEG; None
+    when the training package is not importable."""
+    try:
+        from training.data.photo_render import render_photo
+    except ImportError:
+        return None
+    film = Image.open(sample_radiograph(path.with_suffix(".film.png"), 560)).convert("L")
+    film = film.resize((480, 560), Image.Resampling.BILINEAR)
+    photo = render_photo(np.asarray(film), np.random.default_rng(seed), kind="lightbox")
+    if photo.jpeg:
+        path.write_bytes(photo.jpeg)
+    else:
+        Image.fromarray(photo.rgb).save(path, quality=90)
+    return path
+
+
+def _photo_shots(app, session, photo: Path, out: Path) -> list[Path]:  # type: ignore[no-untyped-def]
+    """The confirm screen with the detected corners, and the report of the photo scored with them."""
+    app.go_home()
+    app.open_photo(photo)
+    session.wait_until(lambda: not app.busy and app.screens.current != "start", 120, "photo screen")
+    if app.screens.current != "photo":
+        return []
+    saved = [session.save_screenshot(out / "photo-confirm.png")]
+    app.confirm_photo()
+    session.wait_until(lambda: not app.busy and app.screens.current != "photo", 120, "photo scored")
+    if app.prediction is None:
+        return saved
+    import io
+
+    from edge_app.report import render_report
+    from edge_app.storage import write_atomic
+
+    view = app.photo_view
+    buffer = io.BytesIO()
+    render_report(
+        app.prediction,
+        app.selected_label,
+        float(app.overlay_opacity),
+        app.bundle_title,
+        view.display,
+        view.photo_size[0],
+    ).save(buffer, format="PNG", optimize=True)
+    saved.append(write_atomic(out / "photo-report.png", buffer.getvalue()))
+    return saved
+
+
 def _session(options: dict, size: tuple[int, int]):  # type: ignore[no-untyped-def]
     from edge_app.app import CxrEdgeApp
     from edge_app.headless import HeadlessSession
@@ -91,6 +141,7 @@ def capture(bundle: Path, out: Path, image: Path | None = None) -> list[Path]:
     work = Path(tempfile.mkdtemp(prefix="cxr-edge-shots-"))
     image = image or sample_radiograph(work / "phantom_pa.png")
     photo = sample_photo(work / "holiday_photo.jpg")
+    film_photo = sample_film_photo(work / "film_on_lightbox.jpg")
     saved = []
 
     app, session = _session({"data_dir": work / "empty"}, LANDSCAPE)
@@ -108,6 +159,8 @@ def capture(bundle: Path, out: Path, image: Path | None = None) -> list[Path]:
     app.go_home()
     _scored(app, session, photo)
     saved.append(session.save_screenshot(out / "refusal.png"))
+    if film_photo is not None:
+        saved += _photo_shots(app, session, film_photo, out)
     session.stop()
 
     watch = work / "usb"

@@ -41,7 +41,7 @@ FINDINGS = [
 
 def test_a_new_log_is_wal_full_sync_and_current(tmp_path: Path) -> None:
     log = open_log(tmp_path)
-    assert log.version == SCHEMA_VERSION == 2
+    assert log.version == SCHEMA_VERSION == 3
     assert log.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert log.conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
     assert log.integrity_check() == "ok"
@@ -136,12 +136,38 @@ def test_migration_from_version_1_keeps_every_study(tmp_path: Path) -> None:
     log = StudyLog(path)
     assert log.version == SCHEMA_VERSION
     old, waiting = log.studies(newest_first=False)
-    assert (old.name, old.state, old.top_finding, old.linked_to, old.derived_deleted_at) == (
-        "old.png", SCORED, "Mass", None, None)  # fmt: skip
+    assert (old.name, old.state, old.top_finding, old.linked_to, old.derived_deleted_at, old.input) == (
+        "old.png", SCORED, "Mass", None, None, None)  # fmt: skip
+    assert old.photo is None
     assert log.next_pending().id == waiting.id
     assert log.integrity_check() == "ok"
     log.close()
     assert StudyLog(path, readonly=True).health().total == 2
+
+
+def test_a_photo_judged_in_the_app_is_one_finished_study_with_its_input(tmp_path: Path) -> None:
+    log = open_log(tmp_path)
+    pending = log.record(tmp_path / "usb.png", "cc" * 32, 5, 1)
+    photo = {"kind": "photo", "corners": [[1, 2], [9, 2], [9, 8], [1, 8]], "quality": {"glare": 0.0}}
+    first = log.record_judged(
+        tmp_path / "film.jpg", "aa" * 32, 10, 1, REFUSED, gate="refused", error="glare", input=photo
+    )
+    study = log.get(first)
+    assert (study.state, study.error, study.attempts, study.photo) == (REFUSED, "glare", 1, photo)
+    assert log.next_pending().id == pending  # the kiosk queue never sees a judged photo
+    again = {**photo, "corners": [[2, 2], [9, 2], [9, 8], [1, 8]]}
+    second = log.record_judged(
+        tmp_path / "film.jpg", "aa" * 32, 10, 1, SCORED, gate="accepted", findings=FINDINGS, input=again
+    )
+    assert second == first  # judged again with other corners: the same study, the latest judgement
+    study = log.get(first)
+    assert (study.state, study.error, study.top_finding, study.photo) == (SCORED, None, "Effusion", again)
+    assert len(log.studies()) == 2
+    rows = list(csv.DictReader(io.StringIO(log.to_csv().decode("utf-8"))))
+    assert '"corners"' in rows[1]["input"] and rows[0]["input"] == ""
+    with pytest.raises(StudyLogError, match="not an outcome"):
+        log.record_judged(tmp_path / "x.jpg", "dd" * 32, 1, 1, PENDING)
+    log.close()
 
 
 def test_a_newer_log_is_refused(tmp_path: Path) -> None:

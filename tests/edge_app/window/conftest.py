@@ -47,11 +47,12 @@ def start_app(data_dir: Path, size: tuple[int, int] = (1280, 800), **options: ob
     return app, session
 
 
-def open_via_picker(session, path: Path) -> None:  # type: ignore[no-untyped-def]
-    """What a user does: tap "Open image", walk to the folder, tap the file, tap "Open"."""
+def open_via_picker(session, path: Path, button=None) -> None:  # type: ignore[no-untyped-def]
+    """What a user does: tap "Open image" (or ``button``), walk to the folder, tap the file, tap "Open"."""
     app = session.app
-    screen = app.screens.get_screen(app.screens.current)
-    button = screen.ids.get("open_button") or screen.ids.get("another_button")
+    if button is None:
+        screen = app.screens.get_screen(app.screens.current)
+        button = screen.ids.get("open_button") or screen.ids.get("another_button")
     if button is None:
         button = app.screens.get_screen("result").actions.ids.new_button
     session.tap(button)

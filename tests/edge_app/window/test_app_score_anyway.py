@@ -101,3 +101,38 @@ def test_a_rule_refusal_offers_no_override(running, image_files) -> None:  # typ
     app.score_anyway()  # even if called, a rule refusal is not scored
     session.pump(3)
     assert not app.busy and app.screens.current == "message" and app.prediction is None
+
+
+def test_a_photo_the_learned_gate_refuses_is_scored_anyway_with_the_same_corners(  # type: ignore[no-untyped-def]
+    running, tmp_path: Path
+) -> None:
+    from training.data.photo_render import render_photo
+
+    app, session = running
+    noise = (np.random.default_rng(9).random((560, 480)) * 255).astype(np.uint8)
+    rendered = render_photo(noise, np.random.default_rng(3), kind="lightbox")
+    path = tmp_path / "noise_film.jpg"
+    path.write_bytes(rendered.jpeg)
+    app.go_home()
+    session.pump(2)
+    open_via_picker(session, path, button=app.screens.get_screen("start").ids.photo_button)
+    session.wait_until(lambda: not app.busy, 60, "photo read")
+    assert app.screens.current == "photo", (app.screens.current, app.last_outcome)
+    corners = app.screens.get_screen("photo").photo_corners()
+    session.tap(app.screens.get_screen("photo").ids.confirm_button)
+    session.wait_until(lambda: not app.busy, 60, "photo judged")
+    screen = app.screens.get_screen("message")
+    assert app.screens.current == "message" and screen.overridable, app.last_outcome
+    assert screen.ids.title.text == "This photo was not scored" and not screen.fix
+    button = screen.ids.score_anyway_button
+    assert button.opacity == 1 and not button.disabled
+    session.tap(button)
+    session.wait_until(lambda: not app.busy, 60, "scored anyway")
+    assert app.screens.current == "result", (app.screens.current, app.last_outcome)
+    prediction = app.prediction
+    assert prediction.gate_override and prediction.to_dict()["input"]["kind"] == "photo"
+    assert np.allclose(prediction.to_dict()["input"]["corners"], corners, atol=0.01)
+    mark = app.screens.get_screen("result").findings.ids.override_mark
+    assert mark.text.startswith(OVERRIDE_TITLE) and mark.opacity == 1
+    app.go_home()
+    session.pump(2)
