@@ -163,19 +163,24 @@ def tolerance_factor(count: int, acceptance: float, confidence: float = TOLERANC
     return (z_p + math.sqrt(z_p**2 - a * b)) / a
 
 
-def threshold_at(distances: NDArray[np.floating], acceptance: float = DEFAULT_ACCEPTANCE) -> float:
+def threshold_at(
+    distances: NDArray[np.floating],
+    acceptance: float = DEFAULT_ACCEPTANCE,
+    confidence: float = TOLERANCE_CONFIDENCE,
+) -> float:
     """The distance below which ``acceptance`` of in-distribution images are expected to fall.
 
     A 99.7% point cannot be read off a few dozen validation images: the empirical quantile of 31
     images is their maximum, and the plain quantile of a fit to them is as uncertain as their
     spread. On the demo bundle (31 held-out images) thresholds at the fitted quantile refused
     1.4-2.6% of 500 fresh in-distribution phantoms, with a 1% budget. So the log-distances are
-    fitted with a normal distribution and the threshold is the upper :data:`TOLERANCE_CONFIDENCE`
-    tolerance bound of its ``acceptance`` quantile (:func:`tolerance_factor`) -- or the empirical
-    (conformal) quantile, the ``ceil((n + 1) * acceptance)``-th smallest distance (the largest when
-    there are too few images for that rank), when it is larger. Resampling the 500 fresh phantoms
-    as validation sets of 31-150 put the feature distance's own refusals at 0.3-0.7% and the
-    autoencoder's at 0.02-0.06% (docs/input-gate.md, "How many images set a threshold").
+    fitted with a normal distribution and the threshold is the upper ``confidence`` (default
+    :data:`TOLERANCE_CONFIDENCE`) tolerance bound of its ``acceptance`` quantile
+    (:func:`tolerance_factor`; a confidence of 0.5 gives the fitted quantile itself) -- or the
+    empirical (conformal) quantile, the ``ceil((n + 1) * acceptance)``-th smallest distance (the
+    largest when there are too few images for that rank), when it is larger. Resampling the 500
+    fresh phantoms as validation sets of 31-150 put the feature distance's own refusals at
+    0.3-0.7% with the 95% bound (docs/input-gate.md, "How many images set a threshold").
     Needs at least :data:`MIN_VALIDATION_IMAGES` distances.
     """
     values = np.sort(np.asarray(distances, dtype=np.float64))
@@ -188,7 +193,9 @@ def threshold_at(distances: NDArray[np.floating], acceptance: float = DEFAULT_AC
         raise FeatureGateError(f"acceptance={acceptance!r}; expected a share in [0.5, 1)")
     logs = np.log(values)
     spread = float(logs.std(ddof=1))
-    fitted = float(np.exp(logs.mean() + tolerance_factor(values.size, acceptance) * spread))
+    if not 0.5 <= confidence < 1.0:
+        raise FeatureGateError(f"confidence={confidence!r}; expected a probability in [0.5, 1)")
+    fitted = float(np.exp(logs.mean() + tolerance_factor(values.size, acceptance, confidence) * spread))
     # With fewer than 1 / (1 - acceptance) - 1 images the conformal rank is past the largest
     # distance: the largest is then the floor (every validation image is accepted). The floor gets
     # a float-rounding margin: the same image through the same file at batch 1 on a device (the

@@ -346,11 +346,8 @@ def export_bundle(request: ExportRequest) -> ExportResult:
             )
         if quality is not None:
             write_npz(folder / QUALITY_NAME, **quality[1])
-        # Every validation image is held out from the autoencoder (INT8 calibration used some of them
-        # for the classifier's activation ranges only), so all of them set its thresholds.
-        held_out = tensors if evaluation is None else np.concatenate([tensors, parity.tensors])
         autoencoder, autoencoder_report = export_autoencoder(
-            splits, checkpoint.spec, request.gate_train_images, held_out, golden["inputs"], entries,
+            splits, checkpoint.spec, request.gate_train_images, parity.tensors, golden["inputs"], entries,
             folder, Path(work), epochs=request.autoencoder_epochs, seed=request.autoencoder_seed,
             acceptance=signal_acceptance, quant=request.quant, progress=request.progress,
         )  # fmt: skip
