@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from cxr_core.capture import PhotoLimits, PhotoRefusedError, capture_film
 from cxr_core.capture_quality import DEFAULT_LIMITS
@@ -69,21 +70,27 @@ def _film(rng: np.random.Generator) -> np.ndarray:
 
 
 def _one(rendered: Any, limits: PhotoLimits) -> dict[str, Any]:
-    """Capture one rendered photo: detection, figures, verdict."""
+    """Capture one rendered photo: the whole photo's blur, detection, figures, verdict."""
+    from cxr_core.capture_quality import judge, photo_blur
+
     row: dict[str, Any] = {"defect": rendered.defect, "usable": bool(rendered.usable)}
     start = time.perf_counter()
+    blur = photo_blur(Image.fromarray(rendered.rgb))  # capture_film judges it first (check_photo_blur)
     try:
         captured = capture_film(rendered.rgb, check=False)
     except PhotoRefusedError as exc:
-        row.update(detected=False, refused=True, code=exc.code, corner_error=None, quality=None)
+        code = "blur" if blur > limits.max_photo_blur else exc.code
+        row.update(detected=False, refused=True, code=code, corner_error=None, quality=None)
         row["ms"] = (time.perf_counter() - start) * 1000.0
         return row
     row["ms"] = (time.perf_counter() - start) * 1000.0
     truth = np.asarray(rendered.corners, dtype=np.float64)
     error = _corner_error(captured.corners, truth) if np.isfinite(truth).all() else None
-    row.update(detected=True, corner_error=error, quality=captured.quality.to_dict())
-    from cxr_core.capture_quality import judge
-
+    quality = {**captured.quality.to_dict(), "photo_blur": blur}
+    row.update(detected=True, corner_error=error, quality=quality)
+    if blur > limits.max_photo_blur:
+        row.update(refused=True, code="blur")
+        return row
     try:
         judge(captured.quality, limits, "photo")
         row.update(refused=False, code=None)
@@ -204,6 +211,7 @@ def fit_limits(rows: list[dict[str, Any]]) -> PhotoLimits:
         min_fill=round(worst("fill", high=False) * 0.6, 3),
         min_edge_margin=DEFAULT_LIMITS.min_edge_margin,
         min_confidence=round(worst("confidence", high=False) - 0.1, 3),
+        max_photo_blur=round(worst("photo_blur") + 0.05, 3),
     )
 
 

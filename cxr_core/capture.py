@@ -68,6 +68,7 @@ from cxr_core.capture_quality import (
     PhotoLimits,
     PhotoQuality,
     blur_metric,
+    check_photo_blur,
     glare_shares,
     judge,
     measure_copy,
@@ -235,12 +236,18 @@ def _as_image(rgb: NDArray[np.uint8] | Image.Image, name: str) -> Image.Image:
 # ----------------------------------------------------------------------------- detection
 
 
-def find_film(rgb: NDArray[np.uint8] | Image.Image, *, name: str = "photo") -> FilmQuad:
+def find_film(
+    rgb: NDArray[np.uint8] | Image.Image, *, name: str = "photo", limits: PhotoLimits = DEFAULT_LIMITS
+) -> FilmQuad:
     """The film's four corners in the photo (TL, TR, BR, BL, photo pixels) and the detection's confidence.
 
-    Raises :class:`PhotoRefusedError` when there is no film, two films, or a film cut off by the frame.
+    Raises :class:`PhotoRefusedError` when the whole photo is too blurred to look for a film in (the
+    advice is then to hold the phone still, not that no film was found), when there is no film, two
+    films, or a film cut off by the frame.
     """
-    return detect_quad(_as_image(rgb, name), name)
+    photo = _as_image(rgb, name)
+    check_photo_blur(photo, limits, name)
+    return detect_quad(photo, name)
 
 
 # ----------------------------------------------------------------------------- rectification
@@ -433,6 +440,8 @@ def capture_film(
         size = photo.size
     start = time.perf_counter_ns()
     if corners is None:
+        if check:  # a photo too blurred to find the film in says so, not "no film found"
+            check_photo_blur(photo, limits, label)
         quad = detect_quad(photo, label)
         points, confidence, detected = quad.corners * scale, quad.confidence, True
     else:

@@ -27,6 +27,7 @@ unusable photos are only measured against them (docs/photos.md).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
@@ -44,6 +45,8 @@ MEASURE_SIZE = 512
 #: JPEG blocks average out (noise makes a blurred photo look sharp at full size), fine enough that a
 #: photo blurred by 2% of the film's side stands out.
 BLUR_SIZE = 256
+#: Long side of the whole photo its own blur figure is measured on, before the film is looked for.
+PHOTO_BLUR_SIZE = 256
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,12 @@ class PhotoLimits:
     min_fill: float = 0.152
     min_edge_margin: float = -0.002
     min_confidence: float = 0.569
+    #: The whole photo's blur, judged before the film is looked for (a blurred photo's film edges are
+    #: too weak to find, and "no film found" would be the wrong advice). Worst good photo + 0.05, as
+    #: the film's blur: the 34 good photos of seed 1000 whose film was found measured up to 0.333 at
+    #: 256 px (in a 12-per-defect probe, blurred photos measured 0.62-0.84, every other defect at most
+    #: 0.345).
+    max_photo_blur: float = 0.383
 
 
 DEFAULT_LIMITS = PhotoLimits()
@@ -122,6 +131,30 @@ def blur_metric(grey: NDArray[np.float32]) -> float:
         s_v = float(np.maximum(0.0, d_f - d_b).sum())
         worst = max(worst, (s_f - s_v) / s_f)
     return worst
+
+
+def photo_blur(photo: Image.Image) -> float:
+    """:func:`blur_metric` of the whole photo in grey at :data:`PHOTO_BLUR_SIZE` px (box-filtered)."""
+    width, height = photo.size
+    scale = PHOTO_BLUR_SIZE / max(width, height)
+    small = photo.convert("L").resize(
+        (max(1, round(width * scale)), max(1, round(height * scale))), Image.Resampling.BOX
+    )
+    return blur_metric(np.asarray(small, dtype=np.float32) / 255.0)
+
+
+def check_photo_blur(photo: Image.Image, limits: PhotoLimits, source: str | Path) -> float:
+    """Refuse a photo too blurred to find and read a film in (before detection); return its blur."""
+    blur = photo_blur(photo)
+    if blur > limits.max_photo_blur:
+        raise PhotoRefusedError(
+            source,
+            "blur",
+            f"the photo is blurred (blur {blur:.2f} over the whole photo, limit {limits.max_photo_blur:.2f})",
+            "hold the phone still, and tap the film on the screen to focus before taking the photo",
+            {"photo_blur": round(blur, 4)},
+        )
+    return blur
 
 
 def moire_metric(grey: NDArray[np.float32]) -> float:

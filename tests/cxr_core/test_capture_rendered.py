@@ -96,3 +96,23 @@ def test_cxr_predict_photo_json_validates_and_refusals_carry_the_fix(
     assert failure["error"] == "PhotoRefusedError"
     assert failure["fix"] == "hold the phone parallel to the film"
     assert failure["photo_quality"]["tilt_deg"] > 30
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_blurred_photo_is_refused_as_blurred_before_the_film_is_looked_for(
+    kind: str, tmp_path: Path
+) -> None:
+    from cxr_core.capture_quality import DEFAULT_LIMITS, photo_blur
+
+    for seed in (21, 22):
+        blurred = _rendered(kind, seed, defect="blur")
+        path = tmp_path / f"{kind}{seed}-blur.jpg"
+        path.write_bytes(blurred.jpeg)
+        with pytest.raises(PhotoRefusedError) as caught:
+            capture_film(path)
+        assert caught.value.code == "blur", (kind, seed, caught.value.code, caught.value.reason)
+        assert "hold the phone still" in caught.value.fix
+        assert caught.value.measures["photo_blur"] > DEFAULT_LIMITS.max_photo_blur
+        # the same scene in focus passes the whole-photo check
+        sharp = _rendered(kind, seed)
+        assert photo_blur(Image.fromarray(sharp.rgb)) <= DEFAULT_LIMITS.max_photo_blur
