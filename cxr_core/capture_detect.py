@@ -373,39 +373,44 @@ def _score(quads: NDArray[np.float64], edges: Edges) -> _Scored:
     return _Scored(quads, scores, support, polarity)
 
 
-def _inside_edge_share(quad: NDArray[np.float64], edges: Edges) -> float:
-    """Share of the quad's inner 80% (by side) that are edge pixels: a film has structure inside."""
-    inner = _shrunk(quad, 0.1)
-    x0, y0 = np.floor(inner.min(axis=0)).astype(int)
-    x1, y1 = np.ceil(inner.max(axis=0)).astype(int)
+def _sample_grid(quad: NDArray[np.float64], edges: Edges) -> tuple[NDArray[np.intp], NDArray[np.intp]] | None:
+    """Every second pixel (x, y) of ``quad``'s bounding box clipped to the edge map, or None when empty."""
+    x0, y0 = np.floor(quad.min(axis=0)).astype(int)
+    x1, y1 = np.ceil(quad.max(axis=0)).astype(int)
     h, w = edges.mask.shape
     x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w - 1), min(y1, h - 1)
     if x1 <= x0 or y1 <= y0:
-        return 0.0
+        return None
     yy, xx = np.mgrid[y0 : y1 + 1 : 2, x0 : x1 + 1 : 2]
-    inside = _inside_masks(inner[None], xx.ravel().astype(float), yy.ravel().astype(float))[0]
+    return xx.ravel(), yy.ravel()
+
+
+def _inside_edge_share(quad: NDArray[np.float64], edges: Edges) -> float:
+    """Share of the quad's inner 80% (by side) that are edge pixels: a film has structure inside."""
+    inner = _shrunk(quad, 0.1)
+    grid = _sample_grid(inner, edges)
+    if grid is None:
+        return 0.0
+    xs, ys = grid
+    inside = _inside_masks(inner[None], xs.astype(float), ys.astype(float))[0]
     if not inside.any():
         return 0.0
-    return float(edges.mask[yy.ravel()[inside], xx.ravel()[inside]].mean())
+    return float(edges.mask[ys[inside], xs[inside]].mean())
 
 
 def _ring_edge_share(outer: NDArray[np.float64], inner: NDArray[np.float64], edges: Edges) -> float:
     """Share of edge pixels between ``outer`` and ``inner`` (bands along both outlines left out)."""
     shrunk = _shrunk(outer, 0.04)
     grown = inner.mean(axis=0) + (inner - inner.mean(axis=0)) * 1.06
-    x0, y0 = np.floor(shrunk.min(axis=0)).astype(int)
-    x1, y1 = np.ceil(shrunk.max(axis=0)).astype(int)
-    h, w = edges.mask.shape
-    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w - 1), min(y1, h - 1)
-    if x1 <= x0 or y1 <= y0:
+    grid = _sample_grid(shrunk, edges)
+    if grid is None:
         return 0.0
-    yy, xx = np.mgrid[y0 : y1 + 1 : 2, x0 : x1 + 1 : 2]
-    xs, ys = xx.ravel().astype(float), yy.ravel().astype(float)
-    masks = _inside_masks(np.stack([shrunk, grown]), xs, ys)
+    xs, ys = grid
+    masks = _inside_masks(np.stack([shrunk, grown]), xs.astype(float), ys.astype(float))
     ring = masks[0] & ~masks[1]
     if ring.sum() < 20:
         return 0.0
-    return float(edges.mask[yy.ravel()[ring], xx.ravel()[ring]].mean())
+    return float(edges.mask[ys[ring], xs[ring]].mean())
 
 
 def _overlaps(quads: NDArray[np.float64], size: tuple[int, int]) -> tuple[NDArray, NDArray]:

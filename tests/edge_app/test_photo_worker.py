@@ -16,19 +16,12 @@ from edge_app.display import fit_for_display, grey_to_rgb8
 from edge_app.photo import inset_corners
 from edge_app.report import _PAD, REPORT_IMAGE_SIDE, export_report, photo_panel, render_report
 from edge_app.worker import Failed, PhotoLoaded, PredictionService, Refused, Scored
+from tests.edge_app import test_worker
 from tests.edge_app.photos import PhotoCase, write_photo
 from tests.edge_app.test_worker import Inbox, _ask
 
-
-@pytest.fixture(scope="module")
-def service(session_bundle: Path):  # type: ignore[no-untyped-def]
-    inbox = Inbox()
-    svc = PredictionService(inbox.post, display_max_side=128)
-    outcomes: list = []
-    svc.load(session_bundle, outcomes.append)
-    inbox.run_one()
-    yield svc, inbox
-    svc.shutdown()
+#: The worker tests' loaded service (it also checks the bundle loaded).
+service = test_worker.service
 
 
 @pytest.fixture(scope="module")
