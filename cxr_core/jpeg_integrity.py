@@ -28,7 +28,9 @@ JPEG carries no checksum. These checks catch what they can without a second deco
   the step minus the median step of the boundaries 8 and 16 pixels above and below) along every
   such one-width window, and refuses a window whose mean step is at least
   :data:`DESYNC_MIN_STEP` grey levels, larger than the image's typical boundary step, coherent in
-  sign, and larger than the steps beside the window.
+  sign, and larger than the steps beside the window, provided the blocks it would offset show
+  content (:data:`DESYNC_MIN_OFFSET_SEEN`): a step into a black or white band filling the rest of
+  the image is a border's edge, not an offset.
 
 Each failure is a :class:`~cxr_core.imaging_common.CorruptImageError` naming the file.
 Not detectable this way (measured in docs/reliability.md): damage that leaves the DC chain intact
@@ -69,6 +71,13 @@ DESYNC_MIN_SIZE = 192
 DESYNC_PART_RATIO = 0.3
 #: Shortest part of a staircase, as a share of the image width.
 DESYNC_MIN_PART = 0.05
+#: Share of the 8x8 blocks after a staircase (the part a lost bit would offset) that must show
+#: content, i.e. not be clipped flat at 0 or 255: a step into a black or white band that fills the
+#: rest of the image (a collimator or film border below a slightly tilted edge) offsets nothing.
+DESYNC_MIN_OFFSET_SEEN = DESYNC_MIN_SEEN
+#: Most staircase candidates above the refusal line checked for content after them (strongest first;
+#: any beyond are refused unchecked).
+DESYNC_MAX_CANDIDATES = 256
 
 
 @dataclass
@@ -335,7 +344,8 @@ def desync_score(pixels: NDArray, mcu_rows: int = 1) -> tuple[float, int, int, f
     step by half the minimum or more in the same direction, and each part is at least
     :data:`DESYNC_MIN_PART` of the width. A straight step along a whole block boundary (damage at a
     row's first blocks, or a genuine horizontal edge such as a collimator shutter that happens to
-    fall on a multiple of 8 pixels) is therefore never refused.
+    fall on a multiple of 8 pixels) is therefore never refused. Nor is a staircase whose offset
+    would fall on blocks that are nearly all clipped flat (:data:`DESYNC_MIN_OFFSET_SEEN`).
     """
     grey = _luma(pixels)
     none = (-math.inf, -1, -1, 0.0)
@@ -358,6 +368,7 @@ def desync_score(pixels: NDArray, mcu_rows: int = 1) -> tuple[float, int, int, f
     if split.size == 0:
         return none
     best = none
+    clipped: NDArray[np.bool_] | None = None  # computed only when a staircase would be refused
     for gap in sorted({1, max(1, mcu_rows)}):
         if n <= gap:
             continue
@@ -390,10 +401,46 @@ def desync_score(pixels: NDArray, mcu_rows: int = 1) -> tuple[float, int, int, f
             inside = inside_abs / np.maximum(sum(counted[k : n - gap + k, -1:] for k in range(1, gap)), 1)
             excess = np.where(inside <= 0.5 * np.abs(mean), excess, -math.inf)
         excess = np.where(supported & coherent, excess, -math.inf)
+        if (excess > 0).any():
+            clipped = _clipped_blocks(grey) if clipped is None else clipped
+            excess = _drop_unseen_offsets(excess, clipped, gap, split)
         r, c = np.unravel_index(int(np.argmax(excess)), excess.shape)
         if excess[r, c] > best[0]:
             best = (float(excess[r, c]), int(r), int(split[c]), float(mean[r, c]))
     return best
+
+
+def _drop_unseen_offsets(excess: NDArray, clipped: NDArray[np.bool_], gap: int, split: NDArray) -> NDArray:
+    """``excess`` with the refused staircases that offset almost nothing visible set to -inf.
+
+    ``clipped[i, j]`` says block (i, j) is clipped flat at 0 or 255. Candidates above the refusal
+    line (``excess > 0``) are checked strongest first until one offsets enough visible blocks
+    (:data:`DESYNC_MIN_OFFSET_SEEN`): that one is refused, the weaker ones need no check.
+    """
+    out = np.array(excess, dtype=np.float64, order="C")  # a C-ordered copy, so reshape is a view
+    flat = out.reshape(-1)
+    refused = np.flatnonzero(flat > 0)
+    visible_rows = np.cumsum((~clipped)[::-1].sum(axis=1))[::-1]  # visible blocks from row i down
+    rows = clipped.shape[0]
+    for index in refused[np.argsort(flat[refused])[::-1]][:DESYNC_MAX_CANDIDATES]:
+        r, c = np.unravel_index(int(index), out.shape)
+        column = int(split[c])
+        # offset by a lost bit in block (r + 1, column): the rest of that block row (for an MCU
+        # row, the rows down to r + gap) and every row after it
+        partial = (~clipped[r + 1 : r + gap + 1, column:]).sum()
+        after = visible_rows[r + gap + 1] if r + gap + 1 < rows else 0
+        total = clipped[r + 1 : r + gap + 1, column:].size + (rows - r - gap - 1) * clipped.shape[1]
+        if partial + after >= DESYNC_MIN_OFFSET_SEEN * total:
+            break
+        flat[index] = -math.inf
+    return out
+
+
+def _clipped_blocks(grey: NDArray[np.float32]) -> NDArray[np.bool_]:
+    """Whether each whole 8x8 block is clipped flat at 0 or at 255."""
+    rows, cols = grey.shape[0] // _BLOCK, grey.shape[1] // _BLOCK
+    blocks = grey[: rows * _BLOCK, : cols * _BLOCK].reshape(rows, _BLOCK, cols, _BLOCK)
+    return (blocks.max(axis=(1, 3)) <= 0.5) | (blocks.min(axis=(1, 3)) >= 254.5)
 
 
 def check_desync(pixels: NDArray, name: str, layout: JpegLayout = JpegLayout()) -> None:

@@ -74,6 +74,27 @@ def test_a_small_offset_or_a_straight_block_aligned_edge_is_not_refused(tmp_path
         assert decoded.pixels.shape == image.shape
 
 
+@pytest.mark.parametrize("quality", [90, 95])
+def test_a_tilted_edge_into_a_black_band_on_a_block_boundary_is_not_refused(
+    tmp_path: Path, quality: int
+) -> None:
+    """The phantom whose body ends in a black band along a slightly tilted edge crossing pixel row
+    368 (a block boundary) near block column 22: its steps have the two-part shape of a lost bit,
+    but what they would offset is the black band, so nothing says an offset happened."""
+    image = _phantom(384, seed=2)
+    path = write_jpeg(tmp_path / "edge.jpg", image, quality=quality)
+    assert decode_image(path).pixels.shape == image.shape
+    assert desync_score(_jpeg_pixels(path))[0] <= 0
+
+
+def test_an_offset_over_content_near_the_bottom_is_still_refused(tmp_path: Path) -> None:
+    """A lost bit two block rows above the black band offsets visible lungs: refused."""
+    image = _phantom(384, seed=2)
+    path = write_jpeg(tmp_path / "late.jpg", _offset_after(image, 40, 20, -40.0), quality=90)
+    with pytest.raises(CorruptImageError, match="offset by about"):
+        decode_image(path)
+
+
 CLEAN_OPTIONS = [
     {"progressive": False},
     {"progressive": True},
