@@ -11,9 +11,10 @@ the learned gate's cost against inference is :mod:`benchmarks.gate_bench`'s.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,20 @@ def _stage_summary(values: list[float], total: float) -> dict[str, float]:
     }
 
 
+def without_learned_gate(predictor: Any, predict: Callable[[], Any]) -> tuple[float, float]:
+    """Run ``predict`` with ``predictor``'s learned gate taken out: (wall ms, its inference ms)."""
+    from cxr_core.gate_signals import LearnedGate
+
+    gate = predictor.learned_gate
+    predictor.learned_gate = LearnedGate()
+    try:
+        start = time.perf_counter_ns()
+        prediction = predict()
+        return (time.perf_counter_ns() - start) / 1e6, float(prediction.timings_ms["inference"])
+    finally:
+        predictor.learned_gate = gate
+
+
 def e2e_split(
     bundle_dir: str | Path, model: str, threads: int, images: Sequence[str], repeats: int = 3
 ) -> dict[str, Any]:
@@ -77,6 +92,8 @@ def e2e_split(
     load_ms = (time.perf_counter_ns() - t0) / 1e6
     per_stage: dict[str, list[float]] = {stage: [] for stage in STAGES}
     walls: list[float] = []
+    gated: list[float] = []  # prediction wall ms (no CAM) with the learned gate ...
+    bare: list[tuple[float, float]] = []  # ... and (wall ms, inference ms) without it
     refused: list[dict[str, Any]] = []
     for image in images:
         override = False
@@ -90,9 +107,17 @@ def e2e_split(
         except ImageRefusedError as exc:
             refused.append({"image": str(image), "reasons": list(exc.reasons), "timed": False})
             continue
-        for _ in range(max(1, repeats)):
+        bare_run = functools.partial(predictor.predict_file, image, override_gate=override)
+        for repeat in range(max(1, repeats)):
+            # the same prediction without the learned gate, every other time first: what the gate
+            # adds is the difference (its image signals run beside the model, so no stage shows it)
+            if repeat % 2:
+                bare.append(without_learned_gate(predictor, bare_run))
             start = time.perf_counter_ns()
             prediction = predictor.predict_file(image, override_gate=override)
+            gated.append((time.perf_counter_ns() - start) / 1e6)
+            if not repeat % 2:
+                bare.append(without_learned_gate(predictor, bare_run))
             top = prediction.ranked()[0].label
             cam_start = time.perf_counter_ns()
             prediction.heatmap(top)
@@ -118,6 +143,10 @@ def e2e_split(
     result["stages_ms"] = {stage: _stage_summary(v, stage_total) for stage, v in per_stage.items()}
     result["total_ms"] = round(stage_total, 4)
     result["wall_ms_p50"] = round(float(np.median(walls)), 4)
+    # median of the paired differences (each with-gate run against its neighbouring gate-less one)
+    added = np.asarray(gated) - np.asarray([b[0] for b in bare])
+    result["learned_gate_added_ms"] = round(float(np.median(added)), 4)
+    result["inference_without_gate_ms"] = round(float(np.mean([b[1] for b in bare])), 4)
     inference = result["stages_ms"]["inference"]["mean"]
     result["cam_share_of_inference"] = (
         round(result["stages_ms"]["cam"]["mean"] / inference, 4) if inference > 0 else None

@@ -156,13 +156,15 @@ EVAL = {
     "positive_rate": (*NUM, NONE),
     "reference_format": (str, NONE),
 }
-#: The learned input gate's time next to inference, per variant (benchmarks.gate_bench).
+#: The wall time the learned input gate adds next to the model's own, per variant (benchmarks.gate_bench).
 GATE_COST = {
     "format": (str,),
     "threads": (int,),
     "int8": (bool,),
     "learned_gate_ms": NUM,
     "inference_ms": NUM,
+    "inference_without_gate_ms": (*NUM, NONE),
+    "added_ms": NUM,
     "ratio": (*NUM, NONE),
     "target_row": (bool,),
     "within_target": (bool, NONE),

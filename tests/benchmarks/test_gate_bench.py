@@ -22,15 +22,29 @@ from tests.benchmarks.conftest import FAST, RunBench
 from tests.file_factory import write_jpeg, write_png
 
 
-def _e2e_row(name: str, threads: int, int8: bool, gate: float, inference: float) -> dict:
+def _e2e_row(
+    name: str,
+    threads: int,
+    int8: bool,
+    gate: float,
+    inference: float,
+    added: float | None = None,
+    bare_inference: float | None = None,
+) -> dict:
     stages = {"learned_gate": {"mean": gate}, "inference": {"mean": inference}}
-    return {
-        "name": name,
-        "kind": "format",
-        "threads": threads,
-        "int8": int8,
-        "e2e": {"status": "ok", "stages_ms": stages},
-    }
+    e2e: dict = {"status": "ok", "stages_ms": stages}
+    if added is not None:
+        e2e |= {"learned_gate_added_ms": added, "inference_without_gate_ms": bare_inference}
+    return {"name": name, "kind": "format", "threads": threads, "int8": int8, "e2e": e2e}
+
+
+def test_gate_cost_is_what_the_gate_adds_to_the_wall_time_over_the_gate_less_inference() -> None:
+    # the gate's stage took 0.5 ms after the model, the model ran 11 ms beside its image signals
+    # and 10 ms without the gate; the predictions took 1.5 ms longer with the gate
+    cost = gate_costs([_e2e_row("onnx-int8", 2, True, 0.5, 11.0, added=1.5, bare_inference=10.0)])[0]
+    assert cost["added_ms"] == pytest.approx(1.5) and cost["ratio"] == pytest.approx(0.15)
+    assert cost["inference_without_gate_ms"] == 10.0 and cost["within_target"] is True
+    assert cost["learned_gate_ms"] == 0.5 and cost["inference_ms"] == 11.0
 
 
 def test_gate_cost_is_the_learned_gate_stage_over_inference_with_the_int8_2_thread_target() -> None:
@@ -129,9 +143,10 @@ def test_edge_bench_reports_gate_cost_and_rates(
     assert validate_results(results) == []
     costs = {c["format"]: c for c in results["gate_cost"]}
     assert set(costs) == {"onnx", "onnx-int8"} and costs["onnx-int8"]["target_row"]
-    assert costs["onnx"]["ratio"] == pytest.approx(
-        costs["onnx"]["learned_gate_ms"] / costs["onnx"]["inference_ms"], rel=1e-2
-    )
+    onnx = costs["onnx"]
+    e2e = next(r["e2e"] for r in results["rows"] if r["name"] == "onnx" and r["threads"] == 2)
+    assert onnx["added_ms"] == pytest.approx(e2e["learned_gate_added_ms"], abs=1e-3)
+    assert onnx["ratio"] == pytest.approx(onnx["added_ms"] / onnx["inference_without_gate_ms"], rel=1e-2)
     # the e2e sample is refused by this phantom-trained gate, and still timed (gate overridden)
     e2e = next(r["e2e"] for r in results["rows"] if r["name"] == "onnx")
     assert e2e["status"] == "ok" and e2e["refused"] and e2e["refused"][0]["timed"] is True

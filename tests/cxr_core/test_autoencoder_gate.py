@@ -211,3 +211,49 @@ print(json.dumps({{"accepted": decision.accepted, "torch": sys.modules["torch"] 
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout.strip().splitlines()[-1]) == {"accepted": False, "torch": True}
+
+
+def test_the_image_signals_run_beside_the_model_and_every_verdict_comes_back(gated_bundle: Path) -> None:
+    """The Predictor runs the quality checks and the autoencoder on its gate thread while the model
+    runs; the result carries every signal's verdict, and a failing model still waits for the gate."""
+    import threading
+
+    from cxr_core.input_gate import InputGate
+    from cxr_core.predictor import Predictor
+    from cxr_core.runtime import open_backend
+
+    path = _test_phantoms(gated_bundle)[0]  # the fixture's small phantoms: no size rule here
+    bundle = load_bundle(gated_bundle)
+    backend = open_backend(bundle, model="onnx-int8", threads=2)
+    with Predictor(bundle, backend, gate=InputGate([])) as predictor:
+        threads: list[str] = []
+        before = predictor.learned_gate.before_inference
+
+        def recording(*args):  # noqa: ANN002, ANN202
+            threads.append(threading.current_thread().name)
+            return before(*args)
+
+        predictor.learned_gate.before_inference = recording  # type: ignore[method-assign]
+        prediction = predictor.predict_file(path)
+        assert threads and threads[0].startswith("cxr-gate") and threads[0] != threading.current_thread().name
+        signals = {d.signal for d in prediction.gate_signals}
+        assert {SIGNAL, "feature_mahalanobis"} <= signals, signals
+        assert prediction.timings_ms["learned_gate"] >= 0 and prediction.timings_ms["inference"] > 0
+
+        finished = threading.Event()
+
+        def slow_gate(*args):  # noqa: ANN002, ANN202
+            threading.Event().wait(0.2)
+            finished.set()
+            return before(*args)
+
+        def failing_model(batch):  # noqa: ANN001, ANN202
+            raise RuntimeError("model failed")
+
+        predictor.learned_gate.before_inference = slow_gate  # type: ignore[method-assign]
+        real_backend = predictor.backend
+        predictor.backend = failing_model  # type: ignore[assignment]
+        with pytest.raises(RuntimeError, match="model failed"):
+            predictor.predict_file(path)
+        assert finished.is_set()  # the gate's work was waited for, not left running
+        predictor.backend = real_backend
