@@ -112,9 +112,10 @@ def _export_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--concat-scale-sharing",
         action="store_true",
-        help="give each Concat's INT8 ONNX inputs their output's scale so QLinearConcat copies instead "
-        "of requantizing (faster on DenseNet; costs resolution, which the parity gate measures; off by "
-        "default: it failed the AUC gate of the tiny smoke model)",
+        help="give each Concat's INT8 ONNX inputs their output's scale and run the Concats on the "
+        "quantized bytes, chained per dense block, so they copy instead of requantizing (faster on "
+        "DenseNet; costs resolution, which the parity gate measures; off by default: it failed the AUC "
+        "gate of the tiny smoke model)",
     )
     gate = parser.add_argument_group("INT8 parity gate (defaults justified in cxr_core/parity.py)")
     gate.add_argument("--max-auc-drop", type=_limit, default=0.01, help="mean AUC drop vs PyTorch (0.01)")

@@ -6,8 +6,9 @@ image list, the pre-activation BatchNorms rewritten as 1x1 depthwise convolution
 every convolution fuses, and the classifier head (pooling, Gemm/MatMul, Sigmoid) kept in float so
 probabilities do not move in 1/255 steps. Optionally (``QuantConfig.share_concat_scales``, off by
 default) every Concat's inputs and output then share one scale/zero point
-(:mod:`quantize.concat_scales`), so ONNX Runtime's QLinearConcat copies instead of requantizing
-DenseNet's concatenations.
+(:mod:`quantize.concat_scales`), and those Concats then run on the quantized bytes, each dense
+block's chained (:mod:`quantize.concat_integer`): copies instead of requantizing DenseNet's
+concatenations.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from numpy.typing import NDArray
 
 from cxr_core.errors import CxrEdgeError
 from cxr_core.optional import require
+from quantize.concat_integer import concat_on_integers
 from quantize.concat_scales import share_concat_scales
 from quantize.graph_rewrite import batchnorm_to_depthwise
 from quantize.int8_sensitivity import nodes_around, rank_activations
@@ -55,8 +57,9 @@ class QuantConfig:
         keep_float_layers: re-quantize with the nodes around this many of the most sensitive
             activations (lowest SQNR in the layer-wise comparison) left in float.
         layer_report: rank the activations by sensitivity and record the worst in the manifest.
-        share_concat_scales: give each Concat's inputs and output one scale/zero point so that
-            ONNX Runtime's QLinearConcat becomes a copy (:mod:`quantize.concat_scales`).
+        share_concat_scales: give each Concat's inputs and output one scale/zero point and run the
+            Concats on the quantized bytes (:mod:`quantize.concat_scales`,
+            :mod:`quantize.concat_integer`): copies instead of requantizing.
     """
 
     calibration: str = "minmax"
@@ -217,5 +220,6 @@ def _quantize_static(
         return None
     onnx = require("onnx", extra="export", purpose="INT8 quantization")
     model, report = share_concat_scales(onnx.load(str(out_path)))
+    model, integer = concat_on_integers(model)
     onnx.save(model, str(out_path))
-    return report.to_dict()
+    return {**report.to_dict(), **integer.to_dict()}

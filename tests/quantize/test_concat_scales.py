@@ -57,10 +57,98 @@ def test_concat_inputs_share_the_output_scale_and_every_conv_stays_int8(
     optimized = tmp_path / "optimized.onnx"
     session(shared, optimized_path=optimized)
     ops = Counter(n.op_type for n in onnx.load(str(optimized)).graph.node)
-    assert ops["QLinearConcat"] == report["concats"]
+    # every Concat runs on the quantized bytes: no QLinearConcat, no float Concat between Q/DQ
+    assert report["integer_concats"] == report["concats"] and ops["QLinearConcat"] == 0
+    assert ops["Concat"] == report["concats"]
     assert ops["Conv"] == 0 and ops["QLinearConv"] > 0  # the re-quantized biases keep every conv fused
-    params = _qlinear_concat_params(optimized)
-    assert params and all(len(p) == 1 for p in params)  # one scale/zero point: the kernel copies
+    assert _qlinear_concat_params(optimized) == []
+    # the tiny DenseNet has one layer per block: nothing to chain (see the hand-built graph below)
+    assert report["chained_concats"] == 0
+
+
+def _shared_qdq_concat_graph() -> onnx.ModelProto:
+    """Three features of x quantized on one scale; Concat(f1, f2) and Concat(f1, f2, f3) between
+    DequantizeLinear and QuantizeLinear nodes of that scale: two dense layers' concatenations."""
+    from onnx import TensorProto, helper
+
+    nodes = [helper.make_node("Relu", ["x"], ["f1"]), helper.make_node("Sigmoid", ["x"], ["f2"])]
+    nodes.append(helper.make_node("Abs", ["x"], ["f3"]))
+    for name in ("f1", "f2", "f3"):
+        nodes += [
+            helper.make_node("QuantizeLinear", [name, "s", "z"], [f"{name}_q"]),
+            helper.make_node("DequantizeLinear", [f"{name}_q", "s", "z"], [f"{name}_d"]),
+        ]
+    for out, parts in (("c1", ["f1_d", "f2_d"]), ("c2", ["f1_d", "f2_d", "f3_d"])):
+        nodes += [
+            helper.make_node("Concat", parts, [out], axis=1),
+            helper.make_node("QuantizeLinear", [out, "s", "z"], [f"{out}_q"]),
+            helper.make_node("DequantizeLinear", [f"{out}_q", "s", "z"], [f"{out}_out"]),
+        ]
+    graph = helper.make_graph(
+        nodes,
+        "concats",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 3, 3])],
+        [
+            helper.make_tensor_value_info("c1_out", TensorProto.FLOAT, [1, 4, 3, 3]),
+            helper.make_tensor_value_info("c2_out", TensorProto.FLOAT, [1, 6, 3, 3]),
+        ],
+        [
+            numpy_helper.from_array(np.array(0.02, dtype=np.float32), "s"),
+            numpy_helper.from_array(np.array(10, dtype=np.uint8), "z"),
+        ],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_integer_concats_chain_a_blocks_concatenations_bit_for_bit(tmp_path: Path) -> None:
+    from quantize.concat_integer import concat_on_integers
+
+    before, after = tmp_path / "before.onnx", tmp_path / "after.onnx"
+    onnx.save(_shared_qdq_concat_graph(), str(before))
+    model, report = concat_on_integers(_shared_qdq_concat_graph())
+    onnx.checker.check_model(model)
+    onnx.save(model, str(after))
+    assert report.to_dict() == {"integer_concats": 2, "chained_concats": 1}
+    concats = {n.output[0]: n for n in model.graph.node if n.op_type == "Concat"}
+    second = concats["c2_q"]
+    assert list(second.input) == ["c1_q", "f3_q"]  # the first Concat's bytes, then the new feature
+    assert not any(n.op_type == "QuantizeLinear" and n.input[0] in ("c1", "c2") for n in model.graph.node)
+    x = np.random.default_rng(5).standard_normal((1, 2, 3, 3)).astype(np.float32)
+    import onnxruntime as ort
+
+    expected = ort.InferenceSession(str(before), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    got = ort.InferenceSession(str(after), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    for a, b in zip(expected, got, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_concat_with_its_own_scale_is_left_alone() -> None:
+    from quantize.concat_integer import concat_on_integers
+
+    model = _shared_qdq_concat_graph()
+    quantizer = next(n for n in model.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == "c2")
+    model.graph.initializer.append(numpy_helper.from_array(np.array(0.05, dtype=np.float32), "s2"))
+    quantizer.input[1] = "s2"  # c2's output on another scale: its round trip is not exact
+    model, report = concat_on_integers(model)
+    assert report.integer_concats == 1 and report.chained_concats == 0
+
+
+def test_the_integer_concats_are_bit_identical_to_the_scale_shared_qdq_graph(
+    quantized: dict[str, object], tmp_path: Path
+) -> None:
+    """Rebuild the scale-shared QDQ graph (before the integer pass) and compare every output bit."""
+    from quantize.concat_scales import share_concat_scales
+
+    separate = onnx.load(str(quantized["separate"]))
+    qdq_only, _ = share_concat_scales(separate)
+    path = tmp_path / "qdq_shared.onnx"
+    onnx.save(qdq_only, str(path))
+    assert Counter(n.op_type for n in qdq_only.graph.node)["Concat"] > 0
+    x = np.random.default_rng(3).standard_normal((3, 3, 64, 64)).astype(np.float32)
+    before = run_model(path, x)
+    after = run_model(Path(str(quantized["shared"])), x)
+    for role in before:
+        np.testing.assert_array_equal(before[role], after[role])
 
 
 def test_shared_scales_keep_golden_parity_with_fp32(quantized: dict[str, object]) -> None:
