@@ -13,14 +13,17 @@ the long side, made with Pillow's C box reduction, so a 12-megapixel photo costs
 3. **Quads.** Every two pairs of roughly parallel lines (the pairs at least 45 degrees apart) close
    a quad; convex quads of plausible size and shape are kept.
 4. **Support.** Each side is sampled at :data:`SIDE_SAMPLES` points (away from the corners); a sample
-   supports the side when the gradient across the side, in the polarity that backs the side best
-   (film darker than its surround on a light box or a window, but its bright abdomen may meet a
-   darker surround), is an edge within 2 px of it. A side that runs on past its corners (the edge of
-   a light box, a window bar) costs the quad :data:`EXTENSION_PENALTY`. A quad's score is the mean
-   of its sides' support shares averaged with the weakest side's (a film has four sides; three good
-   ones and a guess do not make one).
+   supports the side when an edge crosses the side within 2 px of it, in either polarity: a film is
+   darker than a light box or a window along most of its outline, but its bright abdomen may meet a
+   darker surround, and on a monitor the radiograph's dark corners and bright abdomen both meet the
+   viewer's grey background, so one side can change polarity on the way. A side that runs on past
+   its corners (the edge of a light box, a window bar) in its main polarity costs the quad
+   :data:`EXTENSION_PENALTY`. A quad's score is the mean of its sides' support shares averaged with
+   the weakest side's (a film has four sides; three good ones and a guess do not make one).
 5. **Which quad is the film.** Among the quads scoring at least :data:`MIN_SCORE` and within
-   :data:`STRONG_SHARE` of the best: near-duplicates are merged, a quad that holds another such quad
+   :data:`STRONG_SHARE` of the best: near-duplicates are merged (of two that score alike, the one
+   whose sides hold one polarity better: the body's outline a few pixels inside a film's dark margin
+   backs a twin quad too), a quad that holds another such quad
    is the light box, screen or window around the film and is dropped, and so is a quad with a blank
    inside (a window pane, an empty light box). Two film-sized quads left side by side are two films
    (refused: photograph one at a time); none is no film (refused). When no closed quad exists but one
@@ -91,6 +94,9 @@ NEST_MARGIN = 0.1
 MAX_ASPECT = 3.0
 #: Candidates overlapping more than this (intersection over union) are the same film found twice.
 DUPLICATE_IOU = 0.85
+#: Such twins score alike within this margin; the one whose sides hold one polarity better is kept
+#: (a film's dark margin puts the body's outline a few pixels inside its edge: both back a twin).
+TWIN_SCORE_MARGIN = 0.03
 #: Two disjoint candidates both scoring at least this share of the best are two films ...
 TWO_FILM_SCORE_SHARE = 0.85
 #: ... when the smaller is at least this share of the larger's area.
@@ -307,13 +313,14 @@ def side_support(
     edges: Edges,
     samples: int = SIDE_SAMPLES,
     offsets: tuple[float, ...] = (-2.0, -1.0, 0.0, 1.0, 2.0),
-) -> tuple[NDArray[np.float64], NDArray[np.int64], NDArray[np.float64]]:
+) -> tuple[NDArray[np.float64], NDArray[np.int64], NDArray[np.float64], NDArray[np.float64]]:
     """Per quad and side (N, 4): the share of samples backed by an edge of the side's better polarity;
-    that polarity (+1: brighter outside, -1: brighter inside); and the share of samples on the side's
+    that polarity (+1: brighter outside, -1: brighter inside); the share of samples on the side's
     continuation past both corners (2-8% of its length) backed by an edge of that polarity (a film's
-    side stops at its corners)."""
+    side stops at its corners); and the share backed by an edge of either polarity."""
     if len(quads) == 0:
-        return np.zeros((0, 4)), np.zeros((0, 4), dtype=np.int64), np.zeros((0, 4))
+        empty = np.zeros((0, 4))
+        return empty, np.zeros((0, 4), dtype=np.int64), empty, empty
     start = quads
     end = np.roll(quads, -1, axis=1)
     direction = end - start
@@ -333,7 +340,7 @@ def side_support(
     ext_points = start[:, :, None, :] + direction[:, :, None, :] * beyond[None, None, :, None]
     ext_out, ext_in = _hits(ext_points, outward, edges, (-1.0, 0.0, 1.0))
     extension = np.where(polarity == 1, ext_out.mean(axis=2), ext_in.mean(axis=2))
-    return support, polarity, extension
+    return support, polarity, extension, (hit_out | hit_in).mean(axis=2)
 
 
 def _combine(support: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -359,18 +366,23 @@ def _shrunk(quad: NDArray[np.float64], share: float) -> NDArray[np.float64]:
 @dataclass(frozen=True)
 class _Scored:
     quads: NDArray[np.float64]  # (N, 4, 2) work coordinates
-    scores: NDArray[np.float64]
-    support: NDArray[np.float64]
+    scores: NDArray[np.float64]  # from each side's edges of either polarity
+    consistent: NDArray[np.float64]  # the same from each side's better polarity only
     polarity: NDArray[np.int64]  # (N, 4) per side
 
 
 def _score(quads: NDArray[np.float64], edges: Edges) -> _Scored:
+    """Score each quad by the edges along its sides, of either polarity: a film's side may be darker
+    than its surround along one stretch and brighter along another (on a monitor, the dark corners of
+    the radiograph and its bright abdomen both meet the viewer's grey background)."""
     if len(quads) > COARSE_KEEP:  # a cheap first pass keeps the most promising quads
-        coarse, _, _ = side_support(quads, edges, 12, (-1.0, 0.0, 1.0))
+        _, _, _, coarse = side_support(quads, edges, 12, (-1.0, 0.0, 1.0))
         quads = quads[np.argsort(-_combine(coarse))[:COARSE_KEEP]]
-    support, polarity, extension = side_support(quads, edges)
-    scores = _combine(support) - EXTENSION_PENALTY * extension.mean(axis=1) if len(quads) else np.zeros(0)
-    return _Scored(quads, scores, support, polarity)
+    support, polarity, extension, either = side_support(quads, edges)
+    if not len(quads):
+        return _Scored(quads, np.zeros(0), np.zeros(0), polarity)
+    penalty = EXTENSION_PENALTY * extension.mean(axis=1)
+    return _Scored(quads, _combine(either) - penalty, _combine(support) - penalty, polarity)
 
 
 def _sample_grid(quad: NDArray[np.float64], edges: Edges) -> tuple[NDArray[np.intp], NDArray[np.intp]] | None:
@@ -442,7 +454,14 @@ def _select(scored: _Scored, edges: Edges, size: tuple[int, int], source: str) -
             kept.append(a)
             continue
         i = twins[0]
-        if area[a] < area[kept[i]] and scored.scores[order[a]] >= scored.scores[order[kept[i]]] - 0.01:
+        # (``a`` scores no better than its twin: candidates come best first.) A twin that scores alike
+        # (:data:`TWIN_SCORE_MARGIN`) wins when its sides hold one polarity better: an edge inside the
+        # film (the body's outline) next to a side backs a quad in the other polarity as well as the
+        # film's side does. Alike in that too, the inner one wins.
+        if scored.scores[order[a]] < scored.scores[order[kept[i]]] - TWIN_SCORE_MARGIN:
+            continue
+        mine, theirs = scored.consistent[order[a]], scored.consistent[order[kept[i]]]
+        if mine > theirs + 0.01 or (mine >= theirs - 0.01 and area[a] < area[kept[i]]):
             kept[i] = a
     filmish = [a for a in kept if _inside_edge_share(quads[a], edges) >= MIN_INSIDE_EDGES]
     # A quad that holds another candidate with a plain ring between the two is the light box, screen
@@ -504,7 +523,7 @@ def _cut_off(lines: NDArray[np.float64], edges: Edges, size: tuple[int, int]) ->
     if not pick.any():
         return 0.0
     quads, on_border = quads[pick], on_border[pick]
-    support, _, _ = side_support(quads, edges)
+    _, _, _, support = side_support(quads, edges)  # either polarity, as the film's score (_score)
     real = np.where(on_border, np.inf, support).min(axis=1)
     mean = np.where(on_border, 0.0, support).sum(axis=1) / (~on_border).sum(axis=1)
     score = 0.5 * real + 0.5 * mean

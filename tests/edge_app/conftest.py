@@ -15,13 +15,18 @@ to run them directly: ``CXR_EDGE_WINDOW_TESTS=1 pytest tests/edge_app/window``.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 
 from edge_app.headless import prepare_environment
 
-# The same offscreen settings the screenshot tool and the window tests' child use (edge_app.headless).
-prepare_environment(tempfile.mkdtemp(prefix="cxr-edge-kivy-home-"))
+# The same offscreen settings the screenshot tool and the window tests' child use (edge_app.headless),
+# in a private Kivy home removed when the test process ends.
+_KIVY_HOME = tempfile.mkdtemp(prefix="cxr-edge-kivy-home-")
+atexit.register(shutil.rmtree, _KIVY_HOME, True)
+prepare_environment(_KIVY_HOME)
 
 #: Set in the child process that runs the window tests (see the module docstring).
 WINDOW_ENV = "CXR_EDGE_WINDOW_TESTS"
