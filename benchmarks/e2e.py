@@ -146,7 +146,7 @@ def e2e_split(
     # median of the paired differences (each with-gate run against its neighbouring gate-less one)
     added = np.asarray(gated) - np.asarray([b[0] for b in bare])
     result["learned_gate_added_ms"] = round(float(np.median(added)), 4)
-    result["inference_without_gate_ms"] = round(float(np.mean([b[1] for b in bare])), 4)
+    result["inference_without_gate_ms"] = round(float(np.median([b[1] for b in bare])), 4)
     inference = result["stages_ms"]["inference"]["mean"]
     result["cam_share_of_inference"] = (
         round(result["stages_ms"]["cam"]["mean"] / inference, 4) if inference > 0 else None

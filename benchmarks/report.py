@@ -225,10 +225,10 @@ def _gate_cost_section(results: dict[str, Any]) -> Section | None:
         ],
         rows,
         [
-            "Means per prediction. The gate's image signals run beside the model: 'gate stage' is the "
-            "wait for them after the model returns plus the output signals, 'inference' the model's "
-            "time beside them; each prediction also ran with the gate taken out, and the gate adds the "
-            "median paired difference of the wall times (against the gate-less runs' inference). "
+            "The gate's image signals run beside the model: 'gate stage' (mean) is the wait for them "
+            "after the model returns plus the output signals, 'inference' (mean) the model's time "
+            "beside them; each prediction also ran with the gate taken out, and the gate adds the "
+            "median paired difference of the wall times, against the gate-less runs' median inference. "
             f"The target (issue 12): the gate adds at most {COST_TARGET:.0%} of the INT8 classifier's "
             f"inference at {COST_TARGET_THREADS} threads (rows marked met / MISSED)."
         ],
