@@ -100,3 +100,14 @@ def write_photo(
     else:
         Image.fromarray(photo.rgb).save(path, format="JPEG", quality=90)
     return PhotoCase(path, np.asarray(photo.corners, dtype=np.float64), grey, rendered=True)
+
+
+def write_photo_cases(root: Path, seeds: tuple[int, int, int]) -> dict[str, PhotoCase]:
+    """The photo flow's three cases as JPEGs under ``root``: a good photo, an empty light box and a
+    reflection over the lungs (``good``, ``no_film``, ``glare``), rendered with ``seeds`` in that order."""
+    good, empty, glare = seeds
+    return {
+        "good": write_photo(root / "film_on_lightbox.jpg", seed=good),
+        "no_film": write_photo(root / "empty_lightbox.jpg", defect="no_film", seed=empty),
+        "glare": write_photo(root / "film_with_reflection.jpg", defect="glare", seed=glare),
+    }

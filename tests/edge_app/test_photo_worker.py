@@ -17,7 +17,7 @@ from edge_app.photo import inset_corners
 from edge_app.report import _PAD, REPORT_IMAGE_SIDE, export_report, photo_panel, render_report
 from edge_app.worker import Failed, PhotoLoaded, PredictionService, Refused, Scored
 from tests.edge_app import test_worker
-from tests.edge_app.photos import PhotoCase, write_photo
+from tests.edge_app.photos import PhotoCase, write_photo_cases
 from tests.edge_app.test_worker import Inbox, _ask
 
 #: The worker tests' loaded service (it also checks the bundle loaded).
@@ -26,12 +26,7 @@ service = test_worker.service
 
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, PhotoCase]:
-    root = tmp_path_factory.mktemp("worker_photos")
-    return {
-        "good": write_photo(root / "good.jpg", seed=4),
-        "no_film": write_photo(root / "empty.jpg", defect="no_film", seed=5),
-        "glare": write_photo(root / "glare.jpg", defect="glare", seed=6),
-    }
+    return write_photo_cases(tmp_path_factory.mktemp("worker_photos"), seeds=(4, 5, 6))
 
 
 def test_a_photo_is_read_and_its_film_found(service, photos) -> None:  # type: ignore[no-untyped-def]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,17 @@ def start_app(data_dir: Path, size: tuple[int, int] = (1280, 800), **options: ob
     app = CxrEdgeApp(options=AppOptions(data_dir=data_dir, **options))  # type: ignore[arg-type]
     session = HeadlessSession(app, size=size).start()
     return app, session
+
+
+def app_with_bundle(data_dir: Path, bundle: Path, size: tuple[int, int] = (1280, 800)) -> Iterator:
+    """A module fixture's body: the app started with ``bundle``, yielded as ``(app, session)`` once the
+    bundle has loaded, and stopped afterwards."""
+    app, session = start_app(data_dir, size=size, bundle=bundle)
+    try:
+        session.wait_until(lambda: app.model_ready, 60, "bundle loaded")
+        yield app, session
+    finally:
+        session.stop()
 
 
 def open_via_picker(session, path: Path, button=None) -> None:  # type: ignore[no-untyped-def]

@@ -6,15 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.edge_app.window.conftest import open_via_picker, start_app
+from tests.edge_app.window.conftest import app_with_bundle, open_via_picker
 
 
 @pytest.fixture(scope="module")
 def running(app_bundle: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    app, session = start_app(tmp_path_factory.mktemp("app_data"), size=(1024, 768), bundle=app_bundle)
-    session.wait_until(lambda: app.model_ready, 60, "bundle loaded")
-    yield app, session
-    session.stop()
+    yield from app_with_bundle(tmp_path_factory.mktemp("app_data"), app_bundle, size=(1024, 768))
 
 
 def _message(running, path: Path):  # type: ignore[no-untyped-def]

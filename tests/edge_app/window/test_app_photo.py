@@ -17,26 +17,18 @@ from PIL import Image
 
 from edge_app.photo import corners_list, inset_corners
 from edge_app.photo_flow import ADJUST_CORNERS, HAND_PLACEMENT, NO_FILM_TITLE
-from tests.edge_app.photos import PhotoCase, write_photo
-from tests.edge_app.window.conftest import open_via_picker, start_app
+from tests.edge_app.photos import PhotoCase, write_photo_cases
+from tests.edge_app.window.conftest import app_with_bundle, open_via_picker
 
 
 @pytest.fixture(scope="module")
 def running(app_bundle: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    app, session = start_app(tmp_path_factory.mktemp("app_data"), size=(1280, 800), bundle=app_bundle)
-    session.wait_until(lambda: app.model_ready, 60, "bundle loaded")
-    yield app, session
-    session.stop()
+    yield from app_with_bundle(tmp_path_factory.mktemp("app_data"), app_bundle)
 
 
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, PhotoCase]:
-    root = tmp_path_factory.mktemp("photos")
-    return {
-        "good": write_photo(root / "film_on_lightbox.jpg", seed=0),
-        "no_film": write_photo(root / "empty_lightbox.jpg", defect="no_film", seed=1),
-        "glare": write_photo(root / "film_with_reflection.jpg", defect="glare", seed=2),
-    }
+    return write_photo_cases(tmp_path_factory.mktemp("photos"), seeds=(0, 1, 2))
 
 
 def _open_photo(running, case: PhotoCase) -> None:  # type: ignore[no-untyped-def]

@@ -14,15 +14,12 @@ import numpy as np
 import pytest
 
 from cxr_core.predictor import NO_LEARNED_GATE_WARNING
-from tests.edge_app.window.conftest import open_via_picker, start_app
+from tests.edge_app.window.conftest import app_with_bundle, open_via_picker
 
 
 @pytest.fixture(scope="module")
 def running(app_bundle: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    app, session = start_app(tmp_path_factory.mktemp("app_data"), bundle=app_bundle)
-    session.wait_until(lambda: app.model_ready, 60, "bundle loaded")
-    yield app, session
-    session.stop()
+    yield from app_with_bundle(tmp_path_factory.mktemp("app_data"), app_bundle)
 
 
 def _result(running, path: Path):  # type: ignore[no-untyped-def]

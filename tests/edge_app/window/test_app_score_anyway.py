@@ -15,16 +15,13 @@ import pytest
 from PIL import Image
 
 from edge_app.gate_text import OVERRIDE_TITLE
-from tests.edge_app.window.conftest import open_via_picker, start_app
+from tests.edge_app.window.conftest import app_with_bundle, open_via_picker
 from tests.file_factory import write_png
 
 
 @pytest.fixture(scope="module")
 def running(app_gated_bundle: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    app, session = start_app(tmp_path_factory.mktemp("app_data"), size=(1280, 800), bundle=app_gated_bundle)
-    session.wait_until(lambda: app.model_ready, 60, "bundle loaded")
-    yield app, session
-    session.stop()
+    yield from app_with_bundle(tmp_path_factory.mktemp("app_data"), app_gated_bundle)
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from cxr_core.bundle import load_bundle as _load_bundle
 from cxr_core.parity import golden_tolerance_for
 from edge_app.diagnostics import ALL_PASS
 from tests.edge_app.conftest import alter_golden
-from tests.edge_app.window.conftest import start_app
+from tests.edge_app.window.conftest import app_with_bundle
 
 
 @pytest.fixture(scope="module")
@@ -23,10 +23,7 @@ def bundle(app_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def running(bundle: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    app, session = start_app(tmp_path_factory.mktemp("app_data"), size=(1000, 760), bundle=bundle)
-    session.wait_until(lambda: app.model_ready, 60, "bundle loaded")
-    yield app, session
-    session.stop()
+    yield from app_with_bundle(tmp_path_factory.mktemp("app_data"), bundle, size=(1000, 760))
 
 
 def _run_selftest(running):  # type: ignore[no-untyped-def]
