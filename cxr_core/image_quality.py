@@ -22,6 +22,7 @@ each threshold the looser of an extreme-value floor set on the validation split 
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from collections.abc import Mapping
@@ -174,10 +175,27 @@ def _centre(image: NDArray[np.float32]) -> NDArray[np.float32]:
     return standardise(image[m:n, m:n])
 
 
+@functools.lru_cache(maxsize=8)
+def _turned_templates(template_bytes: bytes, side: int) -> NDArray[np.float64]:
+    """``(4, n)``: the template's centre turned 0, 90, 180 and 270 degrees counter-clockwise, one row
+    each, so that row ``k`` against the image equals the image turned ``k`` quarters clockwise
+    against the template (a turn moves both pixels of every pair alike)."""
+    template = np.frombuffer(template_bytes, dtype=np.float32).reshape(side, side)
+    t = _centre(template)
+    turned = np.stack([np.rot90(t, k).ravel() for k in range(4)]).astype(np.float64)
+    turned.setflags(write=False)
+    return turned
+
+
 def _turn_correlations(small: NDArray[np.float32], template: NDArray[np.float32]) -> NDArray[np.float64]:
-    """Correlation with the template of the image turned 0, 90, 180 and 270 degrees clockwise."""
-    z, t = _centre(small), _centre(template)
-    return np.array([float((np.rot90(z, -k) * t).mean()) for k in range(4)])
+    """Correlation with the template of the image turned 0, 90, 180 and 270 degrees clockwise.
+
+    One matrix-vector product against the template's four turns (made once per template): 8x
+    fewer numpy calls than turning the image four times, the same values up to float rounding."""
+    template = np.ascontiguousarray(template, dtype=np.float32)
+    turned = _turned_templates(template.tobytes(), template.shape[0])
+    z = _centre(small).ravel()
+    return np.asarray(turned @ z / z.size, dtype=np.float64)
 
 
 def _median(values: NDArray[np.float32], axis: int | None = None) -> NDArray[np.float32]:
@@ -257,12 +275,15 @@ def content_fraction(work: NDArray[np.float32], contrast: float = 1.0) -> float:
     size = work.shape[0]
     rows, cols = (0, size), (0, work.shape[1])
     for _ in range(2):  # rows within the picture's columns, then columns within its rows, twice
+        previous = cols
         rows = _content_span(_uniform_lines(work[:, cols[0] : cols[1]], 1, tol))
         if rows[1] <= rows[0]:
             return 0.0
         cols = _content_span(_uniform_lines(work[rows[0] : rows[1]], 0, tol))
         if cols[1] <= cols[0]:
             return 0.0
+        if cols == previous:  # the next pass would measure the same lines again
+            break
     thin = THIN_SHARE * size
     depth = EDGE_LINES  # the picture's first lines: a resampled paste blends the first one
     (top, bottom), (left, right) = rows, cols
