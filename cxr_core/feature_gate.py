@@ -1,10 +1,14 @@
 """The learned feature-space gate: is this image like the images the model was trained on? (numpy only)
 
 The classifier's own feature map, pooled the way its head pools it, places every image in a space
-the model learned. At export the gate is **fitted on the training split only** (never on
-out-of-distribution images): the mean and a shrunk covariance of the pooled features
-(Ledoit-Wolf: the training set has fewer images than DenseNet-121 has feature channels, so the
-plain covariance is singular). An image's score is its Mahalanobis distance to that mean. The
+the model learned. Bundles exported from this version scale each pooled vector to unit length
+first (``normalization: l2``; Mahalanobis++, Mueller and Hein 2025): an image's overall activation
+strength varies far more than a Gaussian allows, and left in it gives the distances a heavy right
+tail that a few dozen validation images cannot show (docs/input-gate.md, "Unit-length features").
+At export the gate is **fitted on the training split only** (never on out-of-distribution
+images): the mean and a shrunk covariance of those features (Ledoit-Wolf: the training set has
+fewer images than DenseNet-121 has feature channels, so the plain covariance is singular). An
+image's score is its Mahalanobis distance to that mean. The
 threshold of each model file is set on the **held-out validation images run through that very
 file** (INT8 features differ from FP32 ones) at a stated in-distribution acceptance (default 99%:
 one in-distribution image in a hundred is refused). Nothing is extra to run: the feature map is an
@@ -39,6 +43,10 @@ SINGLE_THREAD_ROWS = 8
 #: Share of in-distribution (validation) images a threshold accepts.
 DEFAULT_ACCEPTANCE = 0.99
 SIGNAL = "feature_mahalanobis"
+#: How pooled features are scaled before the distance: ``l2`` to unit length (new bundles), ``none``
+#: as pooled (bundles exported before the gate recorded it).
+NORMALIZATIONS: tuple[str, ...] = ("none", "l2")
+DEFAULT_NORMALIZATION = "l2"
 
 
 class FeatureGateError(CxrEdgeError, ValueError):
@@ -57,6 +65,18 @@ def pooled_features(feature_map: NDArray[np.floating], pooling: str) -> NDArray[
     if pooling == "mean":
         return fmap.mean(axis=(2, 3))
     raise FeatureGateError(f"pooling {pooling!r}; expected 'mean' or 'max'")
+
+
+def normalized(features: NDArray[np.floating], normalization: str) -> NDArray[np.float32]:
+    """Pooled ``(N, C)`` features as the gate compares them: as they are (``none``) or scaled to unit
+    length (``l2``; a vector of zeros stays zero)."""
+    x = np.asarray(features, dtype=np.float32)
+    if normalization == "none":
+        return x
+    if normalization != "l2":
+        raise FeatureGateError(f"normalization {normalization!r}; expected one of {list(NORMALIZATIONS)}")
+    norms = np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float64))[:, None]
+    return (x / np.where(norms > 0.0, norms, 1.0)).astype(np.float32)
 
 
 def ledoit_wolf(features: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64], float]:
@@ -84,26 +104,34 @@ def ledoit_wolf(features: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDA
 
 @dataclass(frozen=True)
 class FeatureGate:
-    """Mean and precision (inverse shrunk covariance) of the training features, and how they pool."""
+    """Mean and precision (inverse shrunk covariance) of the training features, how the feature map
+    is pooled and how the pooled vectors are scaled (:func:`gate_features`)."""
 
     mean: NDArray[np.float32]
     precision: NDArray[np.float32]
     pooling: str
     shrinkage: float
+    normalization: str = "none"
 
     @classmethod
-    def fit(cls, train_features: NDArray[np.floating], pooling: str) -> FeatureGate:
-        mean, covariance, shrinkage = ledoit_wolf(np.asarray(train_features, dtype=np.float64))
+    def fit(
+        cls, train_features: NDArray[np.floating], pooling: str, normalization: str = DEFAULT_NORMALIZATION
+    ) -> FeatureGate:
+        """Fit on the training images' pooled features ``(N, C)`` (:func:`pooled_features`)."""
+        features = normalized(train_features, normalization)
+        mean, covariance, shrinkage = ledoit_wolf(np.asarray(features, dtype=np.float64))
         precision = np.linalg.pinv(covariance, hermitian=True)
-        return cls(mean.astype(np.float32), precision.astype(np.float32), pooling, shrinkage)
+        return cls(mean.astype(np.float32), precision.astype(np.float32), pooling, shrinkage, normalization)
 
     def distances(self, features: NDArray[np.floating]) -> NDArray[np.float64]:
-        """Mahalanobis distance of each row of ``features`` (N, C) to the training mean."""
+        """Mahalanobis distance of each row of pooled ``features`` (N, C), scaled as at fitting, to the
+        training mean."""
         x = np.asarray(features, dtype=np.float32)
         if x.ndim != 2 or x.shape[1] != self.mean.shape[0]:
             raise FeatureGateError(
                 f"features of shape {x.shape}; expected (N, {self.mean.shape[0]}) like the training features"
             )
+        x = normalized(x, self.normalization)
         centred = x - self.mean
         if len(centred) <= SINGLE_THREAD_ROWS:
             # A few images (the device's batch of one): numpy's own loop, never the BLAS thread pool.
@@ -125,7 +153,11 @@ class FeatureGate:
 
     @classmethod
     def from_arrays(
-        cls, arrays: dict[str, NDArray[np.floating]], pooling: str, shrinkage: float
+        cls,
+        arrays: dict[str, NDArray[np.floating]],
+        pooling: str,
+        shrinkage: float,
+        normalization: str = "none",
     ) -> FeatureGate:
         mean = np.asarray(arrays["mean"], dtype=np.float32)
         precision = np.asarray(arrays["precision"], dtype=np.float32)
@@ -135,7 +167,9 @@ class FeatureGate:
             )
         if not (np.isfinite(mean).all() and np.isfinite(precision).all()):
             raise FeatureGateError("gate arrays hold NaN or infinite values")
-        return cls(mean, precision, pooling, shrinkage)
+        if normalization not in NORMALIZATIONS:
+            raise FeatureGateError(f"normalization {normalization!r}; expected one of {list(NORMALIZATIONS)}")
+        return cls(mean, precision, pooling, shrinkage, normalization)
 
 
 #: Fewer held-out validation images than this cannot set a threshold: the bundle gets no learned gate.
@@ -222,7 +256,7 @@ class FeatureGateSignal:
         from cxr_core.bundle import load_feature_gate
 
         info = bundle.manifest.gate
-        gate = load_feature_gate(bundle)
+        gate = load_feature_gate(bundle, model_name)
         if gate is None or info is None:
             return None
         threshold = info.thresholds.get(model_name)

@@ -34,6 +34,7 @@ from cxr_core.bundle import (
     GATE_NAME,
     GOLDEN_NAME,
     QUALITY_NAME,
+    GateFit,
     GateInfo,
     GoldenInfo,
     Manifest,
@@ -64,6 +65,7 @@ from cxr_core.parity import (
 from quantize import calibration as calib
 from quantize import evaluation_set as evalset
 from quantize.autoencoder_export import export_autoencoder
+from quantize.feature_gate_fit import GateTraining, fit_for_file, needs_own_fit, own_gate_file
 from quantize.formats import DEFAULT_FORMATS, BuildContext, ExportFormat, parse_formats
 from quantize.gate_check import validate_staged
 from quantize.manifest_parts import base_manifest, clinical_info, provenance
@@ -196,9 +198,10 @@ def _build_row(
     points: list[float],
     thresholds: ParityThresholds,
     cam_weight: NDArray[np.float32],
-    gate: tuple[FeatureGate, float] | None = None,
+    gate: FeatureGatePlan | None = None,
 ) -> tuple[dict[str, Any], ModelEntry | None]:
-    """Build one format; return its report row and (when built) its manifest model entry."""
+    """Build one format; return its report row and (when built) its manifest model entry. An INT8
+    format gets its own feature gate, recorded in ``gate.own_fits`` (quantize/feature_gate_fit.py)."""
     reference, golden = references
     row: dict[str, Any] = {
         "name": fmt.name,
@@ -220,7 +223,9 @@ def _build_row(
     reasons = failures(figures, thresholds)
     row.update(status="ok", parity=figures, thresholds=thresholds.to_dict(), failures=reasons)
     if gate is not None:  # this file's own threshold: INT8 features differ from FP32 ones
-        feature_gate, acceptance = gate
+        feature_gate, acceptance = gate.shared, gate.acceptance
+        if needs_own_fit(fmt.precision):
+            feature_gate = gate.own_fits[fmt.name] = fit_for_file(path, entry, gate.training)
         maps = outputs["feature_map"]
         if context.calibration is not parity.tensors:  # calibration images are held out from the gate too
             maps = np.concatenate([run_exported(path, entry, context.calibration)["feature_map"], maps])
@@ -253,9 +258,25 @@ def _parity_set(
     return ParitySet(tensors, evaluation.truth, evaluation.mask, evaluation.to_dict())
 
 
+@dataclass
+class FeatureGatePlan:
+    """The shared feature gate (PyTorch FP32 features of the training images), each signal's
+    acceptance, the training images (to fit an INT8 file's own gate) and the own fits made so far."""
+
+    shared: FeatureGate
+    acceptance: float
+    training: GateTraining
+    own_fits: dict[str, FeatureGate] = field(default_factory=dict)
+
+
 def _fit_gate(
-    request: ExportRequest, checkpoint: Checkpoint, model: torch.nn.Module, splits: Any | None, pooling: str
-) -> tuple[FeatureGate, int] | None:
+    request: ExportRequest,
+    checkpoint: Checkpoint,
+    model: torch.nn.Module,
+    splits: Any | None,
+    pooling: str,
+    acceptance: float,
+) -> FeatureGatePlan | None:
     """The feature gate fitted on the training split (never on out-of-distribution images), or None."""
     if splits is None or not splits.train or request.gate_train_images < 2:
         logger.warning("no training split recorded: the bundle gets no learned feature gate")
@@ -266,7 +287,7 @@ def _fit_gate(
     maps = torch_reference(model, tensors, checkpoint.model_config.head)["feature_map"]
     gate = FeatureGate.fit(pooled_features(maps, pooling), pooling)
     logger.info("feature gate fitted on %d training images (shrinkage %.3f)", len(files), gate.shrinkage)
-    return gate, len(files)
+    return FeatureGatePlan(gate, acceptance, GateTraining(images, checkpoint.spec, pooling))
 
 
 def export_bundle(request: ExportRequest) -> ExportResult:
@@ -294,8 +315,7 @@ def export_bundle(request: ExportRequest) -> ExportResult:
     # feature distance, autoencoder (when fitted) and the quality checks (which share theirs again).
     parts = 2 + (request.autoencoder_epochs > 0)
     signal_acceptance = round(share_acceptance(request.gate_acceptance, parts), 6)
-    feature_gate = _fit_gate(request, checkpoint, model, splits, pooling)
-    gate = None if feature_gate is None else (feature_gate[0], signal_acceptance)
+    gate = _fit_gate(request, checkpoint, model, splits, pooling, signal_acceptance)
     quality = fit_quality_from_splits(splits, request.gate_train_images, signal_acceptance, request.progress)
     rows: list[dict[str, Any]] = []
     entries: list[ModelEntry] = []
@@ -329,12 +349,21 @@ def export_bundle(request: ExportRequest) -> ExportResult:
         thresholds = {
             e.name: report[e.name]["gate_threshold"] for e in entries if "gate_threshold" in report[e.name]
         }
-        if feature_gate is not None and len(thresholds) == len(entries):
-            fitted, train_images = feature_gate
+        if gate is not None and len(thresholds) == len(entries):
+            fitted, train_images = gate.shared, len(gate.training.images.files)
             write_npz(folder / GATE_NAME, **fitted.arrays())
+            model_fits = {}
+            for name, own in gate.own_fits.items():
+                write_npz(folder / own_gate_file(name), **own.arrays())
+                model_fits[name] = GateFit(
+                    file=own_gate_file(name),
+                    shrinkage=round(own.shrinkage, 6),
+                    fitted_on=f"its own features of the same {train_images} training images",
+                )
             gate_info = GateInfo(
                 signal=SIGNAL,
                 pooling=pooling,  # type: ignore[arg-type]
+                normalization=fitted.normalization,  # type: ignore[arg-type]
                 shrinkage=round(fitted.shrinkage, 6),
                 acceptance=signal_acceptance,
                 fitted_on=f"training split of {splits.name} ({train_images} images, PyTorch FP32 features)",
@@ -343,6 +372,7 @@ def export_bundle(request: ExportRequest) -> ExportResult:
                     report[entries[0].name].get("gate_threshold_images", len(parity.tensors))
                 ),
                 thresholds=thresholds,
+                model_fits=model_fits,
             )
         if quality is not None:
             write_npz(folder / QUALITY_NAME, **quality[1])

@@ -105,7 +105,8 @@ def run(
     ood = [(category, p) for category, files in corpus.items() for p in files]
     mu = {name: _features(model, files, ckpt.spec) for name, files in paths.items()}
     mu["ood"] = _features(model, [p for _, p in ood], ckpt.spec)
-    gate = FeatureGate.fit(mu["train"], "max")
+    # the latent means as measured in docs/input-gate.md (scaled to unit length only since a later change)
+    gate = FeatureGate.fit(mu["train"], "max", normalization="none")
     distance = {k: gate.distances(v) for k, v in mu.items() if k != "train"}
     spread = {k: sampling_spread(model, v, head, samples) for k, v in mu.items() if k != "train"}
 

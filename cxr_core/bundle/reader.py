@@ -288,16 +288,22 @@ def load_cam_weights(bundle: Bundle) -> tuple[NDArray[np.float32], NDArray[np.fl
     return arrays["weight"].astype(np.float32), arrays["bias"].astype(np.float32)
 
 
-def load_feature_gate(bundle: Bundle) -> FeatureGate | None:
-    """The bundle's learned feature gate, or None for a bundle exported without one."""
+def load_feature_gate(bundle: Bundle, model_name: str | None = None) -> FeatureGate | None:
+    """The bundle's learned feature gate, or None for a bundle exported without one.
+
+    With ``model_name``, the gate that model file runs with: its own fit when it has one (INT8 files,
+    ``manifest.gate.model_fits``), else the shared one."""
     info = bundle.manifest.gate
     if info is None:
         return None
-    arrays = _load_npz(bundle.path(info.file), ("mean", "precision"))
+    file, shrinkage = info.fit_for(model_name) if model_name is not None else (info.file, info.shrinkage)
+    field_name = "gate.file" if file == info.file else f"gate.model_fits.{model_name}.file"
+    path = listed_path(bundle, file, field_name)
+    arrays = _load_npz(path, ("mean", "precision"))
     try:
-        return FeatureGate.from_arrays(arrays, info.pooling, info.shrinkage)
+        return FeatureGate.from_arrays(arrays, info.pooling, shrinkage, info.normalization)
     except FeatureGateError as exc:
-        raise BundleError(f"{bundle.path(info.file)}: {exc}") from exc
+        raise BundleError(f"{path}: {exc}") from exc
 
 
 def load_quality_template(bundle: Bundle) -> NDArray[np.float32] | None:

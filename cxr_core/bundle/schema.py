@@ -481,11 +481,37 @@ class Provenance:
 
 
 @dataclass(frozen=True)
+class GateFit:
+    """A model file's own fit of the feature gate (INT8 files: fitted on their own features)."""
+
+    file: str
+    shrinkage: float
+    fitted_on: str
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str) -> GateFit:
+        data = _mapping(data, where)
+        return cls(
+            file=_text(_get(data, "file", where), f"{where}.file"),
+            shrinkage=_number(_get(data, "shrinkage", where), f"{where}.shrinkage", 0.0, 1.0),
+            fitted_on=_text(_get(data, "fitted_on", where), f"{where}.fitted_on"),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"file": self.file, "shrinkage": self.shrinkage, "fitted_on": self.fitted_on}
+
+
+@dataclass(frozen=True)
 class GateInfo:
     """The learned out-of-distribution gate (:mod:`cxr_core.feature_gate`): its file and thresholds.
 
     ``thresholds`` maps each model of the bundle to the distance above which an image is refused,
     set on the held-out validation images run through that model at ``acceptance``.
+    ``normalization`` says how the pooled features are scaled before the distance: ``l2`` to unit
+    length, ``none`` as pooled (absent in bundles exported before it was recorded: ``none``).
+    ``file`` holds the gate fitted on the PyTorch FP32 features, which FP32 and FP16 model files use;
+    ``model_fits`` maps a model (each INT8 file) to its own fit on its own features (empty in bundles
+    exported before it).
     """
 
     signal: str
@@ -497,6 +523,13 @@ class GateInfo:
     validation_images: int
     thresholds: dict[str, float]
     file: str = GATE_NAME
+    normalization: Literal["none", "l2"] = "none"
+    model_fits: dict[str, GateFit] = field(default_factory=dict)
+
+    def fit_for(self, model_name: str) -> tuple[str, float]:
+        """The gate file and shrinkage ``model_name`` runs with: its own fit, or the shared one."""
+        own = self.model_fits.get(model_name)
+        return (self.file, self.shrinkage) if own is None else (own.file, own.shrinkage)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str) -> GateInfo:
@@ -519,12 +552,20 @@ class GateInfo:
                 for name, value in thresholds.items()
             },
             file=_text(data.get("file", GATE_NAME), f"{where}.file"),
+            normalization=_choice(  # type: ignore[arg-type]
+                data.get("normalization", "none"), ("none", "l2"), f"{where}.normalization"
+            ),
+            model_fits={
+                str(name): GateFit.from_dict(fit, f"{where}.model_fits.{name}")
+                for name, fit in _mapping(data.get("model_fits", {}), f"{where}.model_fits").items()
+            },
         )
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "signal": self.signal,
             "pooling": self.pooling,
+            "normalization": self.normalization,
             "shrinkage": self.shrinkage,
             "acceptance": self.acceptance,
             "fitted_on": self.fitted_on,
@@ -532,6 +573,7 @@ class GateInfo:
             "validation_images": self.validation_images,
             "thresholds": dict(self.thresholds),
             "file": self.file,
+            "model_fits": {name: fit.to_dict() for name, fit in self.model_fits.items()},
         }
 
 

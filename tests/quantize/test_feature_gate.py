@@ -63,6 +63,43 @@ def test_the_gate_travels_in_the_bundle_hashed_with_a_threshold_per_model(gated_
     assert "gate.npz" in bundle.manifest.files
     gate = load_feature_gate(bundle)
     assert gate is not None and gate.mean.shape == (gate.precision.shape[0],)
+    # the INT8 file runs with a gate fitted on its own features of the same training images
+    assert set(info.model_fits) == {"onnx-int8"} and info.model_fits["onnx-int8"].file == "gate-onnx-int8.npz"
+    assert "gate-onnx-int8.npz" in bundle.manifest.files and info.fit_for("onnx") == ("gate.npz", info.shrinkage)
+    own = load_feature_gate(bundle, "onnx-int8")
+    assert own is not None and not np.array_equal(own.mean, gate.mean)
+    assert own.shrinkage == pytest.approx(info.model_fits["onnx-int8"].shrinkage, abs=1e-6)
+    assert np.array_equal(load_feature_gate(bundle, "onnx").mean, gate.mean)  # FP32: the shared gate
+    # new bundles compare unit-length features, and say so in the manifest
+    assert info.normalization == "l2" and gate.normalization == "l2"
+    assert json.loads((gated_bundle / "manifest.json").read_text())["gate"]["normalization"] == "l2"
+    assert np.linalg.norm(gate.mean) == pytest.approx(1.0, abs=0.05)  # the mean of unit vectors
+
+
+def test_unit_length_features_ignore_the_overall_activation_strength() -> None:
+    """With ``l2`` an image whose features are all twice as strong is as far from the training images
+    as the image itself; as pooled (``none``, older bundles) it is farther."""
+    rng = np.random.default_rng(5)
+    train = np.abs(rng.normal(1.0, 0.3, size=(80, 16)))
+    image = np.abs(rng.normal(1.0, 0.3, size=(1, 16))).astype(np.float32)
+    scaled = FeatureGate.fit(train, "max")
+    assert scaled.normalization == "l2"
+    assert scaled.distances(2.0 * image)[0] == pytest.approx(scaled.distances(image)[0], rel=1e-5)
+    plain = FeatureGate.fit(train, "max", normalization="none")
+    assert plain.distances(2.0 * image)[0] > 2.0 * plain.distances(image)[0]
+    assert np.isfinite(scaled.distances(np.zeros((1, 16), dtype=np.float32))).all()  # no division by 0
+    with pytest.raises(FeatureGateError, match="normalization 'l1'"):
+        FeatureGate.fit(train, "max", normalization="l1")
+
+
+def test_a_manifest_from_before_normalization_reads_as_pooled_features_with_one_gate(gated_bundle: Path) -> None:
+    from cxr_core.bundle.schema import GateInfo
+
+    recorded = json.loads((gated_bundle / "manifest.json").read_text())["gate"]
+    older = {k: v for k, v in recorded.items() if k not in ("normalization", "model_fits")}
+    assert GateInfo.from_dict(older, "gate").normalization == "none"
+    assert GateInfo.from_dict(older, "gate").model_fits == {}  # every file runs with the shared gate
+    assert GateInfo.from_dict(recorded, "gate").to_dict() == recorded
 
 
 def test_a_tampered_gate_file_is_refused(gated_bundle: Path, tmp_path: Path) -> None:
@@ -74,6 +111,13 @@ def test_a_tampered_gate_file_is_refused(gated_bundle: Path, tmp_path: Path) -> 
     arrays["mean"] = arrays["mean"] + 1.0
     np.savez(copy / "gate.npz", **arrays)
     with pytest.raises(BundleIntegrityError, match="gate.npz"):
+        load_bundle(copy)
+    shutil.copy(gated_bundle / "gate.npz", copy / "gate.npz")
+    with np.load(copy / "gate-onnx-int8.npz") as data:
+        arrays = {k: data[k] for k in data.files}
+    arrays["precision"] = arrays["precision"] * 0.5  # the INT8 file's own gate, tampered
+    np.savez(copy / "gate-onnx-int8.npz", **arrays)
+    with pytest.raises(BundleIntegrityError, match="gate-onnx-int8.npz"):
         load_bundle(copy)
 
 
