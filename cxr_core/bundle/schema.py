@@ -5,8 +5,10 @@ writes ``manifest.to_dict()``; every reader gets one from :meth:`Manifest.from_d
 validates each field and raises :class:`~cxr_core.bundle.errors.BundleError` naming the field, the
 value received and what was expected. No code outside this package indexes the raw JSON.
 
-Versions: ``format_version`` 2 is written; version 1 manifests (before model entries recorded their
-precision) are read and upgraded in memory. The JSON Schema in ``docs/schemas/manifest.schema.json``
+Versions: ``format_version`` 3 is written (the feature gate records how its features are scaled and
+each INT8 file's own fit: an older reader would score a version 3 gate wrongly, so it refuses the
+bundle); version 2 manifests (a gate on pooled features, one fit for every file) and version 1
+manifests (before model entries recorded their precision) are read and upgraded in memory. The JSON Schema in ``docs/schemas/manifest.schema.json``
 is generated from these classes (:mod:`cxr_core.json_schema`); a test keeps the two identical.
 """
 
@@ -29,8 +31,8 @@ from cxr_core.preprocess import PreprocessSpec
 logger = logging.getLogger(__name__)
 
 #: The version this cxr-edge writes; :data:`READABLE_VERSIONS` are the ones it reads.
-BUNDLE_FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+BUNDLE_FORMAT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 MANIFEST_NAME = "manifest.json"
 GOLDEN_NAME = "golden.npz"
 CLASSIFIER_NAME = "classifier.npz"

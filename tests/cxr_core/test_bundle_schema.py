@@ -86,7 +86,7 @@ def _set(path: str, value: Any) -> Any:
 _DELETE = object()
 
 MALFORMED = [
-    ("format_version", 3, r"format_version 3; this cxr-edge reads format_version \[1, 2\]"),
+    ("format_version", 4, r"format_version 4; this cxr-edge reads format_version \[1, 2, 3\]"),
     ("labels", "Atelectasis", r"\.labels: got str 'Atelectasis'.*expected a JSON array"),
     ("labels", [], r"\.labels: got an empty list"),
     ("models", [], r"\.models: got an empty list"),
