@@ -105,7 +105,7 @@ def ledoit_wolf(features: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDA
 @dataclass(frozen=True)
 class FeatureGate:
     """Mean and precision (inverse shrunk covariance) of the training features, how the feature map
-    is pooled and how the pooled vectors are scaled (:func:`gate_features`)."""
+    is pooled and how the pooled vectors are scaled (:func:`normalized`)."""
 
     mean: NDArray[np.float32]
     precision: NDArray[np.float32]

@@ -195,7 +195,9 @@ def _turn_correlations(small: NDArray[np.float32], template: NDArray[np.float32]
     template = np.ascontiguousarray(template, dtype=np.float32)
     turned = _turned_templates(template.tobytes(), template.shape[0])
     z = _centre(small).ravel()
-    return np.asarray(turned @ z / z.size, dtype=np.float64)
+    # numpy's own loop, not BLAS: this runs beside the model, where OpenBLAS's worker threads keep
+    # spinning after a call and take the cores the inference needs
+    return np.einsum("kn,n->k", turned, z.astype(np.float64)) / z.size
 
 
 def _median(values: NDArray[np.float32], axis: int | None = None) -> NDArray[np.float32]:

@@ -8,8 +8,9 @@ value received and what was expected. No code outside this package indexes the r
 Versions: ``format_version`` 3 is written (the feature gate records how its features are scaled and
 each INT8 file's own fit: an older reader would score a version 3 gate wrongly, so it refuses the
 bundle); version 2 manifests (a gate on pooled features, one fit for every file) and version 1
-manifests (before model entries recorded their precision) are read and upgraded in memory. The JSON Schema in ``docs/schemas/manifest.schema.json``
-is generated from these classes (:mod:`cxr_core.json_schema`); a test keeps the two identical.
+manifests (before model entries recorded their precision) are read and upgraded in memory. The
+JSON Schema in ``docs/schemas/manifest.schema.json`` is generated from these classes
+(:mod:`cxr_core.json_schema`); a test keeps the two identical.
 """
 
 from __future__ import annotations

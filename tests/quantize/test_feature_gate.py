@@ -65,7 +65,8 @@ def test_the_gate_travels_in_the_bundle_hashed_with_a_threshold_per_model(gated_
     assert gate is not None and gate.mean.shape == (gate.precision.shape[0],)
     # the INT8 file runs with a gate fitted on its own features of the same training images
     assert set(info.model_fits) == {"onnx-int8"} and info.model_fits["onnx-int8"].file == "gate-onnx-int8.npz"
-    assert "gate-onnx-int8.npz" in bundle.manifest.files and info.fit_for("onnx") == ("gate.npz", info.shrinkage)
+    assert "gate-onnx-int8.npz" in bundle.manifest.files
+    assert info.fit_for("onnx") == ("gate.npz", info.shrinkage)
     own = load_feature_gate(bundle, "onnx-int8")
     assert own is not None and not np.array_equal(own.mean, gate.mean)
     assert own.shrinkage == pytest.approx(info.model_fits["onnx-int8"].shrinkage, abs=1e-6)
@@ -92,7 +93,7 @@ def test_unit_length_features_ignore_the_overall_activation_strength() -> None:
         FeatureGate.fit(train, "max", normalization="l1")
 
 
-def test_a_manifest_from_before_normalization_reads_as_pooled_features_with_one_gate(gated_bundle: Path) -> None:
+def test_an_older_manifest_reads_as_pooled_features_with_one_gate(gated_bundle: Path) -> None:
     from cxr_core.bundle.schema import GateInfo
 
     recorded = json.loads((gated_bundle / "manifest.json").read_text())["gate"]
