@@ -161,7 +161,8 @@ def _summarise(outcome: Outcome) -> dict[str, Any]:
 
 
 class StudyQueue:
-    """The watch folder's studies, queued in the log and handed out one at a time, oldest first."""
+    """The watch folder's studies, queued in the log and handed out one at a time, oldest first (a study
+    interrupted before waits behind those not yet tried: :meth:`StudyLog.next_pending`)."""
 
     def __init__(
         self,

@@ -356,9 +356,16 @@ class StudyLog:
             return int(cursor.lastrowid or 0)
 
     def next_pending(self) -> Study | None:
-        """The oldest study still waiting (arrival order)."""
+        """The study to take next: of those still waiting, the ones interrupted fewest times first, each
+        group in arrival order. A file whose processing was cut short (a kill, a power cut, a file that
+        brings the app down) is tried again after the files that have not been tried yet, so it never
+        holds up the queue, and repeated restarts spread over the queue instead of spending one study's
+        :data:`MAX_ATTEMPTS` (under load, restarts killed within a second marked 2 of 200 studies
+        failed when the same oldest study was retried first each time)."""
         return _row(
-            self.conn.execute("SELECT * FROM studies WHERE state = 'pending' ORDER BY id LIMIT 1").fetchone()
+            self.conn.execute(
+                "SELECT * FROM studies WHERE state = 'pending' ORDER BY attempts, id LIMIT 1"
+            ).fetchone()
         )
 
     def start_attempt(self, study_id: int) -> int:

@@ -117,6 +117,31 @@ def test_a_look_at_the_folder_hashes_within_its_budget(tmp_path: Path) -> None:
     assert queue.scan() == []  # nothing new: nothing recorded twice
 
 
+def test_an_interrupted_study_waits_behind_untried_ones_and_fails_after_three_tries(tmp_path: Path) -> None:
+    from edge_app.kiosk_engine import StudyQueue
+    from edge_app.studylog import MAX_ATTEMPTS
+
+    watch = tmp_path / "usb"
+    watch.mkdir()
+    for name in ("crashes.png", "interrupted.png", "new.png", "newer.png"):
+        (watch / name).write_bytes(name.encode() * 50)
+    queue = StudyQueue(open_log(tmp_path / "data"), tmp_path / "data", watch, settle_s=0.0)
+    crashes, interrupted, new, newer = queue.scan(budget_s=10.0)
+    for _ in range(MAX_ATTEMPTS):  # the app went down while reading it, every time
+        queue.log.start_attempt(crashes)
+    queue.log.start_attempt(interrupted)  # killed once while reading it
+
+    # The untried files go first, in arrival order; then the interrupted one, once more.
+    order = []
+    while (study := queue.claim_next(None)) is not None:
+        order.append(study.id)
+        queue.log.finish(study.id, SCORED)
+    assert order == [new, newer, interrupted]
+    failed = queue.log.get(crashes)
+    assert failed.state == FAILED and f"interrupted {MAX_ATTEMPTS} times" in failed.error
+    assert [queue.log.get(i).attempts for i in (interrupted, new, newer)] == [2, 1, 1]
+
+
 def _check(figures: kill_harness.KillFigures) -> None:
     assert figures.lost == 0 and figures.duplicated == 0, figures
     assert figures.rows == figures.distinct_paths == figures.files, figures
