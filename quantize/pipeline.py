@@ -376,8 +376,12 @@ def export_bundle(request: ExportRequest) -> ExportResult:
             )
         if quality is not None:
             write_npz(folder / QUALITY_NAME, **quality[1])
+        # Every held-out validation image sets the autoencoder's thresholds, as the feature distance's:
+        # the classifier's INT8 calibration images were never seen by the autoencoder either.
+        held_out = (tensors, parity.tensors) if parity.tensors is not tensors else (tensors,)
+        validation = np.concatenate(held_out)
         autoencoder, autoencoder_report = export_autoencoder(
-            splits, checkpoint.spec, request.gate_train_images, parity.tensors, golden["inputs"], entries,
+            splits, checkpoint.spec, request.gate_train_images, validation, golden["inputs"], entries,
             folder, Path(work), epochs=request.autoencoder_epochs, seed=request.autoencoder_seed,
             acceptance=signal_acceptance, quant=request.quant, progress=request.progress,
         )  # fmt: skip
