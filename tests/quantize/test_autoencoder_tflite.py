@@ -14,7 +14,7 @@ from cxr_core.bundle import load_bundle
 from cxr_core.gate_signals import learned_gate_for
 from cxr_core.imaging import decode_image
 from cxr_core.preprocess import preprocess
-from tests.bundle_fixtures import TFLITE_SPEC, write_checkpoint
+from tests.bundle_fixtures import TFLITE_SPEC, TINY_AUTOENCODER_EPOCHS, write_checkpoint
 
 pytestmark = pytest.mark.slow
 
@@ -39,6 +39,7 @@ def test_tflite_models_get_the_autoencoder_of_their_precision(tmp_path: Path) ->
             calibration_images=8,
             time_formats=False,
             enforce_gate=False,
+            autoencoder_epochs=TINY_AUTOENCODER_EPOCHS,
         )
     )
     bundle = load_bundle(out)
