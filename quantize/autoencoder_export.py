@@ -77,9 +77,9 @@ MIN_DISSIMILARITY = 1e-6
 #: phantoms as 61-image validation sets (300 draws), the autoencoder alone refused 0.53-0.65% of the
 #: rest at the fitted quantile (0.5), 0.26-0.40% at 0.75, 0.12-0.19% at 0.9 and 0.06-0.10% at 0.95
 #: (FP32, INT8 ONNX, INT8 TFLite), against its 0.33% share of the bundle's 1% budget; 0.9 is the
-#: lowest confidence inside it for every file. (The feature distance takes the 95% bound: its
-#: 0.33% needs it, docs/input-gate.md.) A weak autoencoder's wide SSIM spread (the test suite's
-#: small fixture) moves a bound further below the quantile: there the other signals carry more.
+#: lowest confidence inside it for every file. (The feature distance needs the 95% bound to stay
+#: inside its own share: docs/input-gate.md.) A weak autoencoder's wide SSIM spread (the test
+#: suite's small fixture) moves a bound further below the quantile: there the other signals carry more.
 AUTOENCODER_CONFIDENCE = 0.9
 
 
