@@ -19,6 +19,7 @@ from cxr_core.autoencoder_gate import (
     AutoencoderGateError,
     AutoencoderSignal,
     autoencoder_input,
+    reconstruction_score,
     smooth,
     ssim,
 )
@@ -69,6 +70,31 @@ def test_smoothing_matches_scipy() -> None:
     ndimage = pytest.importorskip("scipy.ndimage")
     x = _textured(2)
     np.testing.assert_allclose(smooth(x[None], 1.0)[0], ndimage.gaussian_filter(x, 1.0), atol=1e-12)
+
+
+def test_the_gate_score_in_float32_is_the_float64_score() -> None:
+    """The score runs in float32 (beside the classifier, where its time slows the model); it must give
+    the float64 reference's SSIM, on good and bad reconstructions and on flat and noise images."""
+    rng = np.random.default_rng(5)
+    flat = np.full((64, 64), 0.5)
+    noise = rng.random((64, 64))
+    inputs = np.stack([_textured(4), _textured(5), flat, noise, _textured(6)])
+    recon = np.stack(
+        [
+            np.clip(inputs[0] + 0.02 * rng.standard_normal((64, 64)), 0, 1),  # a good redraw
+            smooth(inputs[1][None], 3.0)[0],  # a blurred one
+            np.clip(flat + 0.1 * rng.standard_normal((64, 64)), 0, 1),
+            smooth(noise[None], 2.0)[0],
+            1.2 - inputs[4],  # out of range: the score clips it to [0, 1]
+        ]
+    )
+    score = reconstruction_score(inputs.astype(np.float32), recon.astype(np.float32), 1.0)
+    clipped = np.clip(recon, 0, 1)
+    both = smooth(np.concatenate([clipped, inputs]), 1.0)  # float64 throughout
+    reference = ssim(both[:5], both[5:])
+    assert score.dtype == np.float64 and score.shape == (5,)
+    np.testing.assert_allclose(score, reference, atol=5e-5)
+    assert score[0] > score[1] and score[0] > 0.9 and score[4] < 0.5
 
 
 def test_the_input_is_the_same_from_either_layout_and_normalisation() -> None:

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from cxr_core.bundle import BundleIntegrityError, load_bundle, load_feature_gate
-from cxr_core.feature_gate import FeatureGate, FeatureGateError, ledoit_wolf, threshold_at
+from cxr_core.feature_gate import FLOOR_MARGIN, FeatureGate, FeatureGateError, ledoit_wolf, threshold_at
 from cxr_core.gate_signals import GateRefusedError, share_acceptance
 from cxr_core.input_gate import ImageRefusedError, InputGate, default_checks
 from cxr_core.predictor import OVERRIDE_WARNING, Predictor, clear_bundle_cache
@@ -43,7 +43,7 @@ def test_fitting_is_deterministic_and_thresholds_accept_the_stated_share() -> No
     fresh = np.exp(rng.normal(3.0, 0.2, 20000))  # new in-distribution images
     assert (fresh > threshold).mean() < 0.03  # about 1% refused, not the 1/32 an empirical max gives
     few = np.full(12, 7.0)  # the conformal floor is the largest distance: a rounding margin above it
-    assert 7.0 < threshold_at(few, 0.99) <= 7.0 * (1 + 1e-4)
+    assert 7.0 < threshold_at(few, 0.99) <= 7.0 * (1 + FLOOR_MARGIN)
     with pytest.raises(FeatureGateError, match="acceptance=0.2"):
         threshold_at(validation, 0.2)
     with pytest.raises(FeatureGateError, match="at least 10"):
@@ -228,6 +228,23 @@ def test_a_few_rows_give_the_same_distances_without_blas() -> None:
     batched = gate.distances(rows)  # BLAS
     single = np.concatenate([gate.distances(row[None]) for row in rows])  # numpy's loop
     np.testing.assert_allclose(single, batched, rtol=1e-5)
+
+
+def test_fewer_training_images_than_channels_give_the_same_distances_through_the_low_rank_form() -> None:
+    """40 images of 256 channels: the shrunk covariance's inverse is one repeated eigenvalue except along
+    the 39 directions the centred images span, and a single image's distance is read through those."""
+    rng = np.random.default_rng(6)
+    train = rng.normal(size=(40, 256)) * np.linspace(0.2, 2.0, 256)
+    gate = FeatureGate.fit(train, "mean")
+    assert gate.low_rank is not None and gate.low_rank.rank == 39
+    rows = np.concatenate([rng.normal(size=(6, 256)), train[:3] * 0.9, np.zeros((1, 256))]).astype(np.float32)
+    batched = gate.distances(rows)  # the full precision matrix through BLAS, as at export
+    single = np.concatenate([gate.distances(row[None]) for row in rows])  # the low-rank form
+    np.testing.assert_allclose(single, batched, rtol=2e-5)
+    loaded = FeatureGate.from_arrays(gate.arrays(), "mean", gate.shrinkage, gate.normalization)
+    assert loaded.low_rank is not None and loaded.low_rank.rank == 39  # derived again when a bundle loads
+    full_rank = FeatureGate.fit(rng.normal(size=(300, 16)) * np.linspace(0.2, 2.0, 16), "mean")
+    assert full_rank.low_rank is None  # more images than channels: nothing to gain, the plain product
 
 
 def test_thresholds_bound_the_acceptance_quantile_with_the_stated_confidence() -> None:
