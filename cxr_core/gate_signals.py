@@ -121,13 +121,22 @@ class SignalDecision:
 
 @runtime_checkable
 class ImageSignal(Protocol):
-    """A signal that looks at the image before inference (quality checks, autoencoder)."""
+    """A signal that looks at the image before inference (quality checks, autoencoder).
+
+    A signal may set ``needs_model_input = False`` (the quality checks): it reads only the decoded
+    image, so the Predictor can start it before the image is preprocessed (:func:`needs_model_input`).
+    """
 
     name: str
 
     def evaluate(self, image: DecodedImage, model_input: NDArray[np.float32]) -> list[SignalDecision]:
         """``image`` as decoded; ``model_input`` the preprocessed (1, C, H, W) batch the model gets."""
         ...
+
+
+def needs_model_input(signal: ImageSignal) -> bool:
+    """Whether ``signal`` reads the preprocessed model input (True unless it says otherwise)."""
+    return bool(getattr(signal, "needs_model_input", True))
 
 
 @runtime_checkable
@@ -191,9 +200,28 @@ class LearnedGate:
     def signals(self) -> tuple[str, ...]:
         return tuple(s.name for s in (*self.image_signals, *self.output_signals))
 
-    def before_inference(self, image: DecodedImage, model_input: NDArray[np.float32]) -> list[SignalDecision]:
+    @property
+    def has_image_only_signals(self) -> bool:
+        """Whether a signal reads the decoded image alone (see :meth:`image_only`)."""
+        return any(not needs_model_input(s) for s in self.image_signals)
+
+    def image_only(self, image: DecodedImage) -> list[SignalDecision]:
+        """The image signals that read only the decoded image (the quality checks), in their order."""
         decisions: list[SignalDecision] = []
         for signal in self.image_signals:
+            if not needs_model_input(signal):
+                decisions.extend(signal.evaluate(image, None))  # type: ignore[arg-type]
+        return decisions
+
+    def before_inference(
+        self, image: DecodedImage, model_input: NDArray[np.float32], *, image_only_done: bool = False
+    ) -> list[SignalDecision]:
+        """Every image signal, in order; with ``image_only_done`` only those that read the model input
+        (the caller ran :meth:`image_only` already and puts its decisions first)."""
+        decisions: list[SignalDecision] = []
+        for signal in self.image_signals:
+            if image_only_done and not needs_model_input(signal):
+                continue
             decisions.extend(signal.evaluate(image, model_input))
         return decisions
 

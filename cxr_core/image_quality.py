@@ -401,6 +401,8 @@ class QualityChecks:
     name = "image_quality"
     #: Not a learned "unlike the training data" signal: the reasons say what is wrong with the picture.
     learned = False
+    #: Reads only the decoded image: the Predictor may start it while the image is preprocessed.
+    needs_model_input = False
 
     def __init__(self, template: NDArray[np.float32], thresholds: Mapping[str, float]) -> None:
         template = np.asarray(template, dtype=np.float32)
@@ -465,7 +467,9 @@ class QualityChecks:
             ]
         return rows
 
-    def evaluate(self, image: DecodedImage, model_input: NDArray[np.float32]) -> list[SignalDecision]:
+    def evaluate(
+        self, image: DecodedImage, model_input: NDArray[np.float32] | None = None
+    ) -> list[SignalDecision]:
         return self.decisions(measure(image.pixels, self.template))
 
     def arrays(self) -> dict[str, Any]:

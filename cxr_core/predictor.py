@@ -157,6 +157,14 @@ def clear_bundle_cache() -> None:
 # ----------------------------------------------------------------------------- results
 
 
+#: From this many decoded pixels on, the gate's image-only signals (the quality checks) start on the
+#: gate thread while the image is preprocessed, not beside the model: their working copy is a box
+#: reduction of the whole image, which on a 2,048 px radiograph outlasts the INT8 model's run and
+#: added 4-6 ms to it; started early it hides behind the preprocessing (1.0-1.3 ms added in all).
+#: At 256 and 512 px starting early measured slower (both threads then run short numpy calls and
+#: contend for the GIL), at 1,024 px faster: the switch lies between (docs/input-gate.md, "Gate cost").
+EARLY_IMAGE_SIGNAL_PIXELS = 768 * 768
+
 #: Opens the warning a result carries when the user chose to score an image the gate refused.
 OVERRIDE_WARNING = "scored at the user's request although the input gate refused it"
 
@@ -482,27 +490,38 @@ class Predictor:
         warnings = self.gate.enforce(decoded, source)
         timings["gate"] = _ms(start)
 
-        start = time.perf_counter_ns()
-        height, width = decoded.pixels.shape
-        geometry = compute_geometry(height, width, self._spec)
-        batch = preprocess(decoded.pixels, self._spec)[None]
-        timings["preprocess"] = _ms(start)
-
         # Every signal runs, so a refusal reports each one's verdict (the study and the JSON need them).
-        # The image signals run beside the model; a refused image's scores are computed and dropped.
-        before = self._gate_thread.submit(self.learned_gate.before_inference, decoded, batch)
-        start = time.perf_counter_ns()
+        # The image signals run on the gate thread beside the model (a large image's quality checks
+        # from before preprocessing); a refused image's scores are computed and dropped.
+        gate = self.learned_gate
+        early = None
+        if decoded.pixels.size >= EARLY_IMAGE_SIGNAL_PIXELS and gate.has_image_only_signals:
+            early = self._gate_thread.submit(gate.image_only, decoded)
         try:
-            outputs = self.backend(batch)
+            start = time.perf_counter_ns()
+            height, width = decoded.pixels.shape
+            geometry = compute_geometry(height, width, self._spec)
+            batch = preprocess(decoded.pixels, self._spec)[None]
+            timings["preprocess"] = _ms(start)
+
+            before = self._gate_thread.submit(
+                gate.before_inference, decoded, batch, image_only_done=early is not None
+            )
+            start = time.perf_counter_ns()
+            try:
+                outputs = self.backend(batch)
+            finally:
+                timings["inference"] = _ms(start)
+                wait([before])  # never leave the gate running past this call, even when the model failed
         finally:
-            timings["inference"] = _ms(start)
-            wait([before])  # never leave the gate running past this call, even when the model failed
+            if early is not None:
+                wait([early])  # nor when preprocessing failed
 
         # learned_gate: the gate's wall time after the model returns (the wait for the image signals,
         # then the output signals). What running beside the model costs it shows in the model's own
         # time: benchmarks.gate_study and edge-bench compare with the same prediction without the gate.
         start = time.perf_counter_ns()
-        decisions = before.result()
+        decisions = (early.result() if early is not None else []) + before.result()
         probabilities, feature_map = self._check_outputs(outputs, source)
         decisions += self.learned_gate.after_inference({**outputs, "feature_map": feature_map[None]})
         overridden = self.learned_gate.decide(decisions, source, override_gate)

@@ -255,9 +255,9 @@ def test_the_image_signals_run_beside_the_model_and_every_verdict_comes_back(gat
         threads: list[str] = []
         before = predictor.learned_gate.before_inference
 
-        def recording(*args):  # noqa: ANN002, ANN202
+        def recording(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
             threads.append(threading.current_thread().name)
-            return before(*args)
+            return before(*args, **kwargs)
 
         predictor.learned_gate.before_inference = recording  # type: ignore[method-assign]
         prediction = predictor.predict_file(path)
@@ -268,10 +268,10 @@ def test_the_image_signals_run_beside_the_model_and_every_verdict_comes_back(gat
 
         finished = threading.Event()
 
-        def slow_gate(*args):  # noqa: ANN002, ANN202
+        def slow_gate(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
             threading.Event().wait(0.2)
             finished.set()
-            return before(*args)
+            return before(*args, **kwargs)
 
         def failing_model(batch):  # noqa: ANN001, ANN202
             raise RuntimeError("model failed")
@@ -283,3 +283,71 @@ def test_the_image_signals_run_beside_the_model_and_every_verdict_comes_back(gat
             predictor.predict_file(path)
         assert finished.is_set()  # the gate's work was waited for, not left running
         predictor.backend = real_backend
+
+
+def test_a_large_image_starts_its_quality_checks_before_preprocessing(
+    gated_bundle: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """From EARLY_IMAGE_SIGNAL_PIXELS on, the quality checks run on the gate thread while the image is
+    preprocessed; the verdicts are the same, each once, in the same order, and a failure while
+    preprocessing still waits for them."""
+    import threading
+
+    import cxr_core.predictor as predictor_module
+    from cxr_core.imaging_common import DecodedImage
+    from cxr_core.input_gate import InputGate
+    from cxr_core.predictor import EARLY_IMAGE_SIGNAL_PIXELS, Predictor
+    from cxr_core.runtime import open_backend
+
+    small = decode_image(_test_phantoms(gated_bundle)[0])
+    side = int(np.ceil(np.sqrt(EARLY_IMAGE_SIGNAL_PIXELS)))
+    big = Image.fromarray(small.pixels, mode="F").resize((side, side), Image.Resampling.BILINEAR)
+    large = DecodedImage(np.asarray(big, dtype=np.float32), small.provenance)
+    assert large.pixels.size >= EARLY_IMAGE_SIGNAL_PIXELS
+    bundle = load_bundle(gated_bundle)
+    backend = open_backend(bundle, model="onnx-int8", threads=2)
+    with Predictor(bundle, backend, gate=InputGate([])) as predictor:
+        gate = predictor.learned_gate
+        assert gate.has_image_only_signals
+        calls: list[tuple[str, str, bool]] = []
+        image_only, before = gate.image_only, gate.before_inference
+
+        def record_image_only(image):  # noqa: ANN001, ANN202
+            calls.append(("image_only", threading.current_thread().name, False))
+            return image_only(image)
+
+        def record_before(image, batch, *, image_only_done=False):  # noqa: ANN001, ANN202
+            calls.append(("before_inference", threading.current_thread().name, image_only_done))
+            return before(image, batch, image_only_done=image_only_done)
+
+        monkeypatch.setattr(gate, "image_only", record_image_only)
+        monkeypatch.setattr(gate, "before_inference", record_before)
+        early = predictor.predict_image(large, "large.png", override_gate=True)
+        assert [c[0] for c in calls] == ["image_only", "before_inference"]
+        assert all(c[1].startswith("cxr-gate") for c in calls) and calls[1][2] is True
+
+        calls.clear()  # the same image with the switch above its size: everything beside the model
+        monkeypatch.setattr(predictor_module, "EARLY_IMAGE_SIGNAL_PIXELS", large.pixels.size + 1)
+        late = predictor.predict_image(large, "large.png", override_gate=True)
+        assert [c[0] for c in calls] == ["before_inference"] and calls[0][2] is False
+        assert [d.signal for d in early.gate_signals] == [d.signal for d in late.gate_signals]
+        assert len({d.signal for d in early.gate_signals}) == len(early.gate_signals)
+        assert any(d.signal.startswith("quality_") for d in early.gate_signals)
+        assert [d.accepted for d in early.gate_signals] == [d.accepted for d in late.gate_signals]
+
+        monkeypatch.setattr(predictor_module, "EARLY_IMAGE_SIGNAL_PIXELS", 1)
+        finished = threading.Event()
+
+        def slow_image_only(image):  # noqa: ANN001, ANN202
+            threading.Event().wait(0.2)
+            finished.set()
+            return image_only(image)
+
+        def failing_preprocess(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            raise RuntimeError("preprocessing failed")
+
+        monkeypatch.setattr(gate, "image_only", slow_image_only)
+        monkeypatch.setattr(predictor_module, "preprocess", failing_preprocess)
+        with pytest.raises(RuntimeError, match="preprocessing failed"):
+            predictor.predict_image(large, "large.png", override_gate=True)
+        assert finished.is_set()  # the early checks were waited for, not left running
