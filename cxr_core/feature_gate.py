@@ -14,7 +14,7 @@ file** (INT8 features differ from FP32 ones) at a stated in-distribution accepta
 one in-distribution image in a hundred is refused). Nothing is extra to run: the feature map is an
 output of every model of the bundle, so the gate costs one matrix-vector product per image; with
 fewer training images than feature channels that product takes the precision matrix's low-rank
-form (:class:`LowRankPrecision`), 0.43x of the work and the same distances.
+form (:class:`LowRankPrecision`): 0.43x of the work on the demo, the same distances to 1e-4.
 
 A model trained on phantoms therefore refuses real radiographs as unlike its training data: that
 is the honest answer, and the reason says so.
@@ -122,13 +122,14 @@ class LowRankPrecision:
     *bulk*) except along those ``N - 1`` directions. The demo's 442 training images give 441 of
     1,024: one image's distance reads a 441 x 1,024 matrix instead of 1,024 x 1,024. That product
     follows the model on the critical path, and the model's run has just evicted the matrix from
-    the cache: the stored 4 MB take 0.5-0.9 ms to read there against 0.25 ms in a warm loop
-    (docs/input-gate.md, "Gate cost"). Eigenvalues within :data:`BULK_TOLERANCE` of the bulk are
-    taken as equal to it; what that leaves out is below float32 rounding. The form subtracts the
-    projection from the bulk term, so float32 rounding weighs more: on the demo's features the
-    distances differ from float64 arithmetic by up to 6.2e-5 of their value, against 3e-6 for the
-    full float32 product (:data:`FLOOR_MARGIN` covers both). A float64 basis would remove that and
-    read as many bytes as the full float32 matrix, which is what this form saves.
+    the cache: with the stored 4 MB a distance took 0.46-0.62 ms there against 0.25 ms in a warm
+    loop, with this form 0.26-0.38 ms (docs/input-gate.md, "Gate cost"). Eigenvalues within
+    :data:`BULK_TOLERANCE` of the bulk are taken as equal to it; what that leaves out is below
+    float32 rounding. The form subtracts the projection from the bulk term, so float32 rounding
+    weighs more: on the demo's features the distances differ from float64 arithmetic by up to
+    6.2e-5 of their value, against 3e-6 for the full float32 product (:data:`FLOOR_MARGIN` covers
+    both). A float64 basis would remove that and read as many bytes as the full float32 matrix,
+    which is what this form saves.
     """
 
     bulk: float
