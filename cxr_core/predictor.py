@@ -162,7 +162,7 @@ def clear_bundle_cache() -> None:
 #: reduction of the whole image, which on a 2,048 px radiograph outlasts the INT8 model's run and
 #: added 4-6 ms to it; started early it hides behind the preprocessing (1.0-1.3 ms added in all).
 #: At 256 and 512 px starting early measured slower (both threads then run short numpy calls and
-#: contend for the GIL), at 1,024 px faster: the switch lies between (docs/input-gate.md, "Gate cost").
+#: contend for the GIL), at 768 and 1,024 px faster (docs/input-gate.md, "Gate cost").
 EARLY_IMAGE_SIGNAL_PIXELS = 768 * 768
 
 #: Opens the warning a result carries when the user chose to score an image the gate refused.
