@@ -159,11 +159,11 @@ def clear_bundle_cache() -> None:
 
 #: From this many decoded pixels on, the gate's image-only signals (the quality checks) start on the
 #: gate thread while the image is preprocessed, not beside the model: their working copy is a box
-#: reduction of the whole image, which on a 2,048 px radiograph outlasts the INT8 model's run and
-#: added 4-6 ms to it; started early it hides behind the preprocessing (1.0-1.3 ms added in all).
-#: At 256 and 512 px starting early measured slower (both threads then run short numpy calls and
-#: contend for the GIL), at 768 and 1,024 px faster (docs/input-gate.md, "Gate cost").
-EARLY_IMAGE_SIGNAL_PIXELS = 768 * 768
+#: reduction of the whole image (2.2 ms of a 2,048 px radiograph's), and beside the INT8 model it
+#: added 2.3-2.6 ms there; started early it hides behind the preprocessing (0.6-1.6 ms added in
+#: all). At 1,024 px the two orders were within 0.3 ms either way, and below it both threads run
+#: short numpy calls and contend for the GIL (docs/input-gate.md, "Gate cost").
+EARLY_IMAGE_SIGNAL_PIXELS = 1024 * 1024
 
 #: Opens the warning a result carries when the user chose to score an image the gate refused.
 OVERRIDE_WARNING = "scored at the user's request although the input gate refused it"
