@@ -12,7 +12,14 @@ import pytest
 from PIL import Image
 
 from cxr_core.bundle import BundleIntegrityError, load_bundle, load_feature_gate
-from cxr_core.feature_gate import FLOOR_MARGIN, FeatureGate, FeatureGateError, ledoit_wolf, threshold_at
+from cxr_core.feature_gate import (
+    FLOOR_MARGIN,
+    FeatureGate,
+    FeatureGateError,
+    FeatureGateSignal,
+    ledoit_wolf,
+    threshold_at,
+)
 from cxr_core.gate_signals import GateRefusedError, share_acceptance
 from cxr_core.input_gate import ImageRefusedError, InputGate, default_checks
 from cxr_core.predictor import OVERRIDE_WARNING, Predictor, clear_bundle_cache
@@ -236,15 +243,20 @@ def test_fewer_training_images_than_channels_give_the_same_distances_through_the
     rng = np.random.default_rng(6)
     train = rng.normal(size=(40, 256)) * np.linspace(0.2, 2.0, 256)
     gate = FeatureGate.fit(train, "mean")
+    assert gate.low_rank is None  # derived on demand (the Predictor does it on a thread of its own)
+    gate.derive_low_rank()
     assert gate.low_rank is not None and gate.low_rank.rank == 39
     rows = np.concatenate([rng.normal(size=(6, 256)), train[:3] * 0.9, np.zeros((1, 256))]).astype(np.float32)
     batched = gate.distances(rows)  # the full precision matrix through BLAS, as at export
     single = np.concatenate([gate.distances(row[None]) for row in rows])  # the low-rank form
     np.testing.assert_allclose(single, batched, rtol=2e-5)
     loaded = FeatureGate.from_arrays(gate.arrays(), "mean", gate.shrinkage, gate.normalization)
-    assert loaded.low_rank is not None and loaded.low_rank.rank == 39  # derived again when a bundle loads
+    signal = FeatureGateSignal(loaded, threshold=10.0, acceptance=0.99)  # as a bundle loads
+    assert signal.wait_until_prepared(timeout=60)
+    assert loaded.low_rank is not None and loaded.low_rank.rank == 39
     full_rank = FeatureGate.fit(rng.normal(size=(300, 16)) * np.linspace(0.2, 2.0, 16), "mean")
-    assert full_rank.low_rank is None  # more images than channels: nothing to gain, the plain product
+    assert full_rank.derive_low_rank() is None  # more images than channels: nothing to gain
+    assert full_rank.low_rank is None
 
 
 def test_thresholds_bound_the_acceptance_quantile_with_the_stated_confidence() -> None:
