@@ -124,6 +124,29 @@ class ImageQualityError(CxrEdgeError, ValueError):
     """The quality checks cannot be fitted or applied (too few images, a template of another shape)."""
 
 
+def _block_sums(
+    array: NDArray[np.float32], factor: int, axis: int
+) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+    """Sums of each ``factor`` consecutive lines along ``axis`` (0: rows, 1: columns), by strided
+    whole-line additions, and how many lines each sum holds (a last partial block sums what is left)."""
+    length = array.shape[axis]
+    full = (length // factor) * factor
+
+    def lines(part: slice) -> NDArray[np.float32]:
+        return array[part] if axis == 0 else array[:, part]
+
+    sums = lines(slice(0, full, factor)).copy()
+    for k in range(1, factor):
+        sums += lines(slice(k, full, factor))
+    counts = [float(factor)] * (length // factor)
+    if full < length:
+        sums = np.concatenate(
+            [sums, lines(slice(full, None)).sum(axis=axis, dtype=np.float32, keepdims=True)], axis
+        )
+        counts.append(float(length - full))
+    return sums, np.asarray(counts, dtype=np.float32)
+
+
 def box_reduce(pixels: NDArray[np.float32], factor: int) -> NDArray[np.float32]:
     """The mean of each ``factor`` x ``factor`` block, as Pillow's ``Image.reduce(factor)`` gives it (a
     last row or column of blocks the image does not fill averages the pixels it has), to 2e-7: a
@@ -134,24 +157,9 @@ def box_reduce(pixels: NDArray[np.float32], factor: int) -> NDArray[np.float32]:
     converting it to a Pillow image and reducing it there (256 px: 0.07 against 0.18 ms; 2,048 px:
     2.2 against 5.0 ms), work that runs beside the model or the preprocessing.
     """
-    h, w = pixels.shape
-    full_h, full_w = (h // factor) * factor, (w // factor) * factor
-    rows = pixels[0:full_h:factor].copy()
-    for k in range(1, factor):
-        rows += pixels[k:full_h:factor]
-    row_counts = [float(factor)] * (h // factor)
-    if full_h < h:
-        rows = np.concatenate([rows, pixels[full_h:].sum(axis=0, dtype=np.float32)[None]])
-        row_counts.append(float(h - full_h))
-    sums = rows[:, 0:full_w:factor].copy()
-    for k in range(1, factor):
-        sums += rows[:, k:full_w:factor]
-    column_counts = [float(factor)] * (w // factor)
-    if full_w < w:
-        sums = np.concatenate([sums, rows[:, full_w:].sum(axis=1, dtype=np.float32)[:, None]], axis=1)
-        column_counts.append(float(w - full_w))
-    counts = np.asarray(row_counts, dtype=np.float32)[:, None] * np.asarray(column_counts, dtype=np.float32)
-    return sums / counts
+    rows, row_counts = _block_sums(pixels, factor, axis=0)
+    sums, column_counts = _block_sums(rows, factor, axis=1)
+    return sums / (row_counts[:, None] * column_counts)
 
 
 def _resize(pixels: NDArray[np.floating], size: int) -> NDArray[np.float32]:

@@ -523,8 +523,8 @@ class Predictor:
         start = time.perf_counter_ns()
         decisions = (early.result() if early is not None else []) + before.result()
         probabilities, feature_map = self._check_outputs(outputs, source)
-        decisions += self.learned_gate.after_inference({**outputs, "feature_map": feature_map[None]})
-        overridden = self.learned_gate.decide(decisions, source, override_gate)
+        decisions += gate.after_inference({**outputs, "feature_map": feature_map[None]})
+        overridden = gate.decide(decisions, source, override_gate)
         timings["learned_gate"] = _ms(start)
         if overridden:
             warnings = (*warnings, f"{OVERRIDE_WARNING}: {'; '.join(overridden)}")
