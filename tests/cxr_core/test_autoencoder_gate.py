@@ -112,6 +112,28 @@ def test_the_input_is_the_same_from_either_layout_and_normalisation() -> None:
         autoencoder_input(np.zeros((1, 3, 64, 64), np.float32), nchw)
 
 
+def test_the_input_is_the_plain_numpy_expression_bit_for_bit() -> None:
+    """The input is built in one buffer, channel by channel: it must equal the plain expression
+    (``(x * std + mean).mean(axis=1)``, clipped, 2 x 2 block mean) to the bit, or the thresholds of
+    bundles exported before would no longer describe what the device computes."""
+    from cxr_core.autoencoder_gate import _channel_mean
+
+    rng = np.random.default_rng(8)
+    for channels in (1, 3, 4):
+        batch = rng.normal(0.0, 1.5, (2, channels, 32, 32)).astype(np.float32)
+        assert np.array_equal(_channel_mean(batch), batch.mean(axis=1))
+        view = np.ascontiguousarray(batch.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)  # NHWC memory
+        assert np.array_equal(_channel_mean(view), view.mean(axis=1))
+    spec = PreprocessSpec(input_size=128, resize_to=140)
+    batch = preprocess(_textured(5, 150), spec)[None]
+    batch[0, :, :4] = 9.0  # out of range after undoing the normalisation: clipped
+    mean = np.asarray(spec.mean, np.float32)[None, :, None, None]
+    std = np.asarray(spec.std, np.float32)[None, :, None, None]
+    grey = np.clip((batch * std + mean).mean(axis=1), 0.0, 1.0)
+    half = (grey[:, 0::2, 0::2] + grey[:, 1::2, 0::2] + grey[:, 0::2, 1::2] + grey[:, 1::2, 1::2]) * 0.25
+    assert np.array_equal(autoencoder_input(batch, spec), np.clip(half, 0.0, 1.0)[:, None])
+
+
 def test_the_autoencoder_travels_in_the_bundle_hashed_with_a_threshold_per_model(gated_bundle: Path) -> None:
     bundle = load_bundle(gated_bundle)
     info = bundle.manifest.autoencoder

@@ -92,6 +92,33 @@ def test_the_working_copy_reduces_like_pillow(shape: tuple[int, int]) -> None:
     np.testing.assert_allclose(working_copy(x), np.clip(np.asarray(resized), 0, 1), atol=3e-7)
 
 
+@pytest.mark.parametrize("factor", [2, 3, 4, 8])
+def test_whole_blocks_reduce_bit_for_bit_as_partial_ones_do(factor: int) -> None:
+    """An image of whole blocks takes a shorter path (each line pair added once, one division): its
+    result must be the general path's to the bit, so no statistic moves by rounding."""
+    rng = np.random.default_rng(factor)
+    for shape in [(128 * factor, 128 * factor), (96 * factor, 140 * factor), (factor, 3 * factor)]:
+        x = rng.random(shape, dtype=np.float32)
+        rows, row_counts = iq._block_sums(x, factor, axis=0)
+        sums, column_counts = iq._block_sums(rows, factor, axis=1)
+        general = sums / (row_counts[:, None] * column_counts)
+        assert np.array_equal(box_reduce(x, factor), general)
+
+
+def test_the_working_copy_never_clips_the_callers_image_in_place() -> None:
+    """A box reduction's fresh array is clipped in place; an image already at the working size is
+    not copied by the resize, and must come back clipped without its own pixels changing."""
+    x = np.random.default_rng(2).normal(0.5, 0.6, (iq.WORK_SIZE, iq.WORK_SIZE)).astype(np.float32)
+    before = x.copy()
+    work = working_copy(x)
+    assert np.array_equal(x, before) and work.min() >= 0.0 and work.max() <= 1.0
+    assert np.array_equal(work, np.clip(before, 0.0, 1.0))
+    big = np.repeat(np.repeat(x, 2, axis=0), 2, axis=1)
+    big_before = big.copy()
+    assert np.array_equal(working_copy(big), np.clip(box_reduce(big_before, 2), 0.0, 1.0))
+    assert np.array_equal(big, big_before)
+
+
 def test_the_quality_record_travels_in_the_bundle_hashed(gated_bundle: Path, tmp_path: Path) -> None:
     bundle = load_bundle(gated_bundle)
     info = bundle.manifest.quality
@@ -329,3 +356,17 @@ def test_fast_statistics_equal_numpy_and_the_line_by_line_span() -> None:
     for _ in range(3000):
         uniform = rng.random(int(rng.integers(1, 70))) < rng.random()
         assert iq._content_span(uniform) == _content_span_by_loop(uniform)
+    for size in (1, 64):  # no uniform line at all (a picture filling the frame), and every line
+        assert iq._content_span(np.zeros(size, bool)) == _content_span_by_loop(np.zeros(size, bool))
+        assert iq._content_span(np.ones(size, bool)) == (0, 0)
+    # the sharpness numerator and the exposure share, against the plain expressions
+    lap = 4.0 * work[1:-1, 1:-1] - work[:-2, 1:-1] - work[2:, 1:-1] - work[1:-1, :-2] - work[1:-1, 2:]
+    assert iq._mean_abs_laplacian(work) == float(np.abs(lap).mean())
+    pixels = np.clip(rng.normal(0.5, 0.5, (300, 260)), 0, 1).astype(np.float32)
+    pixels[:90], pixels[-40:] = 0.0, 1.0  # black and white bands: some of the copy is extreme
+    copy = iq.working_copy(pixels)
+    extreme = (copy <= iq.EXTREME_TOLERANCE) | (copy >= 1.0 - iq.EXTREME_TOLERANCE)
+    template = iq.template_copy(copy)
+    assert 0 < iq.measure(pixels, template).exposure == float(extreme.mean())
+    # the template's turns kept by the caller give what looking them up gives
+    assert iq.measure(pixels, template, iq.turned_templates(template)) == iq.measure(pixels, template)
