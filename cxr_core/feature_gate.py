@@ -142,8 +142,7 @@ class LowRankPrecision:
     2.6e-5 of their value through ``np.vecdot`` (BLAS's dot keeps several partial sums) and 7.1e-5
     through ``np.einsum``'s single running sum, against 3e-6 for the full float32 product
     (:data:`FLOOR_MARGIN` covers all three). A float64 basis would remove that and read as many
-    bytes as the full float32 matrix,
-    which is what this form saves.
+    bytes as the full float32 matrix, which is what this form saves.
     """
 
     bulk: float
