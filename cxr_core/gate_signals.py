@@ -231,6 +231,17 @@ class LearnedGate:
             decisions.extend(signal.evaluate(outputs))
         return decisions
 
+    def wait_until_prepared(self, timeout: float | None = None) -> bool:
+        """Wait for what the signals prepare in the background after a bundle opens (the feature
+        gate's low-rank form); True when all of it is done. Predictions never need to wait: until
+        then they take a slower path to the same scores. Benchmarks wait, to time the steady state."""
+        done = True
+        for signal in (*self.image_signals, *self.output_signals):
+            prepared = getattr(signal, "wait_until_prepared", None)
+            if callable(prepared):
+                done = bool(prepared(timeout)) and done
+        return done
+
     def close(self) -> None:
         """Release what the signals hold open (e.g. the autoencoder's runtime session)."""
         for signal in (*self.image_signals, *self.output_signals):

@@ -583,6 +583,10 @@ class Predictor:
         # Dequantized outputs may sit a rounding step outside [0, 1].
         return np.clip(probs[0], 0.0, 1.0), np.ascontiguousarray(fmap[0])
 
+    def wait_until_prepared(self, timeout: float | None = None) -> bool:
+        """Wait for the learned gate's background preparation (:meth:`LearnedGate.wait_until_prepared`)."""
+        return self.learned_gate.wait_until_prepared(timeout)
+
     def close(self) -> None:
         """Release the backend and the learned gate's own models (its autoencoder session)."""
         self._gate_thread.shutdown(wait=True)
