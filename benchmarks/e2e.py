@@ -91,8 +91,8 @@ def e2e_split(
     predictor = Predictor.load(bundle_dir, model=model, threads=threads, allow_untrusted=True)
     load_ms = (time.perf_counter_ns() - t0) / 1e6
     # the steady state: the gate's low-rank form is derived on a thread of its own after loading
-    # (0.2-0.35 s here), and until it is ready its eigendecomposition takes the cores the timed
-    # predictions need
+    # (0.2-0.35 s on an idle 2-core machine, 0.5-1.0 s beside predictions), and until it is ready
+    # its eigendecomposition takes the cores the timed predictions need (docs/input-gate.md)
     predictor.wait_until_prepared()
     per_stage: dict[str, list[float]] = {stage: [] for stage in STAGES}
     walls: list[float] = []
