@@ -135,8 +135,10 @@ def _block_sums(
     def lines(part: slice) -> NDArray[np.float32]:
         return array[part] if axis == 0 else array[:, part]
 
-    sums = lines(slice(0, full, factor)).copy()
-    for k in range(1, factor):
+    first = lines(slice(0, full, factor))
+    # the first two lines added into a new array (not a copy added to in place: one pass fewer)
+    sums = first + lines(slice(1, full, factor)) if factor >= 2 else first.copy()
+    for k in range(2, factor):
         sums += lines(slice(k, full, factor))
     counts = [float(factor)] * (length // factor)
     if full < length:
@@ -157,21 +159,14 @@ def box_reduce(pixels: NDArray[np.float32], factor: int) -> NDArray[np.float32]:
     converting it to a Pillow image and reducing it there (256 px: 0.07 against 0.18 ms; 2,048 px:
     2.2 against 5.0 ms), work that runs beside the model or the preprocessing.
     """
-    height, width = pixels.shape
-    if factor >= 2 and height % factor == 0 and width % factor == 0:
-        # Whole blocks only (the 256 px test split halved, a 1,024 px film by 8): the same sums in the
-        # same order, each line pair added once instead of copied and added in place, divided by
-        # one number (bit-identical, 0.04 against 0.07 ms at 256 px)
-        rows = pixels[0::factor] + pixels[1::factor]
-        for k in range(2, factor):
-            rows += pixels[k::factor]
-        sums = rows[:, 0::factor] + rows[:, 1::factor]
-        for k in range(2, factor):
-            sums += rows[:, k::factor]
-        sums /= np.float32(factor * factor)
-        return sums
     rows, row_counts = _block_sums(pixels, factor, axis=0)
     sums, column_counts = _block_sums(rows, factor, axis=1)
+    height, width = pixels.shape
+    if height % factor == 0 and width % factor == 0:
+        # whole blocks only (the 256 px test split halved, a 1,024 px film by 8): every count is
+        # the factor, so one division in place gives the same means (0.04 against 0.07 ms at 256 px)
+        sums /= np.float32(factor * factor)
+        return sums
     return sums / (row_counts[:, None] * column_counts)
 
 
