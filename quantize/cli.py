@@ -46,6 +46,17 @@ def _limit(text: str) -> float | None:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number; expected e.g. 0.01, or 'none'") from None
 
 
+def _seed(text: str) -> int:
+    """An argparse ``type`` for a random seed: an integer from 0 to 2**32 - 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer; expected a seed") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"{value} is outside 0..2**32 - 1; expected a seed")
+    return value
+
+
 def _export_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cxr-export",
@@ -135,6 +146,14 @@ def _export_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="publish even when the learned input gate refuses more than 2%% of the validation images "
         "on some format (the measured rates are recorded in the manifest either way)",
+    )
+    parser.add_argument(
+        "--autoencoder-seed",
+        type=_seed,
+        default=0,
+        metavar="N",
+        help="first seed of the input gate's autoencoder fit (default: 0; the next seeds are tried when "
+        "a fit stalls at drawing the training images' mean image)",
     )
     parser.add_argument("--no-timing", action="store_true", help="skip timing formats for the recommendation")
     parser.add_argument(
@@ -243,6 +262,7 @@ def run_export(args: argparse.Namespace) -> int:
         ),
         enforce_gate=not args.no_parity_gate,
         enforce_refusal_rate=not args.allow_high_refusal_rate,
+        autoencoder_seed=args.autoencoder_seed,
         time_formats=not args.no_timing,
         progress=args.progress,
         signing_key=args.signing_key,

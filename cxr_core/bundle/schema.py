@@ -658,6 +658,8 @@ class AutoencoderInfo:
     thresholds: dict[str, float]
     acceptance: float
     epochs: int
+    #: The seed of the fit kept: the one asked for, or a later one when a fit stalled at drawing the
+    #: training images' mean image (quantize/autoencoder_export.py).
     seed: int
     train_images: int
     validation_images: int

@@ -164,3 +164,7 @@ def test_export_cli_errors_are_clear(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "did you mean 'onnx-int8'" in capsys.readouterr().err
     assert main(["verify", str(tmp_path / "nothing")]) == 2
     assert "does not exist" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(checkpoint), "--out", str(tmp_path / "b"), "--autoencoder-seed", "-1"])
+    assert exit_info.value.code == 2
+    assert "-1 is outside 0..2**32 - 1; expected a seed" in capsys.readouterr().err
