@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 
 #: Epochs of the fit. On the demo's 442 training phantoms (64 px) a fit of 60 epochs left the threshold
 #: further beyond the lowest SSIM of 500 fresh in-distribution phantoms than one of 20 for every seed
-#: tried (docs/input-gate.md, "The autoencoder's fit"), at 35-45 s of one core instead of 12-14 s.
+#: tried (docs/input-gate.md, "The autoencoder's fit"), at 34-40 s of one core instead of 12-14 s.
 DEFAULT_EPOCHS = 60
 DEFAULT_SEED = 0
 DEFAULT_BATCH = 16
@@ -109,7 +109,7 @@ class FitReport:
     #: Mean squared error of drawing every training image as their mean image (the decoder's start).
     prior_loss: float = float("nan")
     #: Share of that error the fitted model removes (1 - its own error / ``prior_loss``, evaluated
-    #: after the fit): about 0 when the fit collapsed to drawing the mean image whatever the input.
+    #: after the fit): about 0 when the fit stalled at drawing the mean image whatever the input.
     explained: float = float("nan")
 
 
