@@ -165,7 +165,9 @@ def fit_autoencoder(
                 total += float(loss.detach()) * len(batch)
             last = total / len(tensor)
         model.eval()
-        prior_loss, fitted_loss = _losses_against_prior(model, tensor)
+        # the error of the mean image the model starts from, and of the fitted model
+        prior_loss = float(np.mean((torch.sigmoid(model.prior).detach().numpy() - data) ** 2))
+        fitted_loss = float(np.mean((reconstruct(model, data) - data) ** 2))
     finally:
         torch.set_num_threads(threads)
     explained = 1.0 - fitted_loss / prior_loss if prior_loss > 0 else 0.0
@@ -191,19 +193,6 @@ def fit_autoencoder(
         report.cpu_seconds,
     )
     return model, report
-
-
-def _losses_against_prior(model: ConvAutoencoder, images: Tensor, batch: int = 64) -> tuple[float, float]:
-    """Mean squared error over ``images`` of the mean image the model starts from, and of the model."""
-    prior = torch.sigmoid(model.prior)
-    prior_total = fitted_total = 0.0
-    with torch.no_grad():
-        for first in range(0, len(images), batch):
-            part = images[first : first + batch]
-            prior_total += float(((prior - part) ** 2).sum())
-            fitted_total += float(((model(part) - part) ** 2).sum())
-    count = float(images.numel())
-    return prior_total / count, fitted_total / count
 
 
 def reconstruct(model: nn.Module, images: NDArray[np.float32], batch: int = 64) -> NDArray[np.float32]:
