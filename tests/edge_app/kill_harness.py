@@ -32,7 +32,11 @@ REPO = Path(__file__).resolve().parents[2]
 class KillFigures:
     files: int
     kills: int
-    kills_while_processing: int = 0
+    kills_while_processing: int = 0  # kills that cut a study short (its attempt counted, no outcome)
+    interrupted_studies: int = 0  # studies cut short at least once
+    given_up: int = 0  # studies cut short MAX_ATTEMPTS times: the kiosk must mark them failed
+    expected_states: dict[str, int] = field(default_factory=dict)  # from the kills the harness saw
+    attempt_mismatches: list[str] = field(default_factory=list)  # log rows that disagree with them
     rows: int = 0
     distinct_paths: int = 0
     states: dict[str, int] = field(default_factory=dict)
@@ -75,22 +79,33 @@ def _command(data: Path, watch: Path, bundle: Path, exit_when_idle: bool, app: b
     return cmd + (["--exit-when-idle"] if exit_when_idle else [])
 
 
-def _finished(db: Path) -> tuple[int, int]:
-    """(finished studies, studies with an attempt but no outcome) read from the log while it runs."""
+def _in_progress(db: Path) -> dict[int, int]:
+    """Attempts of each pending study that was started at least once (read while no kiosk runs)."""
     if not db.exists():
-        return 0, 0
+        return {}
     try:
         conn = sqlite3.connect(db, timeout=5)
         try:
-            done = conn.execute("SELECT COUNT(*) FROM studies WHERE state != 'pending'").fetchone()[0]
-            busy = conn.execute(
-                "SELECT COUNT(*) FROM studies WHERE state = 'pending' AND attempts > 0"
-            ).fetchone()[0]
-            return int(done), int(busy)
+            rows = conn.execute("SELECT id, attempts FROM studies WHERE state = 'pending' AND attempts > 0")
+            return {int(i): int(a) for i, a in rows}
+        finally:
+            conn.close()
+    except sqlite3.Error:  # no table yet: the kiosk was killed while creating it
+        return {}
+
+
+def _finished(db: Path) -> int:
+    """Finished studies, read from the log while the kiosk runs."""
+    if not db.exists():
+        return 0
+    try:
+        conn = sqlite3.connect(db, timeout=5)
+        try:
+            return int(conn.execute("SELECT COUNT(*) FROM studies WHERE state != 'pending'").fetchone()[0])
         finally:
             conn.close()
     except sqlite3.Error:  # no table yet (the child is creating it)
-        return 0, 0
+        return 0
 
 
 def run(bundle: Path, root: Path, files: int = 200, kills: int = 50, seed: int = 0,
@@ -121,34 +136,39 @@ def run(bundle: Path, root: Path, files: int = 200, kills: int = 50, seed: int =
     start = time.monotonic()
     copier = threading.Thread(target=copy_burst, daemon=True)
     copier.start()
+    cut_short: dict[int, int] = {}  # study id -> kills that landed while it was being analysed
     for _ in range(kills):
-        before, _busy = _finished(db)
+        before = _finished(db)
+        started_before = _in_progress(db)
         child = subprocess.Popen(
-            _command(data, watch, bundle, False), cwd=REPO, env=env, stdout=logs, stderr=logs
+            _command(data, watch, bundle, False, app), cwd=REPO, env=env, stdout=logs, stderr=logs
         )
         started = time.monotonic()
         deadline = started + rng.uniform(0.05, max_kill_delay_s)
         recovered = False
         while time.monotonic() < deadline:
             if not recovered:
-                done, _busy = _finished(db)
+                done = _finished(db)
                 if done > before:
                     figures.recovery_s.append(round(time.monotonic() - started, 3))
                     recovered = True
             time.sleep(0.01)
-        _done, busy = _finished(db)
         child.kill()  # SIGKILL: no clean-up of any kind
         child.wait()
-        figures.kills_while_processing += int(busy > 0)
+        # The study this kiosk started and did not finish (one worker: at most one per kill).
+        for study_id, attempts in _in_progress(db).items():
+            if attempts > started_before.get(study_id, 0):
+                cut_short[study_id] = cut_short.get(study_id, 0) + 1
+                figures.kills_while_processing += 1
     copier.join()
     final_start = time.monotonic()
-    done_before, _ = _finished(db)
+    done_before = _finished(db)
     if app:  # the app does not stop by itself: wait until every file has its outcome, then close it
         child = subprocess.Popen(
             _command(data, watch, bundle, False, app), cwd=REPO, env=env, stdout=logs, stderr=logs
         )
         deadline = time.monotonic() + 600
-        while _finished(db)[0] < files and time.monotonic() < deadline and child.poll() is None:
+        while _finished(db) < files and time.monotonic() < deadline and child.poll() is None:
             time.sleep(0.05)
         child.terminate()
         child.wait(30)
@@ -162,11 +182,13 @@ def run(bundle: Path, root: Path, files: int = 200, kills: int = 50, seed: int =
     conn = sqlite3.connect(db)
     rows = conn.execute("SELECT path, sha256, state FROM studies").fetchall()
     figures.integrity = conn.execute("PRAGMA integrity_check").fetchone()[0]
+    attempts = conn.execute("SELECT id, name, state, attempts, error FROM studies").fetchall()
     conn.close()
     figures.rows = len(rows)
     figures.distinct_paths = len({r[0] for r in rows})
     for _path, _sha, state in rows:
         figures.states[state] = figures.states.get(state, 0) + 1
+    _expect_from_kills(figures, cut_short, attempts)
     expected = {str(watch / image.name) for image in images}
     figures.lost = len(expected - {r[0] for r in rows if r[2] != "pending"})
     figures.duplicated = len(rows) - figures.distinct_paths + len({r[0] for r in rows} - expected)
@@ -175,6 +197,29 @@ def run(bundle: Path, root: Path, files: int = 200, kills: int = 50, seed: int =
     if final_s > 0 and files > done_before:
         figures.final_run_files_per_s = round((files - done_before) / final_s, 2)
     return figures
+
+
+def _expect_from_kills(
+    figures: KillFigures, cut_short: dict[int, int], rows: list[tuple[int, str, str, int, str | None]]
+) -> None:
+    """What the log must say given the kills the harness saw: a study cut short ``MAX_ATTEMPTS``
+    times is given up (failed, naming the interruptions); every other study is scored, and its
+    attempts are the kills that cut it short plus the one that finished it."""
+    from edge_app.studylog import MAX_ATTEMPTS
+
+    figures.interrupted_studies = len(cut_short)
+    figures.given_up = sum(1 for n in cut_short.values() if n >= MAX_ATTEMPTS)
+    figures.expected_states = {"scored": figures.files - figures.given_up}
+    if figures.given_up:
+        figures.expected_states["failed"] = figures.given_up
+    for study_id, name, state, attempts, error in rows:
+        kills = cut_short.get(study_id, 0)
+        if kills >= MAX_ATTEMPTS:
+            ok = state == "failed" and attempts == kills and f"interrupted {kills} times" in (error or "")
+        else:
+            ok = state == "scored" and attempts == kills + 1
+        if not ok:
+            figures.attempt_mismatches.append(f"{name}: {state}, {attempts} attempts, cut short {kills}x")
 
 
 def burst_throughput(bundle: Path, root: Path, files: int = 200) -> dict[str, float]:

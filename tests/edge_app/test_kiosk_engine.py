@@ -143,11 +143,15 @@ def test_an_interrupted_study_waits_behind_untried_ones_and_fails_after_three_tr
 
 
 def _check(figures: kill_harness.KillFigures) -> None:
+    """Nothing lost or twice; each study's outcome and attempts are what the kills that cut it short
+    call for: scored, or given up (failed, naming the interruptions) after MAX_ATTEMPTS of them."""
     assert figures.lost == 0 and figures.duplicated == 0, figures
     assert figures.rows == figures.distinct_paths == figures.files, figures
-    assert figures.states == {"scored": figures.files}, figures
+    assert figures.attempt_mismatches == [], figures
+    assert figures.states == figures.expected_states, figures
     assert figures.integrity == "ok"
-    assert figures.report_pngs == figures.files, figures  # one report per study, none twice
+    scored = figures.states.get("scored", 0)
+    assert figures.report_pngs == scored, figures  # one report per scored study, none twice
     assert figures.temp_files_left == 0
 
 
