@@ -243,7 +243,8 @@ class StudyQueue:
                     study.id,
                     FAILED,
                     error=f"processing was interrupted {study.attempts} times (the app stopped while "
-                    "analysing this file); not tried again",
+                    "analysing this file: a power cut, a kill, or a file that crashes the app); not tried "
+                    "again. To try once more, copy the file into the watch folder under a new name",
                 )
                 continue
             original = self.log.original_of(study, None if bundle is None else bundle.sha256)

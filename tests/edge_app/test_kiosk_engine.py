@@ -139,7 +139,15 @@ def test_an_interrupted_study_waits_behind_untried_ones_and_fails_after_three_tr
     assert order == [new, newer, interrupted]
     failed = queue.log.get(crashes)
     assert failed.state == FAILED and f"interrupted {MAX_ATTEMPTS} times" in failed.error
+    assert "copy the file into the watch folder under a new name" in failed.error
     assert [queue.log.get(i).attempts for i in (interrupted, new, newer)] == [2, 1, 1]
+
+    # What the message offers: the same content under a new name is a new study, scored afresh
+    # (never linked to the study given up, whose failure says nothing about the image).
+    (watch / "crashes-again.png").write_bytes((watch / "crashes.png").read_bytes())
+    (again,) = queue.scan(budget_s=10.0)
+    retried = queue.claim_next(None)
+    assert retried is not None and retried.id == again and queue.log.get(again).attempts == 1
 
 
 def _check(figures: kill_harness.KillFigures) -> None:
