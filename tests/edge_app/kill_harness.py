@@ -22,6 +22,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -79,33 +80,31 @@ def _command(data: Path, watch: Path, bundle: Path, exit_when_idle: bool, app: b
     return cmd + (["--exit-when-idle"] if exit_when_idle else [])
 
 
-def _in_progress(db: Path) -> dict[int, int]:
-    """Attempts of each pending study that was started at least once (read while no kiosk runs)."""
+def _read(db: Path, sql: str) -> list[tuple[Any, ...]]:
+    """Rows of ``sql`` on the study log; none while it does not exist or has no table yet (the
+    kiosk is creating it, or was killed while creating it)."""
     if not db.exists():
-        return {}
+        return []
     try:
         conn = sqlite3.connect(db, timeout=5)
         try:
-            rows = conn.execute("SELECT id, attempts FROM studies WHERE state = 'pending' AND attempts > 0")
-            return {int(i): int(a) for i, a in rows}
+            return conn.execute(sql).fetchall()
         finally:
             conn.close()
-    except sqlite3.Error:  # no table yet: the kiosk was killed while creating it
-        return {}
+    except sqlite3.Error:
+        return []
+
+
+def _in_progress(db: Path) -> dict[int, int]:
+    """Attempts of each pending study that was started at least once (read while no kiosk runs)."""
+    rows = _read(db, "SELECT id, attempts FROM studies WHERE state = 'pending' AND attempts > 0")
+    return {int(i): int(a) for i, a in rows}
 
 
 def _finished(db: Path) -> int:
     """Finished studies, read from the log while the kiosk runs."""
-    if not db.exists():
-        return 0
-    try:
-        conn = sqlite3.connect(db, timeout=5)
-        try:
-            return int(conn.execute("SELECT COUNT(*) FROM studies WHERE state != 'pending'").fetchone()[0])
-        finally:
-            conn.close()
-    except sqlite3.Error:  # no table yet (the child is creating it)
-        return 0
+    rows = _read(db, "SELECT COUNT(*) FROM studies WHERE state != 'pending'")
+    return int(rows[0][0]) if rows else 0
 
 
 def run(bundle: Path, root: Path, files: int = 200, kills: int = 50, seed: int = 0,
@@ -180,18 +179,18 @@ def run(bundle: Path, root: Path, files: int = 200, kills: int = 50, seed: int =
     logs.close()
 
     conn = sqlite3.connect(db)
-    rows = conn.execute("SELECT path, sha256, state FROM studies").fetchall()
+    rows = conn.execute("SELECT id, name, path, state, attempts, error FROM studies").fetchall()
     figures.integrity = conn.execute("PRAGMA integrity_check").fetchone()[0]
-    attempts = conn.execute("SELECT id, name, state, attempts, error FROM studies").fetchall()
     conn.close()
     figures.rows = len(rows)
-    figures.distinct_paths = len({r[0] for r in rows})
-    for _path, _sha, state in rows:
-        figures.states[state] = figures.states.get(state, 0) + 1
-    _expect_from_kills(figures, cut_short, attempts)
+    paths = {r[2] for r in rows}
+    figures.distinct_paths = len(paths)
+    for row in rows:
+        figures.states[row[3]] = figures.states.get(row[3], 0) + 1
+    _expect_from_kills(figures, cut_short, [(i, name, state, a, e) for i, name, _p, state, a, e in rows])
     expected = {str(watch / image.name) for image in images}
-    figures.lost = len(expected - {r[0] for r in rows if r[2] != "pending"})
-    figures.duplicated = len(rows) - figures.distinct_paths + len({r[0] for r in rows} - expected)
+    figures.lost = len(expected - {r[2] for r in rows if r[3] != "pending"})
+    figures.duplicated = len(rows) - figures.distinct_paths + len(paths - expected)
     figures.report_pngs = len(list((data / "reports").glob("*.png")))
     figures.temp_files_left = len(list(data.rglob("*.tmp")))
     if final_s > 0 and files > done_before:
