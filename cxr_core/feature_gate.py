@@ -341,7 +341,11 @@ class FeatureGateSignal:
         self.acceptance = float(acceptance)
         # The low-rank form is derived on a thread of its own, so that opening a bundle does not wait
         # for the eigendecomposition; the first images use the full product (the same distances).
-        self._deriving = threading.Thread(target=self._derive, name="cxr-gate-low-rank", daemon=True)
+        # Not a daemon: the interpreter waits for it at exit. A process that ended while a daemon
+        # thread was still inside LAPACK's eigendecomposition had OpenBLAS shut its worker threads
+        # down under that call: `cxr-predict` on six images then hung for good in OpenBLAS's exit
+        # handler in 6 of 30 runs (docs/input-gate.md, "The learned feature gate").
+        self._deriving = threading.Thread(target=self._derive, name="cxr-gate-low-rank", daemon=False)
         self._deriving.start()
 
     def _derive(self) -> None:

@@ -266,6 +266,32 @@ def test_fewer_training_images_than_channels_give_the_same_distances_through_the
     assert full_rank.low_rank is None
 
 
+_EXIT_RIGHT_AFTER_OPENING = """
+import atexit, numpy as np
+from cxr_core.feature_gate import FeatureGate, FeatureGateSignal
+rng = np.random.default_rng(0)
+gate = FeatureGate.fit(rng.normal(size=(300, 1024)), "mean")  # rank 299 of 1,024: a low-rank form
+loaded = FeatureGate.from_arrays(gate.arrays(), "mean", gate.shrinkage, gate.normalization)
+atexit.register(lambda: print("derived" if loaded.low_rank is not None else "not derived", flush=True))
+FeatureGateSignal(loaded, threshold=10.0, acceptance=0.99)  # starts the eigendecomposition, then exits
+"""
+
+
+def test_a_process_that_ends_right_after_opening_waits_for_the_eigendecomposition() -> None:
+    """A process that ended while the low-rank form was being derived had OpenBLAS shut its threads
+    down under LAPACK's call: `cxr-predict` then hung at exit in 6 of 30 runs. The interpreter now
+    waits for the derivation before its exit handlers (a 1,024-channel eigendecomposition takes a
+    few tenths of a second, far longer than this script's exit)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", _EXIT_RIGHT_AFTER_OPENING], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "derived", done.stdout + done.stderr
+
+
 def test_thresholds_bound_the_acceptance_quantile_with_the_stated_confidence() -> None:
     from statistics import NormalDist
 
