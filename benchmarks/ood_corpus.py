@@ -3,7 +3,8 @@
     python -m benchmarks.ood_corpus OUT_FOLDER [--seed 0] [--per-category 6]
 
 Only images that installed packages ship (scikit-learn's and matplotlib's sample photographs and MR
-slice) and what the project draws itself (:mod:`benchmarks.ood_render`, the body-part phantoms of
+slice, the acquired CT, MR and nuclear-medicine images in pydicom's test files) and what the project
+draws itself (:mod:`benchmarks.ood_render`, the body-part phantoms of
 :mod:`training.data.phantom_bodyparts`, chest phantoms of :mod:`training.data.phantom`): nothing is
 downloaded. Every image is at least 512 px on its shorter side, so the size rule of the input gate
 does not pre-empt the learned signals. The corpus is **only measured, never used to fit or set a
@@ -12,7 +13,8 @@ threshold**: a bundle's thresholds come from its own validation images at export
 Categories (:data:`CATEGORIES`, each ``per_category`` images): natural photographs in grey and colour,
 document pages and text, screenshots with a chest film inside, CT and MR slices as DICOM (with the
 modality tag, which the rule gate refuses, and with it stripped, which reaches the learned signals)
-and as PNG, radiographs of the hand, knee, skull and pelvis, noise, flat fields, and chest phantoms
+and as PNG, acquired (not drawn) CT, MR and nuclear-medicine images as PNG, radiographs of the hand,
+knee, skull and pelvis, noise, flat fields, and chest phantoms
 inverted, rotated by 90 and 180 degrees and cropped to a corner. ``corpus.json`` in the folder lists
 every file with its category and what it is.
 """
@@ -51,6 +53,8 @@ CATEGORIES: dict[str, str] = {
     "mr_dicom": "MR slices (T1/T2 head, T2 abdomen) as DICOM, Modality MR",
     "mr_dicom_untagged": "the MR slices as DICOM without the Modality tag",
     "mr_png": "MR slices as PNG (one is matplotlib's sample MR slice)",
+    "medical_acquired": "acquired CT (head, spine), MR (abdomen, head) and nuclear-medicine (bone scan) "
+    "images from pydicom's test files, windowed to PNG",
     "xray_hand": "radiograph phantoms of a hand",
     "xray_knee": "radiograph phantoms of a knee",
     "xray_skull": "radiograph phantoms of a skull",
@@ -133,6 +137,77 @@ def _matplotlib_mr() -> NDArray[np.uint8] | None:
         return None
     image = np.frombuffer(raw, np.uint16).astype(np.float32).reshape(256, 256)
     return np.asarray(_fit(Image.fromarray(draw.to_grey(image))))
+
+
+#: Acquired (not drawn) images among pydicom's test files, shipped in its wheel: what each shows.
+ACQUIRED_DICOM: tuple[tuple[str, str], ...] = (
+    ("J2K_pixelrep_mismatch.dcm", "CT head, skull base (512 px, JPEG 2000)"),
+    ("693_J2KI.dcm", "CT head (512 px, lossy JPEG 2000)"),
+    ("CT_small.dcm", "CT thoracic spine and aorta (128 px)"),
+    ("examples_overlay.dcm", "MR abdomen, liver lesion (484 x 300 px)"),
+    ("MR_small.dcm", "MR head (64 px)"),
+    ("JPEG2000.dcm", "nuclear-medicine whole-body bone scan (256 x 1,024 px, JPEG 2000)"),
+)
+
+
+def _first_value(value: object) -> float:
+    """A DICOM number that may hold several values (``WindowCenter`` of 40\\40\\40): the first."""
+    from pydicom.multival import MultiValue
+
+    return float(value[0] if isinstance(value, MultiValue) else value)  # type: ignore[arg-type]
+
+
+def _acquired_slices() -> list[tuple[str, str, NDArray[np.float32], tuple[float, float] | None]]:
+    """pydicom's acquired test images that decode here: (file, what, values after the modality
+    rescale, the file's own window or None). Read from the installed package's folder, never through
+    pydicom's downloader; a file that is missing or cannot be decoded is left out."""
+    try:
+        import pydicom
+        import pydicom.data
+    except ImportError:
+        return []
+    folder = Path(pydicom.data.__file__).parent / "test_files"
+    slices = []
+    for name, what in ACQUIRED_DICOM:
+        try:
+            ds = pydicom.dcmread(folder / name)
+            values = ds.pixel_array.astype(np.float32)
+        except (OSError, ValueError, RuntimeError, AttributeError, NotImplementedError):
+            continue
+        values = values * float(ds.get("RescaleSlope", 1) or 1) + float(ds.get("RescaleIntercept", 0) or 0)
+        center, width = ds.get("WindowCenter"), ds.get("WindowWidth")
+        window = None if center is None or width is None else (_first_value(center), _first_value(width))
+        slices.append((name, what, values, window))
+    return slices
+
+
+def _acquired(out: _Writer, n: int) -> None:
+    """Each acquired image windowed to 8 bits and brought to :data:`SIDE` on its shorter side: first
+    at the file's own window (or its 0.5-99.5th percentiles where it has none), then at its 1-99th
+    percentiles, then the central 80% at those."""
+    slices = _acquired_slices()
+    if not slices:
+        return
+    for i in range(n):
+        name, what, values, window = slices[i % len(slices)]
+        variant = i // len(slices)
+        if variant >= 2:
+            h, w = values.shape
+            values = values[h // 10 : h - h // 10, w // 10 : w - w // 10]
+        if variant == 0 and window is not None:
+            center, width = window
+            how = f"its own window {center:g}/{width:g}"
+        else:
+            low, high = np.percentile(values, (0.5, 99.5) if variant == 0 else (1.0, 99.0))
+            center, width = (low + high) / 2.0, max(high - low, 1e-3)
+            how = "percentile window" + (", central 80%" if variant >= 2 else "")
+        grey = _fit(Image.fromarray(draw.window(values, center, width)))
+        out.png(
+            "medical_acquired",
+            f"{Path(name).stem}_{variant}",
+            np.asarray(grey),
+            f"pydicom {name}: {what}, {how}",
+        )
 
 
 def _chest(seed: int, index: int) -> NDArray[np.uint8]:
@@ -310,6 +385,7 @@ def _pictures(out: _Writer, n: int, seed: int) -> None:
 BUILDERS: tuple[Callable[[_Writer, int, int], None], ...] = (
     lambda out, n, seed: _photos(out, n),
     _tomography,
+    lambda out, n, seed: _acquired(out, n),
     _radiographs,
     _pictures,
 )

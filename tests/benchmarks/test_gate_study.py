@@ -56,6 +56,26 @@ def test_the_corpus_has_every_category_at_the_asked_size_and_is_deterministic(
         build_corpus(tmp_path / "d", per_category=0)
 
 
+def test_the_acquired_category_is_pydicoms_own_images_every_one_decoded(tmp_path: Path) -> None:
+    """Real CT, MR and nuclear-medicine images from the installed pydicom (never its downloader),
+    each at its own window first, then other windows: 12 images, two of each of the six files."""
+    from benchmarks.ood_corpus import ACQUIRED_DICOM
+
+    corpus = build_corpus(tmp_path / "acq", per_category=2 * len(ACQUIRED_DICOM))
+    paths = corpus["medical_acquired"]
+    assert len(paths) == 2 * len(ACQUIRED_DICOM)  # every file decoded here (JPEG 2000 ones too)
+    listed = json.loads((tmp_path / "acq" / MANIFEST).read_text())["images"]
+    sources = [i["source"] for i in listed if i["category"] == "medical_acquired"]
+    for name, _ in ACQUIRED_DICOM:
+        assert sum(source.startswith(f"pydicom {name}:") for source in sources) == 2, name
+    first, second = paths[0], paths[len(ACQUIRED_DICOM)]  # one file at two windows
+    assert first.name.rsplit("_", 1)[0] == second.name.rsplit("_", 1)[0]
+    assert not np.array_equal(decode_image(first).pixels, decode_image(second).pixels)
+    for path in paths:
+        pixels = decode_image(path).pixels
+        assert min(pixels.shape) >= 512 and float(pixels.std()) > 0.05, path.name  # a picture, not a blank
+
+
 def test_the_rules_see_what_the_corpus_promises(tiny_corpus: dict[str, list[Path]]) -> None:
     """CT/MR DICOMs with their Modality are refused by the rule gate, without it they reach the signals."""
     gate = InputGate()
