@@ -158,3 +158,59 @@ def test_a_learned_refusal_is_overridable_and_scores_anyway(
         assert isinstance(still, Refused) and not still.overridable  # rules cannot be overridden
     finally:
         svc.shutdown()
+
+
+_EXIT_DURING_WORK = """
+import atexit, sys, time
+from pathlib import Path
+
+outcomes = []
+# registered before the worker's own exit hook, so it runs after it (last in, first out)
+atexit.register(lambda: print(len(outcomes) - 1, "scored by the end", flush=True))
+from edge_app.worker import Loaded, PredictionService
+
+bundle, image, marker = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
+svc = PredictionService(lambda deliver: deliver(), display_max_side=64)  # outcomes on the worker
+svc.load(bundle, outcomes.append)
+deadline = time.monotonic() + 120
+while not outcomes and time.monotonic() < deadline:
+    time.sleep(0.01)
+assert isinstance(outcomes[0], Loaded), outcomes
+for _ in range(200):  # real ONNX Runtime inferences, queued; the process ends among them
+    svc.predict(image, outcomes.append)
+time.sleep(0.05)
+
+
+def slow_loader(*_args, **_kwargs):
+    time.sleep(1.0)  # a job still running when the interpreter exits
+    marker.write_text("finished")
+    raise RuntimeError("not a bundle")
+
+
+PredictionService(lambda deliver: deliver(), loader=slow_loader).load(bundle, lambda _outcome: None)
+time.sleep(0.1)
+"""
+
+
+def test_a_process_that_ends_during_work_finishes_the_running_job_and_exits_cleanly(
+    session_bundle: Path, image_files, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """Ended while the worker (a daemon thread) was inside an ONNX Runtime inference, a process
+    aborted in ONNX Runtime's teardown (20 of 20 runs). At exit the running job now finishes and the
+    queued ones are dropped: a clean exit code, the slow job's marker written, far fewer than 200
+    predictions made."""
+    import subprocess
+    import sys
+
+    marker = tmp_path / "finished.txt"
+    done = subprocess.run(
+        [sys.executable, "-c", _EXIT_DURING_WORK, str(session_bundle), str(image_files["png"]), str(marker)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+    assert marker.read_text() == "finished"  # the job running at exit was waited for
+    assert "cannot schedule new futures" not in done.stderr  # no job ran into the pools' shutdown
+    scored = int(done.stdout.split()[0])
+    assert scored < 200, done.stdout  # the queue was dropped, not worked through
