@@ -475,11 +475,12 @@ def _finish_at_exit() -> None:
     """Let a job that is still running finish before the interpreter exits (queued ones are dropped).
 
     What happened without it, measured: a process that ended while a daemon thread ran Predictor
-    predictions through ONNX Runtime aborted in ONNX Runtime's teardown (SIGABRT, 8 of 8 runs; 0 of
-    8 through LiteRT); and once the interpreter had shut the thread pools down, every queued job
-    failed in turn with "cannot schedule new futures after shutdown" and a logged traceback (of 200
-    queued predictions, 105, 183 and 109 in three runs). At most :data:`EXIT_WAIT_S` per service,
-    so that a job stuck on a dead drive cannot hold the exit. Registered to run before the
+    predictions back to back through ONNX Runtime (as this worker does) aborted in ONNX Runtime's
+    teardown (SIGABRT, 8 of 8 runs; 0 of 8 through LiteRT); and once the interpreter had shut the
+    thread pools down, every queued job failed in turn with "cannot schedule new futures after
+    shutdown" and a logged traceback (of 200 queued predictions, 105, 183 and 109 in three runs).
+    At most :data:`EXIT_WAIT_S` per service, so that a job stuck on a dead drive cannot hold the
+    exit. Registered to run before the
     interpreter shuts down the thread pools the Predictor's gate uses (:func:`_register_exit_hook`).
     """
     running = [service for service in list(_LIVE_SERVICES) if service._thread.is_alive()]
