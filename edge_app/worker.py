@@ -15,6 +15,9 @@ also what to do and the corners used), a file that
 cannot be decoded or a bundle that cannot be loaded becomes :class:`Failed` with a title and the
 library's message, and anything unexpected is logged with its traceback and reported as
 :class:`Failed` too -- the app keeps running.
+
+Stopping (:meth:`PredictionService.shutdown`, and the interpreter's exit) drops the jobs not started
+yet and lets the running one finish: a process must not end under an inference.
 """
 
 from __future__ import annotations
@@ -480,8 +483,8 @@ def _finish_at_exit() -> None:
     thread pools down, every queued job failed in turn with "cannot schedule new futures after
     shutdown" and a logged traceback (of 200 queued predictions, 105, 183 and 109 in three runs).
     At most :data:`EXIT_WAIT_S` per service, so that a job stuck on a dead drive cannot hold the
-    exit. Registered to run before the
-    interpreter shuts down the thread pools the Predictor's gate uses (:func:`_register_exit_hook`).
+    exit. Registered to run before the interpreter shuts down the thread pools the Predictor's gate
+    uses (:func:`_register_exit_hook`).
     """
     running = [service for service in list(_LIVE_SERVICES) if service._thread.is_alive()]
     for service in running:  # every queue stopped first, then each running job waited for
