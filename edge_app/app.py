@@ -175,6 +175,7 @@ class CxrEdgeApp(PhotoFlowMixin, KioskMixin, HistoryMixin, SelfTestMixin, App):
         self.reload_bundle()
 
     def on_stop(self) -> None:
+        self.remove_stop_signal()
         for event in self._events:
             event.cancel()
         self._events.clear()

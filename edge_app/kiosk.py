@@ -13,7 +13,9 @@ Kiosk *looks* -- fullscreen, no cursor, larger targets -- are set by
 from __future__ import annotations
 
 import logging
+import signal
 import sqlite3
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,9 @@ logger = logging.getLogger(__name__)
 
 #: Seconds between two applications of the retention setting while the app runs (also at start).
 RETENTION_CHECK_S = 3600.0
+#: After SIGTERM, the longest wait for the study in hand before the app closes anyway (systemd
+#: kills a service that has not stopped after 90 s by default).
+STOP_GRACE_S = 60.0
 
 
 class KioskMixin:
@@ -60,6 +65,59 @@ class KioskMixin:
     _refused_study: tuple[Study, Refused] | None = None
     _override_study: Study | None = None
     _bundle_identity: BundleIdentity | None = None
+    _stop_requested: bool = False
+    _closing: bool = False
+    _stop_events: tuple[Any, ...] = ()
+    _previous_sigterm: Any = None
+
+    # ------------------------------------------------------------------ a stop asked by the system
+
+    def install_stop_signal(self) -> None:
+        """SIGTERM (``systemctl stop`` or restart of the kiosk service) lets the study in hand finish
+        and be logged, then closes the app. Without it SDL turns SIGTERM into a quit and the app
+        closed at once under the study: a study cut short is analysed again at the next start and
+        counts towards the attempts after which it is given up. ``cxr-app`` installs it before the
+        app runs, from the main thread (where Python runs signal handlers, and before SDL would
+        install its own); :meth:`remove_stop_signal` (on stop) puts the previous handler back."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        self._previous_sigterm = signal.signal(signal.SIGTERM, self._on_sigterm)
+
+    def remove_stop_signal(self) -> None:
+        if self._previous_sigterm is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self._previous_sigterm)
+            self._previous_sigterm = None
+
+    def _on_sigterm(self, _signum: int, _frame: Any) -> None:
+        Clock.schedule_once(lambda _dt: self.stop_when_idle(), 0)
+
+    def stop_when_idle(self) -> None:
+        """Start no new study; close the app once the one in hand (and any job running) is done, or
+        after :data:`STOP_GRACE_S` at the latest."""
+        if self._stop_requested:
+            return
+        self._stop_requested = True
+        logger.warning("asked to stop: finishing the study in hand, then closing")
+        self._stop_events = (
+            Clock.schedule_once(lambda _dt: self._close_now(), STOP_GRACE_S),
+            Clock.schedule_interval(lambda _dt: self._stop_if_idle(), 0.2),  # a bundle load, a report, ...
+        )
+        self._stop_if_idle()
+
+    def _stop_if_idle(self) -> None:
+        if not self._stop_requested or self._study is not None or self._override_study is not None:
+            return
+        if self.busy or (self.service is not None and self.service.busy):
+            return
+        self._close_now()
+
+    def _close_now(self) -> None:
+        for event in self._stop_events:
+            event.cancel()
+        self._stop_events = ()
+        if not self._closing:
+            self._closing = True
+            self.stop()  # type: ignore[attr-defined]
 
     def open_study_log(self) -> None:
         """Open (or create) the study log in the data folder; remove temp files of interrupted writes."""
@@ -149,7 +207,7 @@ class KioskMixin:
     def next_study(self) -> None:
         """Start the oldest pending study, if the app is free and has a model."""
         queue = self.study_queue
-        if queue is None or self.options.watch is None or self._study is not None:
+        if queue is None or self.options.watch is None or self._study is not None or self._stop_requested:
             return
         if not self.model_ready or self.busy or self.service is None or self.service.busy:
             return
@@ -175,6 +233,7 @@ class KioskMixin:
         self._refused_study = (study, outcome) if overridable else None
         self._on_outcome(outcome)  # shows the result or the refusal, as for a picked image
         self._show_study_report(outcome)
+        self._stop_if_idle()
 
     def _show_study_report(self, outcome: Outcome) -> None:
         if isinstance(outcome, Scored) and outcome.report is not None:
@@ -213,6 +272,7 @@ class KioskMixin:
         self._update_health()
         self._on_outcome(outcome)
         self._show_study_report(outcome)
+        self._stop_if_idle()
 
     def _update_health(self) -> None:
         if self.study_log is None:

@@ -384,21 +384,39 @@ def run_headless(
     queue.apply_retention(settings.retention_days, settings.retention_count)
     finished = 0
     title = identity.revision.split(" | ")[0]  # the report adds the model and runtime itself
+    stop = threading.Event()
+    restore_sigterm = _stop_on_sigterm(stop)
     try:
-        while True:
+        while not stop.is_set():
             queue.scan()
             study = queue.claim_next(identity)
             if study is None:
                 if exit_when_idle and queue.settling == 0:
                     return finished
-                time.sleep(interval_s)
+                stop.wait(interval_s)
                 continue
             service.process_study(Path(study.path), queue.reports_dir, study_stem(study), title, deliver)
             queue.complete(study, wait(), identity)
             finished += 1
+        logger.warning("asked to stop: the study in hand was finished and logged")
+        return finished
     finally:
+        restore_sigterm()
         service.shutdown(timeout=2.0)
         log.close()
+
+
+def _stop_on_sigterm(stop: threading.Event) -> Callable[[], None]:
+    """SIGTERM (``systemctl stop``) sets ``stop``: the loop finishes and logs the study in hand, then
+    returns, instead of the process dying under it (a study cut short counts as an interrupted
+    attempt). Returns what puts the previous handler back; outside the main thread, where Python
+    cannot take signals, nothing is installed."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())
+    return lambda: signal.signal(signal.SIGTERM, previous)
 
 
 def _parser() -> argparse.ArgumentParser:

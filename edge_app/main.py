@@ -75,7 +75,9 @@ def main(argv: list[str] | None = None) -> int:
             configure_kivy(options.kiosk, options.size)
             from edge_app.app import CxrEdgeApp
 
-            CxrEdgeApp(options=options, started_at=_T0).run()
+            app = CxrEdgeApp(options=options, started_at=_T0)
+            app.install_stop_signal()  # the process's own SIGTERM; never in a test driving the app in-process
+            app.run()
     except CxrEdgeError as exc:  # the app shows refusals on screen; this is what escapes it
         return error_exit("cxr-app", exc)
     return EXIT_OK

@@ -189,3 +189,68 @@ def test_kills_of_the_real_app_in_kiosk_mode(session_bundle: Path, tmp_path: Pat
     )
     _check(figures)
     print("kill harness (app):", figures)
+
+
+def _sigterm_during_work(
+    command: list[str], tmp_path: Path, env_extra: dict[str, str]
+) -> tuple[int, Path, str]:
+    """Start ``command`` on a watch folder of 40 studies, send SIGTERM while a study is being
+    analysed (after two are done), and return its exit code, the study log and its output."""
+    import os
+    import signal
+    import time
+
+    db = tmp_path / "data" / "studies.sqlite"
+    env = dict(os.environ, PYTHONPATH=str(kill_harness.REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.update(env_extra)
+    in_hand = "SELECT id FROM studies WHERE state = 'pending' AND attempts > 0"
+    output = tmp_path / "output.log"
+    with output.open("wb") as log:
+        child = subprocess.Popen(command, cwd=kill_harness.REPO, env=env, stdout=log, stderr=log)
+        try:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and child.poll() is None:
+                if kill_harness._finished(db) >= 2 and kill_harness._read(db, in_hand):
+                    break  # a study is being analysed right now
+                time.sleep(0.002)
+            assert child.poll() is None, output.read_text(errors="replace")[-2000:]
+            child.send_signal(signal.SIGTERM)
+            code = child.wait(timeout=90)
+        finally:
+            if child.poll() is None:
+                child.kill()
+    return code, db, output.read_text(errors="replace")
+
+
+def _check_stopped_after_the_study_in_hand(code: int, db: Path, output: str) -> None:
+    assert code == 0, output[-2000:]
+    assert kill_harness._read(db, "SELECT id FROM studies WHERE state = 'pending' AND attempts > 0") == []
+    rows = kill_harness._read(db, "SELECT state, attempts FROM studies WHERE state != 'pending'")
+    assert 2 < len(rows) < 40, rows  # the one in hand logged, and it stopped rather than go on
+    assert all(attempts == 1 for _state, attempts in rows)
+    assert "asked to stop" in output
+
+
+def test_sigterm_lets_the_headless_kiosk_finish_the_study_in_hand(
+    session_bundle: Path, tmp_path: Path
+) -> None:
+    """The headless kiosk: SIGTERM used to end the process under the study in hand."""
+    watch, data = tmp_path / "watch", tmp_path / "data"
+    kill_harness.make_images(watch, 40)
+    command = kill_harness._command(data, watch, session_bundle, exit_when_idle=False)
+    _check_stopped_after_the_study_in_hand(*_sigterm_during_work(command, tmp_path, {}))
+
+
+def test_sigterm_lets_the_real_app_finish_the_study_in_hand_and_exit_cleanly(
+    session_bundle: Path, tmp_path: Path
+) -> None:
+    """``systemctl stop`` (SIGTERM) of the kiosk app while it works through a folder: it starts no new
+    study, logs the one in hand, and exits with status 0. Before, SDL turned SIGTERM into a quit and
+    the app closed at once under the study, which stayed cut short: an interrupted attempt (three
+    make it given up). This test failed there on the study left in hand."""
+    watch, data = tmp_path / "watch", tmp_path / "data"
+    kill_harness.make_images(watch, 40)
+    command = kill_harness._app_command(data, watch, session_bundle)
+    _check_stopped_after_the_study_in_hand(
+        *_sigterm_during_work(command, tmp_path, kill_harness.app_env(tmp_path))
+    )
