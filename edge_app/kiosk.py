@@ -35,6 +35,8 @@ RETENTION_CHECK_S = 3600.0
 #: After SIGTERM, the longest wait for the study in hand before the app closes anyway (systemd
 #: kills a service that has not stopped after 90 s by default).
 STOP_GRACE_S = 60.0
+#: Seconds between two looks at whether SIGTERM has arrived.
+SIGTERM_CHECK_S = 0.25
 
 
 class KioskMixin:
@@ -69,6 +71,8 @@ class KioskMixin:
     _closing: bool = False
     _stop_events: tuple[Any, ...] = ()
     _previous_sigterm: Any = None
+    _sigterm_received: bool = False
+    _sigterm_check: Any = None
 
     # ------------------------------------------------------------------ a stop asked by the system
 
@@ -82,14 +86,24 @@ class KioskMixin:
         if threading.current_thread() is not threading.main_thread():
             return
         self._previous_sigterm = signal.signal(signal.SIGTERM, self._on_sigterm)
+        # The handler only sets a flag: it may run in the middle of Kivy's own code (the clock's
+        # bookkeeping included), so the clock looks at the flag instead.
+        self._sigterm_check = Clock.schedule_interval(self._check_sigterm, SIGTERM_CHECK_S)
 
     def remove_stop_signal(self) -> None:
+        if self._sigterm_check is not None:
+            self._sigterm_check.cancel()
+            self._sigterm_check = None
         if self._previous_sigterm is not None and threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, self._previous_sigterm)
             self._previous_sigterm = None
 
     def _on_sigterm(self, _signum: int, _frame: Any) -> None:
-        Clock.schedule_once(lambda _dt: self.stop_when_idle(), 0)
+        self._sigterm_received = True
+
+    def _check_sigterm(self, _dt: float) -> None:
+        if self._sigterm_received:
+            self.stop_when_idle()
 
     def stop_when_idle(self) -> None:
         """Start no new study; close the app once the one in hand (and any job running) is done, or
