@@ -69,7 +69,7 @@ class KioskMixin:
     _bundle_identity: BundleIdentity | None = None
     _stop_requested: bool = False
     _closing: bool = False
-    _stop_events: tuple[Any, ...] = ()
+    _grace_event: Any = None
     _previous_sigterm: Any = None
     _sigterm_received: bool = False
     _sigterm_check: Any = None
@@ -102,33 +102,32 @@ class KioskMixin:
         self._sigterm_received = True
 
     def _check_sigterm(self, _dt: float) -> None:
+        """Every :data:`SIGTERM_CHECK_S`: once SIGTERM has arrived, close as soon as nothing is in hand
+        (a study, a bundle load, a report ...)."""
         if self._sigterm_received:
-            self.stop_when_idle()
+            self._begin_stop()
+            self._stop_if_idle()
 
-    def stop_when_idle(self) -> None:
-        """Start no new study; close the app once the one in hand (and any job running) is done, or
-        after :data:`STOP_GRACE_S` at the latest."""
+    def _begin_stop(self) -> None:
+        """Start no new study (once): :meth:`_check_sigterm` closes the app when the one in hand is
+        done, or :data:`STOP_GRACE_S` from now at the latest."""
         if self._stop_requested:
             return
         self._stop_requested = True
         logger.warning("asked to stop: finishing the study in hand, then closing")
-        self._stop_events = (
-            Clock.schedule_once(lambda _dt: self._close_now(), STOP_GRACE_S),
-            Clock.schedule_interval(lambda _dt: self._stop_if_idle(), 0.2),  # a bundle load, a report, ...
-        )
-        self._stop_if_idle()
+        self._grace_event = Clock.schedule_once(lambda _dt: self._close_now(), STOP_GRACE_S)
 
     def _stop_if_idle(self) -> None:
-        if not self._stop_requested or self._study is not None or self._override_study is not None:
+        if self._study is not None or self._override_study is not None:
             return
         if self.busy or (self.service is not None and self.service.busy):
             return
         self._close_now()
 
     def _close_now(self) -> None:
-        for event in self._stop_events:
-            event.cancel()
-        self._stop_events = ()
+        if self._grace_event is not None:
+            self._grace_event.cancel()
+            self._grace_event = None
         if not self._closing:
             self._closing = True
             self.stop()  # type: ignore[attr-defined]
@@ -247,7 +246,6 @@ class KioskMixin:
         self._refused_study = (study, outcome) if overridable else None
         self._on_outcome(outcome)  # shows the result or the refusal, as for a picked image
         self._show_study_report(outcome)
-        self._stop_if_idle()
 
     def _show_study_report(self, outcome: Outcome) -> None:
         if isinstance(outcome, Scored) and outcome.report is not None:
@@ -286,7 +284,6 @@ class KioskMixin:
         self._update_health()
         self._on_outcome(outcome)
         self._show_study_report(outcome)
-        self._stop_if_idle()
 
     def _update_health(self) -> None:
         if self.study_log is None:

@@ -66,6 +66,13 @@ def _app_command(data: Path, watch: Path, bundle: Path) -> list[str]:
     return cmd + ["--watch", str(watch), "--watch-interval", "0.1", "--watch-settle", "0", "--threads", "1"]
 
 
+def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a kiosk child process: this checkout first on PYTHONPATH, then ``extra``."""
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.update(extra or {})
+    return env
+
+
 def app_env(root: Path) -> dict[str, str]:
     from edge_app.headless import OFFSCREEN_ENV
 
@@ -119,7 +126,7 @@ def run(bundle: Path, root: Path, files: int = 200, kills: int = 50, seed: int =
     watch, data = root / "watch", root / "data"
     watch.mkdir(parents=True, exist_ok=True)
     db = data / "studies.sqlite"
-    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = child_env()
     if app:
         env.update(app_env(root))
     figures = KillFigures(files=files, kills=kills)
@@ -228,7 +235,7 @@ def burst_throughput(bundle: Path, root: Path, files: int = 200) -> dict[str, fl
     watch.mkdir(parents=True, exist_ok=True)
     for image in images:
         shutil.copyfile(image, watch / image.name)
-    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = child_env()
     start = time.monotonic()
     subprocess.run(_command(data, watch, bundle, True), cwd=REPO, env=env, check=True, timeout=600,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip

@@ -196,21 +196,18 @@ def _sigterm_during_work(
 ) -> tuple[int, Path, str]:
     """Start ``command`` on a watch folder of 40 studies, send SIGTERM while a study is being
     analysed (after two are done), and return its exit code, the study log and its output."""
-    import os
     import signal
     import time
 
     db = tmp_path / "data" / "studies.sqlite"
-    env = dict(os.environ, PYTHONPATH=str(kill_harness.REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    env.update(env_extra)
-    in_hand = "SELECT id FROM studies WHERE state = 'pending' AND attempts > 0"
+    env = kill_harness.child_env(env_extra)
     output = tmp_path / "output.log"
     with output.open("wb") as log:
         child = subprocess.Popen(command, cwd=kill_harness.REPO, env=env, stdout=log, stderr=log)
         try:
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline and child.poll() is None:
-                if kill_harness._finished(db) >= 2 and kill_harness._read(db, in_hand):
+                if kill_harness._finished(db) >= 2 and kill_harness._in_progress(db):
                     break  # a study is being analysed right now
                 time.sleep(0.002)
             assert child.poll() is None, output.read_text(errors="replace")[-2000:]
@@ -224,7 +221,7 @@ def _sigterm_during_work(
 
 def _check_stopped_after_the_study_in_hand(code: int, db: Path, output: str) -> None:
     assert code == 0, output[-2000:]
-    assert kill_harness._read(db, "SELECT id FROM studies WHERE state = 'pending' AND attempts > 0") == []
+    assert kill_harness._in_progress(db) == {}  # no study left cut short
     rows = kill_harness._read(db, "SELECT state, attempts FROM studies WHERE state != 'pending'")
     assert 2 < len(rows) < 40, rows  # the one in hand logged, and it stopped rather than go on
     assert all(attempts == 1 for _state, attempts in rows)
