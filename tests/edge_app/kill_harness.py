@@ -103,7 +103,8 @@ def _read(db: Path, sql: str) -> list[tuple[Any, ...]]:
 
 
 def _in_progress(db: Path) -> dict[int, int]:
-    """Attempts of each pending study that was started at least once (read while no kiosk runs)."""
+    """Attempts of each pending study that was started at least once: while a kiosk runs, the study
+    in hand; while none runs, the studies cut short."""
     rows = _read(db, "SELECT id, attempts FROM studies WHERE state = 'pending' AND attempts > 0")
     return {int(i): int(a) for i, a in rows}
 
