@@ -9,16 +9,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+from cxr_core.atomic import current_umask
 
 
 def publish(tmp: str | Path, path: Path) -> Path:
     """Give a finished temporary file the usual permissions (mkstemp makes 0600), then move it in place."""
-    os.chmod(tmp, 0o666 & ~_umask())
+    os.chmod(tmp, 0o666 & ~current_umask())
     os.replace(tmp, path)
     return path
 

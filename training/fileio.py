@@ -12,11 +12,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-
-def _umask() -> int:
-    current = os.umask(0)
-    os.umask(current)
-    return current
+from cxr_core.atomic import current_umask
 
 
 @contextlib.contextmanager
@@ -29,7 +25,7 @@ def atomic_target(path: str | Path) -> Iterator[Path]:
     tmp = Path(name)
     try:
         yield tmp
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
