@@ -246,7 +246,7 @@ def expand_inputs(paths: Sequence[Path], exclude: Sequence[Path] = ()) -> tuple[
         if not found and not listing_errors:
             reason = (
                 f"folder has no PNG, JPEG or DICOM files (looked for {', '.join(IMAGE_SUFFIXES)} "
-                "and DICOM files without a suffix)"
+                "and, under any other name, DICOM files with the DICM marker)"
             )
             failures.append(Failure(str(path), "NoImagesFound", (reason,)))
         files.extend(found)
@@ -276,11 +276,10 @@ def _is_image_file(path: Path, root: Path, skip: Sequence[Path]) -> bool:
         return True  # listed but not accessible: decoding reports why
     if any(resolved.is_relative_to(s) for s in skip):
         return False
-    suffix = path.suffix.lower()
-    if suffix in IMAGE_SUFFIXES:
+    if path.suffix.lower() in IMAGE_SUFFIXES:
         return True
-    if suffix:
-        return False
+    # Any other name is read for DICOM's "DICM" marker (132 bytes): archives name files by their UID
+    # (1.2.840.113619.2.55.3.604688119.868.2, whose "suffix" is ".2") or with no suffix at all.
     try:
         with path.open("rb") as handle:
             return sniff_format(handle.read(132), path.name) == "dicom"
@@ -289,6 +288,52 @@ def _is_image_file(path: Path, root: Path, skip: Sequence[Path]) -> bool:
 
 
 # ----------------------------------------------------------------------------- outputs
+
+
+def output_problem(args: argparse.Namespace) -> str | None:
+    """Why ``--json`` / ``--jsonl`` cannot be written where asked, checked before any image is scored.
+
+    A shell glob such as ``--json *.png`` makes the first image the output path; writing there
+    would replace a radiograph with JSON. Nothing is overwritten that is an image, a folder, another
+    output of this run or an input.
+    """
+    given = (("--json", args.json_out), ("--jsonl", args.jsonl_out))
+    outputs = {flag: Path(value) for flag, value in given if value not in (None, "-")}
+    inputs = {os.path.realpath(p) for p in args.images}
+    for flag, path in outputs.items():
+        shown = printable(str(path))
+        if path.is_dir():
+            return f"{flag} {shown} is a folder; expected the path of a file to write"
+        if os.path.realpath(path) in inputs:
+            return f"{flag} {shown} is also an input image; expected a separate output file"
+        if path.suffix.lower() in IMAGE_SUFFIXES or _holds_an_image(path):
+            return (
+                f"{flag} {shown} is an image file name or holds an image; expected a .json or .jsonl "
+                "output path (did a shell pattern such as *.png put an image there?)"
+            )
+        folder = _existing_parent(path)
+        if not os.access(folder, os.W_OK | os.X_OK):
+            return f"{flag} {shown}: folder {printable(str(folder))} is not writable"
+    if len(outputs) == 2 and os.path.realpath(outputs["--json"]) == os.path.realpath(outputs["--jsonl"]):
+        return f"--json and --jsonl both name {printable(str(outputs['--json']))}; expected two files"
+    return None
+
+
+def _holds_an_image(path: Path) -> bool:
+    try:
+        if not path.is_file():  # nothing there yet (or a FIFO, which must not be opened here)
+            return False
+        with path.open("rb") as handle:
+            return sniff_format(handle.read(132), path.name) in ("png", "jpeg", "dicom")
+    except (OSError, ImageDecodeError):
+        return False
+
+
+def _existing_parent(path: Path) -> Path:
+    folder = path.absolute().parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return folder
 
 
 def write_json(path: Path, document: dict[str, Any]) -> None:
@@ -546,6 +591,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(exc.code or 0)
     if args.json_out == "-" and args.jsonl_out == "-":
         return error_exit("cxr-predict", "--json - and --jsonl - both print to stdout; expected at most one")
+    problem = output_problem(args)
+    if problem is not None:
+        return error_exit("cxr-predict", problem)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )

@@ -129,8 +129,9 @@ def test_json_schema(session_bundle: Path, tmp_path: Path, capsys: pytest.Captur
         "gate_override",
         "heatmap",
         "input",
+        "bundle_revision",
     }
-    assert result["heatmap"] is None
+    assert result["heatmap"] is None and result["bundle_revision"] is None  # an exported bundle
     assert result["input"] == {
         "kind": "file",
         "corners": None,
@@ -188,7 +189,10 @@ def test_folders_expand_recursively_and_skip_the_heatmap_folder(
     (root / "series").mkdir(parents=True)
     write_png(root / "one.png", chest())
     write_dicom(root / "series" / "IM0001", chest(), bits_stored=12)  # DICOM without a suffix
+    uid_named = root / "series" / "1.2.840.113619.2.55.3.604688119.868.2"  # an archive's UID name: ".2"
+    write_dicom(uid_named, chest(), bits_stored=12)
     (root / "series" / "README").write_text("no image here")
+    (root / "series" / "notes.v2").write_text("not DICOM either")
     heat = root / "heat"
     heat.mkdir()
     write_png(heat / "old.png", chest())  # an earlier run's output must not be re-scored
@@ -204,7 +208,46 @@ def test_folders_expand_recursively_and_skip_the_heatmap_folder(
     )
     assert code == 0, err
     sources = [r["source"] for r in json.loads((tmp_path / "r.json").read_text())["results"]]
-    assert sources == [str(root / "one.png"), str(root / "series" / "IM0001")]
+    assert sources == [str(root / "one.png"), str(uid_named), str(root / "series" / "IM0001")]
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("glob", "--json a.png is an image file name or holds an image"),
+        ("image_content", "--json scan.out is an image file name or holds an image"),
+        ("input", "is also an input image"),
+        ("folder", "is a folder; expected the path of a file to write"),
+        ("same_as_jsonl", "--json and --jsonl both name"),
+        ("jsonl_image", "--jsonl b.dcm is an image file name"),
+    ],
+)
+def test_an_output_that_would_overwrite_an_image_or_the_stream_is_refused_before_scoring(
+    session_bundle: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    case: str,
+    message: str,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    write_png(tmp_path / "a.png", chest())
+    write_png(tmp_path / "b.png", chest())
+    write_png(tmp_path / "scan.out", chest())  # an image under a name that says nothing
+    (tmp_path / "out").mkdir()
+    argv = {
+        "glob": ["--json", "a.png", "b.png"],  # what `--json *.png` expands to
+        "image_content": ["b.png", "--json", "scan.out"],
+        "input": ["a.png", "b.png", "--json", "./b.png"],
+        "folder": ["b.png", "--json", "out"],
+        "same_as_jsonl": ["b.png", "--json", "r.out", "--jsonl", "./r.out"],
+        "jsonl_image": ["b.png", "--jsonl", "b.dcm"],
+    }[case]
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    code, out, err = _run(capsys, *argv, "--bundle", str(session_bundle))
+    assert code == 2 and message in err, err
+    assert out == ""  # refused before any image was scored
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
 
 
 def test_an_empty_folder_is_a_failure(
