@@ -49,10 +49,13 @@ Decisions, and why:
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import struct
+import warnings
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -85,6 +88,7 @@ from cxr_core.imaging_common import (  # re-exported: this is the public module
 from cxr_core.jpeg_integrity import JpegLayout, check_desync, check_fill, check_scans
 from cxr_core.jpeg_strict import check_strict
 from cxr_core.png_integrity import check_chunks
+from cxr_core.text import printable
 
 logger = logging.getLogger(__name__)
 
@@ -212,6 +216,46 @@ def _decode_raster(fh: BinaryIO, name: str, fmt: str, limits: DecodeLimits) -> D
     fh.seek(0)
     layout = check_scans(raw, name) if fmt == "jpeg" else JpegLayout()
     notes: list[str] = []
+    with _pillow_warnings_as_notes(name, notes):
+        grey, colour, mode = _decode_with_pillow(fh, name, fmt, header, layout, raw, notes)
+    height, width = grey.shape
+    prov = ImageProvenance(
+        path=name,
+        format=fmt,
+        width=width,
+        height=height,
+        bit_depth=header.bit_depth,
+        source_mode=mode,
+        colourfulness=colour,
+        notes=tuple(notes + _suffix_note(name, fmt)),
+    )
+    return DecodedImage(grey, prov)
+
+
+@contextlib.contextmanager
+def _pillow_warnings_as_notes(name: str, notes: list[str]) -> Iterator[None]:
+    """Pillow's warnings while it reads one file, as that file's notes instead of bare stderr lines.
+
+    A damaged EXIF block ("Corrupt EXIF data") means no orientation could be read: the image is
+    used as stored, and the note says so (the quality checks' orientation test still applies).
+    ``catch_warnings`` swaps process-wide state; images are decoded one at a time per process here
+    (the app's worker, cxr-predict, edge-bench), so no other thread's warnings are lost.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for warning in caught:
+        text = str(warning.message).strip()
+        if "EXIF" in text:
+            notes.append(f"EXIF block damaged ({text}); no orientation read, the image is used as stored")
+        else:
+            logger.warning("%s: %s", printable(name), text)
+
+
+def _decode_with_pillow(
+    fh: BinaryIO, name: str, fmt: str, header: _Header, layout: JpegLayout, raw: bytes, notes: list[str]
+) -> tuple[NDArray[np.float32], float, str]:
+    """Pillow's decode of a PNG or JPEG, its damage checks, orientation, and grey conversion."""
     try:
         with Image.open(fh, formats=["PNG"] if fmt == "png" else ["JPEG"]) as img:
             if (img.width, img.height) != (header.width, header.height):
@@ -245,18 +289,7 @@ def _decode_raster(fh: BinaryIO, name: str, fmt: str, limits: DecodeLimits) -> D
         raise CorruptImageError(
             name, f"{fmt.upper()} data is truncated or corrupt ({exc}); expected a complete image file"
         ) from exc
-    height, width = grey.shape
-    prov = ImageProvenance(
-        path=name,
-        format=fmt,
-        width=width,
-        height=height,
-        bit_depth=header.bit_depth,
-        source_mode=mode,
-        colourfulness=colour,
-        notes=tuple(notes + _suffix_note(name, fmt)),
-    )
-    return DecodedImage(grey, prov)
+    return grey, colour, mode
 
 
 def _suffix_note(name: str, fmt: str) -> list[str]:
@@ -380,6 +413,10 @@ def _png_header(fh: BinaryIO, name: str) -> _Header:
 
 
 _SOF_MARKERS = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+#: Arithmetic-coded frames (SOF9-11, SOF13-15). libjpeg decodes a file of them cut short without a
+#: warning and without the flat grey fill that gives a cut-short Huffman JPEG away
+#: (cxr_core.jpeg_integrity), so damage in them cannot be detected: they are refused.
+_ARITHMETIC_SOF = {0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 
 
 def _jpeg_header(fh: BinaryIO, name: str) -> _Header:
@@ -406,6 +443,14 @@ def _jpeg_header(fh: BinaryIO, name: str) -> _Header:
                     name,
                     f"JPEG with {precision}-bit samples, frame type SOF{marker - 0xC0} (lossless or "
                     "12-bit) cannot be decoded by Pillow; expected an 8-bit baseline or progressive JPEG",
+                )
+            if marker in _ARITHMETIC_SOF:
+                raise UnsupportedImageError(
+                    name,
+                    f"arithmetic-coded JPEG (frame type SOF{marker - 0xC0}): a damaged or cut-short "
+                    "file of this kind decodes without an error, so it cannot be checked; expected a "
+                    "baseline or progressive (Huffman-coded) JPEG; save the image as PNG or as an "
+                    "ordinary JPEG",
                 )
             return _Header(width, height, precision, f"SOF{marker - 0xC0}")
         fh.seek(length - 2, io.SEEK_CUR)

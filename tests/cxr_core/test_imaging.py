@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -337,6 +338,31 @@ def test_12bit_jpeg_refused(tmp_path: Path) -> None:
     path = tmp_path / "j12.jpg"
     path.write_bytes(bytes(data))
     refused(UnsupportedImageError, path, "12-bit")
+
+
+def test_a_damaged_exif_block_is_a_note_not_a_bare_warning(
+    tmp_path: Path, recwarn: pytest.WarningsRecorder
+) -> None:
+    data = write_jpeg(tmp_path / "j.jpg", gradient(64, 64)).read_bytes()
+    app1 = b"Exif\x00\x00II*\x00" + struct.pack("<I", 0xFFFFFF00) + bytes(20)  # IFD past the end
+    path = tmp_path / "bad_exif.jpg"
+    path.write_bytes(data[:2] + b"\xff\xe1" + struct.pack(">H", len(app1) + 2) + app1 + data[2:])
+    decoded = decode_image(path)
+    assert decoded.pixels.shape == (64, 64)  # used as stored
+    assert any("EXIF block damaged" in n and "used as stored" in n for n in decoded.provenance.notes)
+    assert not [w for w in recwarn if "EXIF" in str(w.message)]  # Pillow's bare UserWarning stays inside
+
+
+@pytest.mark.parametrize("marker", [0xC9, 0xCA])
+def test_arithmetic_coded_jpeg_refused(tmp_path: Path, marker: int) -> None:
+    # libjpeg decodes an arithmetic-coded file cut short without a warning or the grey fill that
+    # gives a cut Huffman file away, so none of them can be vouched for.
+    data = bytearray(write_jpeg(tmp_path / "j.jpg", gradient(32, 32)).read_bytes())
+    sof = data.find(b"\xff\xc0")
+    data[sof + 1] = marker
+    path = tmp_path / "arith.jpg"
+    path.write_bytes(bytes(data))
+    refused(UnsupportedImageError, path, f"arithmetic-coded JPEG (frame type SOF{marker - 0xC0})", "Huffman")
 
 
 def test_core_import_does_not_load_pydicom(tmp_path: Path) -> None:
