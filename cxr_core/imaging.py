@@ -82,8 +82,9 @@ from cxr_core.imaging_common import (  # re-exported: this is the public module
     ImageFileError,
     ImageProvenance,
     check_dimensions,
-    colourfulness,
-    rgb_to_grey,
+    colourfulness,  # noqa: F401 - re-exported
+    grey_and_colourfulness,
+    rgb_to_grey,  # noqa: F401 - re-exported
 )
 from cxr_core.jpeg_integrity import JpegLayout, check_desync, check_fill, check_scans
 from cxr_core.jpeg_strict import check_strict
@@ -345,7 +346,7 @@ def _pillow_to_grey(
         notes.append(f"16-bit {mode} samples reduced to 8 bits by Pillow")
     if mode == "RGB":
         notes.append("RGB converted to grey (ITU-R 601 luma)")
-        return rgb_to_grey(arr, 255.0), colourfulness(arr, 255.0)
+        return grey_and_colourfulness(arr, 255.0)
     if mode in ("LA", "RGBA", "RGBX"):
         return _drop_or_composite_alpha(arr, mode, notes)
     raise UnsupportedImageError(
@@ -369,17 +370,20 @@ def _drop_or_composite_alpha(
     arr: NDArray[np.uint8], mode: str, notes: list[str]
 ) -> tuple[NDArray[np.float32], float]:
     colour, alpha = arr[..., :-1], arr[..., -1]
+    weights: NDArray[np.uint8] | None = None
     if mode == "RGBX" or bool((alpha == 255).all()):
         notes.append("alpha dropped (every pixel opaque)" if mode != "RGBX" else "padding channel dropped")
-        values: NDArray = colour
     else:
         count = int(np.count_nonzero(alpha < 255))
         notes.append(f"alpha composited over black ({count} of {alpha.size} pixels not opaque)")
-        values = colour * (alpha[..., None] * np.float32(1.0 / 255.0))
+        weights = alpha
     if mode == "LA":
-        return values[..., 0].astype(np.float32) * np.float32(1.0 / 255.0), 0.0
+        scale = np.float32(1.0 / 255.0)
+        if weights is None:
+            return colour[..., 0] * scale, 0.0
+        return (colour[..., 0] * (weights * scale)) * scale, 0.0
     notes.append("RGB converted to grey (ITU-R 601 luma)")
-    return rgb_to_grey(values, 255.0), colourfulness(values, 255.0)
+    return grey_and_colourfulness(colour, 255.0, weights)
 
 
 def _read_exact(fh: BinaryIO, count: int, name: str, what: str) -> bytes:

@@ -51,8 +51,7 @@ from cxr_core.imaging_common import (
     DecodeLimits,
     ImageProvenance,
     check_dimensions,
-    colourfulness,
-    rgb_to_grey,
+    grey_and_colourfulness,
 )
 from cxr_core.jpeg_strict import check_strict
 from cxr_core.optional import require
@@ -100,7 +99,7 @@ def decode_dicom(fh: BinaryIO, name: str, limits: DecodeLimits, *, preamble: boo
         if photometric != "RGB":
             notes.append(f"{photometric} converted to RGB")
         notes.append("RGB converted to grey (ITU-R 601 luma)")
-        grey, colour = rgb_to_grey(pixels, full_scale), colourfulness(pixels, full_scale)
+        grey, colour = grey_and_colourfulness(pixels, full_scale)
     prov = ImageProvenance(
         path=name,
         format="dicom",

@@ -255,7 +255,7 @@ def check_fill(pixels: NDArray, name: str) -> None:
     rows, cols = height // _BLOCK, width // _BLOCK
     if rows < 2 or cols < 1:
         return
-    flat = arr == _FILL if arr.ndim == 2 else (arr == _FILL).all(axis=2)
+    flat = arr == _FILL if arr.ndim == 2 else _all_channels_equal(arr, _FILL)
     blocks = flat[: rows * _BLOCK, : cols * _BLOCK].reshape(rows, _BLOCK, cols, _BLOCK).all(axis=(1, 3))
     order = blocks.ravel()
     not_fill = np.flatnonzero(~order)
@@ -272,15 +272,30 @@ def check_fill(pixels: NDArray, name: str) -> None:
         )
 
 
+def _all_channels_equal(arr: NDArray, value: int) -> NDArray[np.bool_]:
+    """``(arr == value).all(axis=2)`` one channel at a time: no (H, W, C) temporary."""
+    flat = arr[..., 0] == value
+    for channel in range(1, arr.shape[2]):
+        flat &= arr[..., channel] == value
+    return flat
+
+
 def _luma(pixels: NDArray) -> NDArray[np.float32] | None:
+    """Grey levels (float32, BT.601 weights) of a decoded 8-bit JPEG, channel by channel.
+
+    The same values as converting the whole (H, W, 3) array to float32 first, without that copy:
+    a 48-megapixel phone photo's check took 1.1 GB that way.
+    """
     arr = np.asarray(pixels)
     if arr.dtype != np.uint8:
         return None
     if arr.ndim == 2:
         return arr.astype(np.float32)
     if arr.ndim == 3 and arr.shape[2] >= 3:
-        rgb = arr[..., :3].astype(np.float32)
-        return 0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2]
+        grey = arr[..., 0] * np.float32(0.299)
+        grey += arr[..., 1] * np.float32(0.587)
+        grey += arr[..., 2] * np.float32(0.114)
+        return grey
     return None
 
 
