@@ -6,14 +6,16 @@ import json
 import os
 import subprocess
 import sys
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from cxr_core.predict_cli import main
-from cxr_core.predictor import DISCLAIMER
+from cxr_core.imaging import DecodedImage, ImageProvenance
+from cxr_core.predict_cli import heatmap_png, main, overlay_size
+from cxr_core.predictor import DISCLAIMER, Predictor
 from tests.cxr_core.test_input_gate import chest
 from tests.file_factory import truncate_copy, write_dicom, write_jpeg, write_png
 
@@ -327,3 +329,30 @@ def test_predict_runs_with_torch_and_friends_unimportable(
     probabilities = np.array([f["model_output"] for f in doc["results"][0]["findings"]])
     assert probabilities.shape == (14,) and np.isfinite(probabilities).all()
     assert len(list((tmp_path / "h").glob("*.png"))) == 2
+
+
+def test_overlay_size_caps_the_longer_side_and_keeps_small_images() -> None:
+    assert overlay_size((320, 288)) == (320, 288)
+    assert overlay_size((2048, 1000)) == (2048, 1000)
+    assert overlay_size((8000, 6000)) == (2048, 1536)
+    assert overlay_size((3000, 4000), longest=1000) == (750, 1000)
+
+
+def test_a_large_image_s_heat_map_figure_is_drawn_without_a_full_size_overlay(session_bundle: Path) -> None:
+    # A 12-megapixel image's figure (1,024 px): the full-size overlay took 5.5x the image's float
+    # pixels (heat map, score weighting, RGB blend); drawn at 2,048 px, 1.7x.
+    pixels = chest(4000, 3000).astype(np.float32)
+    provenance = ImageProvenance(
+        path="big.png", format="png", width=3000, height=4000, bit_depth=8, source_mode="L"
+    )
+    with Predictor.load(session_bundle) as predictor:
+        pred = predictor.predict_image(DecodedImage(pixels, provenance), "big.png", override_gate=True)
+    label = pred.ranked()[0].label
+    tracemalloc.start()
+    try:
+        figure = heatmap_png(pred, label, 0.45)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert figure.shape[0] >= 1024 and figure.dtype == np.uint8
+    assert peak < 3 * pixels.nbytes, f"{peak / 1e6:.0f} MB for {pixels.nbytes / 1e6:.0f} MB of pixels"
