@@ -178,6 +178,8 @@ def _open_photo(
         orientation = image.getexif().get(0x0112, 1)
         image = ImageOps.exif_transpose(image)
         full = full[::-1] if orientation in (5, 6, 7, 8) else full
+        if image.mode in SIXTEEN_BIT_GREY_MODES:
+            image = _sixteen_bit_grey_to_8(image)
         image.info["cxr_full_size"] = full
         if image.mode != "RGB":
             if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
@@ -192,6 +194,18 @@ def _open_photo(
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise CorruptImageError(name, f"cannot be decoded ({exc}); expected {EXPECTED_PHOTO}") from exc
     return image, fmt
+
+
+#: Pillow's modes for a 16-bit grey PNG. Its convert("RGB") clips them at 255 instead of scaling:
+#: a 16-bit photo of a good film came out all white and was refused as blurred.
+SIXTEEN_BIT_GREY_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N"})
+
+
+def _sixteen_bit_grey_to_8(image: Image.Image) -> Image.Image:
+    """A 16-bit grey image scaled to 8 bits (value / 257, rounded: 65535 -> 255), as mode L."""
+    values = np.asarray(image, dtype=np.float32)
+    eight = np.clip(np.rint(values / 257.0), 0, 255).astype(np.uint8)
+    return Image.fromarray(eight, "L")
 
 
 def _open_photo_scaled(path: str | Path, min_long_side: int) -> tuple[Image.Image, str, tuple[int, int]]:

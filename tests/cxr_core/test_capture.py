@@ -195,3 +195,17 @@ def test_a_large_jpeg_is_decoded_at_reduced_scale_with_the_same_corners(
     assert max(a.shape) == max(b.shape) == 1024 and abs(min(a.shape) - min(b.shape)) <= 0.02 * min(b.shape)
     a = np.asarray(Image.fromarray(a, "F").resize(b.shape[::-1]), np.float32)
     assert float(np.abs(a - b).mean()) < 0.03
+
+
+def test_a_16_bit_grey_png_photo_reads_as_its_8_bit_copy(tmp_path: Path, film: np.ndarray) -> None:
+    # Pillow's convert("RGB") clips 16-bit grey at 255: the photo came out all white and its film
+    # was refused as blurred. Scaled by 257, it reads as the 8-bit file and captures the same film.
+    truth = quad_for(SIZE, 0.4, 0.1)
+    grey = np.asarray(Image.fromarray(make_photo(film, truth, SIZE)).convert("L"))
+    Image.fromarray(grey).save(tmp_path / "photo8.png")
+    Image.fromarray(grey.astype(np.uint16) * 257).save(tmp_path / "photo16.png")
+    assert Image.open(tmp_path / "photo16.png").mode.startswith("I")
+    eight, sixteen = load_photo(tmp_path / "photo8.png"), load_photo(tmp_path / "photo16.png")
+    assert np.array_equal(eight, sixteen)
+    captured = capture_film(tmp_path / "photo16.png")
+    assert _corner_error(captured.corners, truth) < 0.005
