@@ -1,6 +1,7 @@
 """Write a model bundle atomically: build it in a temp folder beside the target, then rename.
 
-Used by ``cxr-export`` (a new bundle) and ``cxr-calibrate`` (a new revision of one), so both
+Used by ``cxr-export`` (a new bundle, replacing one already at ``--out``) and ``cxr-calibrate`` (a
+new revision of one, ``replace=False``: an existing target is refused, never replaced), so both
 publish the same way. numpy + json only.
 
 A failure at any point (an exception, a refused parity gate, a killed process before the
@@ -31,34 +32,79 @@ logger = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
-def staging(target: str | Path) -> Iterator[Path]:
+def staging(target: str | Path, *, replace: bool = True) -> Iterator[Path]:
     """Yield an empty temp folder beside ``target``; publish it as ``target`` when the block succeeds.
 
-    On an exception the temp folder is removed and ``target`` is untouched.
+    On an exception the temp folder is removed and ``target`` is untouched. ``replace=False``
+    (``cxr-calibrate``) never replaces anything: an existing ``target`` is refused, before the block
+    runs and again at the rename.
     """
     target = Path(target)
+    if replace:
+        refuse_replacing_a_non_bundle(target)
+    else:
+        refuse_existing(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
         yield tmp
-        publish(tmp, target)
+        publish(tmp, target, replace=replace)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 
-def publish(staged: Path, target: Path) -> None:
+def refuse_existing(target: Path) -> None:
+    """Raise :class:`BundleWriteError` when anything (folder, file, link) exists at ``target``."""
+    if os.path.lexists(target):
+        kind = "a folder" if target.is_dir() else "a file or link"
+        raise BundleWriteError(
+            f"{target} already exists ({kind}); expected a new folder: choose another path, or remove it "
+            "yourself if it is no longer needed (it is never replaced)"
+        )
+
+
+def refuse_replacing_a_non_bundle(target: Path) -> None:
+    """Raise :class:`BundleWriteError` when ``target`` is a folder with contents but no manifest.
+
+    Replacing means deleting: ``cxr-export --out .`` or ``--out ~/data`` would have removed the
+    folder and everything in it. Only an empty folder or an earlier bundle is replaced.
+    """
+    if not target.is_dir() or (target / MANIFEST_NAME).is_file():
+        return
+    try:
+        entries = sorted(entry.name for entry in os.scandir(target))
+    except OSError as exc:
+        raise BundleWriteError(
+            f"{target}: cannot list it ({exc}); expected an empty folder or a bundle"
+        ) from exc
+    if entries:
+        shown = ", ".join(entries[:5]) + (", ..." if len(entries) > 5 else "")
+        raise BundleWriteError(
+            f"{target} is a folder that is not a model bundle (no {MANIFEST_NAME}; it holds {shown}); "
+            "expected a new or empty folder, or an earlier bundle to replace: choose another --out"
+        )
+
+
+def publish(staged: Path, target: Path, *, replace: bool = True) -> None:
     """Rename ``staged`` to ``target``; an existing ``target`` is moved aside first and removed after.
 
     POSIX cannot atomically replace a non-empty directory, so the old bundle is renamed to a
     hidden name in the same folder, the new one renamed in, and the old one deleted; if the second
-    rename fails the old bundle is put back.
+    rename fails the old bundle is put back. With ``replace=False`` an existing ``target`` is refused
+    and nothing is moved or deleted (a folder made there after the check is not replaced either:
+    the rename of a folder onto a non-empty one fails).
     """
     if target.exists() and not target.is_dir():
         raise BundleWriteError(
             f"{target} exists and is not a directory; refusing to replace it with a bundle"
         )
     os.chmod(staged, 0o755)
+    if not replace:
+        refuse_existing(target)
+        os.rename(staged, target)
+        return
+    refuse_replacing_a_non_bundle(target)  # again: the folder may have filled while the bundle was built
     if not target.exists():
         os.rename(staged, target)
         return

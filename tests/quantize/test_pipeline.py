@@ -135,10 +135,32 @@ def test_publish_replaces_an_existing_bundle(tmp_path: Path) -> None:
     target = tmp_path / "b"
     with bundle_writer.staging(target) as folder:
         (folder / "a.txt").write_text("one")
+        (folder / "manifest.json").write_text("{}")
     with bundle_writer.staging(target) as folder:
         (folder / "a.txt").write_text("two")
     assert (target / "a.txt").read_text() == "two"
     assert [p.name for p in tmp_path.iterdir()] == ["b"]
+
+
+def test_publish_never_replaces_a_folder_that_is_not_a_bundle(tmp_path: Path) -> None:
+    # `cxr-export --out .` renamed the working folder aside and deleted it with everything in it.
+    target = tmp_path / "data"
+    target.mkdir()
+    (target / "scan.png").write_bytes(b"patient image")
+    with pytest.raises(
+        bundle_writer.BundleWriteError, match=r"is a folder that is not a model bundle.*scan\.png"
+    ):
+        with bundle_writer.staging(target) as folder:
+            (folder / "a.txt").write_text("never published")
+    assert (target / "scan.png").read_bytes() == b"patient image"
+    assert sorted(p.name for p in target.iterdir()) == ["scan.png"]  # no temp folder left either
+    later = target / "later"
+    with pytest.raises(bundle_writer.BundleWriteError, match="not a model bundle"):
+        with bundle_writer.staging(later) as folder:  # checked again at the rename
+            (folder / "manifest.json").write_text("{}")
+            later.mkdir()
+            (later / "notes.txt").write_text("made while the bundle was built")
+    assert sorted(p.name for p in later.iterdir()) == ["notes.txt"]
 
 
 def test_no_format_built_is_an_error(
