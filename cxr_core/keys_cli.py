@@ -1,10 +1,10 @@
 """``cxr-keys``: the Ed25519 keys that sign model bundles and the device's list of trusted keys.
 
     cxr-keys new [--key KEY.pem] [--force]     create a signing key (cxr-export creates one on first use)
-    cxr-keys show [--key KEY.pem]              print the public key line and its key id
+    cxr-keys show [--key KEY.pem]              print the public key line and its key id (never creates one)
     cxr-keys trust KEY.pub [--trusted-dir DIR] install a public key into the trusted list
     cxr-keys list [--trusted-dir DIR]          list the trusted keys
-    cxr-keys sign BUNDLE [--key KEY.pem]       sign (again) a bundle's manifest.json
+    cxr-keys sign BUNDLE [--key KEY.pem]       sign (again) a bundle's manifest.json, once it validates
     cxr-keys check BUNDLE                      print the bundle's trust status (exit 1 unless trusted)
 
 Keys live in ``$CXR_EDGE_KEY_DIR`` (default ``~/.config/cxr-edge/keys``), trusted keys in
@@ -21,6 +21,7 @@ from pathlib import Path
 from cxr_core.bundle.signing import (
     PRIVATE_KEY_NAME,
     check_signature,
+    check_trusted_folder,
     generate_key,
     install_trusted,
     key_dir,
@@ -65,14 +66,18 @@ def build_parser() -> argparse.ArgumentParser:
     new = sub.add_parser("new", help="create a signing key")
     new.add_argument("--key", type=Path, default=None, help="where (default: the key folder)")
     new.add_argument("--force", action="store_true", help="replace an existing key")
-    show = sub.add_parser("show", help="print the public key line and its id")
+    show = sub.add_parser(
+        "show", help="print the public key line and its id (no key is an error: cxr-keys new creates one)"
+    )
     show.add_argument("--key", type=Path, default=None)
     trust = sub.add_parser("trust", help="install a public key (.pub) into the trusted list")
     trust.add_argument("public", type=Path, metavar="KEY.pub")
     trust.add_argument("--trusted-dir", type=Path, default=None)
     listing = sub.add_parser("list", help="list the trusted keys")
     listing.add_argument("--trusted-dir", type=Path, default=None)
-    sign = sub.add_parser("sign", help="sign a bundle's manifest.json into manifest.sig")
+    sign = sub.add_parser(
+        "sign", help="validate a bundle's manifest.json (the bundle schema), then sign it into manifest.sig"
+    )
     sign.add_argument("bundle", type=Path)
     sign.add_argument("--key", type=Path, default=None)
     check = sub.add_parser("check", help="print a bundle's trust status")
@@ -88,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"created {path} (key id {key_id(raw)}); public key: {path.with_suffix('.pub')}")
         return EXIT_OK
     if args.command == "show":
-        raw = raw_public_of(load_private(args.key))
+        raw = raw_public_of(load_private(args.key, create=False))
         print(public_line(raw), end="")
         return EXIT_OK
     if args.command == "trust":
@@ -97,13 +102,15 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_OK
     if args.command == "list":
         folder = args.trusted_dir or trusted_keys_dir()
+        check_trusted_folder(folder)
         keys = trusted_keys(folder)
-        print(f"{len(keys)} trusted key(s) in {folder}")
+        note = "" if folder.is_dir() else " (no such folder yet: cxr-keys trust KEY.pub creates it)"
+        print(f"{len(keys)} trusted key(s) in {folder}{note}")
         for kid in sorted(keys):
             print(f"  {kid}")
         return EXIT_OK
     if args.command == "sign":
-        kid = sign_manifest(args.bundle, key_path=args.key)
+        kid = sign_manifest(args.bundle, key_path=args.key, validate=True)
         print(f"signed {args.bundle / 'manifest.json'} with key {kid}")
         return EXIT_OK
     manifest = args.bundle / "manifest.json"

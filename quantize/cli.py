@@ -184,7 +184,11 @@ def _verify_parser() -> argparse.ArgumentParser:
     add_version(parser)
     add_progress_flag(parser, default=False, help="accepted like every command's; verify draws no bars")
     parser.add_argument("bundle", type=Path, help="bundle folder")
-    parser.add_argument("--skip-golden", action="store_true", help="check hashes only")
+    parser.add_argument(
+        "--skip-golden",
+        action="store_true",
+        help="do not re-run the golden set through the models (hashes and array files are still checked)",
+    )
     parser.add_argument(
         "--allow-untrusted",
         action="store_true",
@@ -320,6 +324,7 @@ def run_verify(args: argparse.Namespace) -> int:
         return 0
     print(f"{report['bundle']}: {report['trust_line']}")
     print(f"{report['bundle']}: {len(report['files'])} file(s) match their sha256")
+    print(f"{report['bundle']}: {len(report['arrays'])} array file(s) read: {', '.join(report['arrays'])}")
     for row in report["golden"]:
         if row["status"] == "pass":
             print(

@@ -13,7 +13,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import lzma
 import os
+import struct
+import zipfile
+import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -113,7 +118,8 @@ def inside(root: Path, name: str) -> Path:
     return path
 
 
-def _manifest_path(root: Path) -> Path:
+def manifest_path(root: Path) -> Path:
+    """``root/manifest.json``; :class:`BundleError` when ``root`` is no folder or has no regular manifest."""
     if not root.is_dir():
         raise BundleError(
             f"model bundle {root} does not exist or is not a directory; expected a bundle folder"
@@ -132,12 +138,18 @@ def parse_manifest(data: bytes, where: str) -> Manifest:
         document = json.loads(data.decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise BundleError(f"{where} is not valid JSON ({exc}); the bundle is damaged") from exc
+    except ValueError as exc:  # an integer of more digits than Python converts (sys.int_info)
+        reason = str(exc).split(";")[0]
+        raise BundleError(
+            f"{where} cannot be read: {reason}; expected a manifest written by cxr-export "
+            "(the bundle is damaged or not a cxr-edge bundle)"
+        ) from exc
     return Manifest.from_dict(document, where)
 
 
 def read_manifest(root: str | Path) -> Manifest:
     """Parse and validate ``root/manifest.json`` into a :class:`Manifest` (no hash or signature check)."""
-    path = _manifest_path(Path(root))
+    path = manifest_path(Path(root))
     return parse_manifest(path.read_bytes(), str(path))
 
 
@@ -212,7 +224,7 @@ def load_bundle(root: str | Path, verify: bool = True, allow_untrusted: bool = F
     signature and the hashes.
     """
     root = Path(root)
-    path = _manifest_path(root)
+    path = manifest_path(root)
     data = path.read_bytes()
     manifest = parse_manifest(data, str(path))
     check_listed(root, manifest)
@@ -254,38 +266,190 @@ def check_spec_matches_model(spec: PreprocessSpec, entry: ModelEntry, manifest: 
         )
 
 
-def _load_npz(path: Path, keys: tuple[str, ...]) -> dict[str, NDArray[Any]]:
-    if not path.is_file():
-        raise BundleError(f"bundle file {path} is missing")
+#: What :func:`load_npz` turns into a :class:`BundleError`: a zip cut short or damaged (BadZipFile,
+#: EOFError, zlib/lzma errors, an unsupported or encrypted member), a malformed .npy header or an
+#: object array (ValueError), a member too large to hold (MemoryError).
+NPZ_READ_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    EOFError,
+    ValueError,
+    KeyError,
+    zipfile.BadZipFile,
+    zlib.error,
+    lzma.LZMAError,
+    struct.error,
+    NotImplementedError,
+    RuntimeError,
+    MemoryError,
+    OverflowError,
+)
+#: The first bytes of a zip archive (an .npz): a local file header, or the end record of an empty one.
+ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
+
+
+@dataclass(frozen=True)
+class ArrayRule:
+    """What one array of a bundle .npz must be: ``ndim`` dimensions of floating-point numbers, finite
+    unless ``finite`` is False; ``meaning`` says what it holds, for the error message."""
+
+    ndim: int
+    meaning: str
+    finite: bool = True
+
+
+def _read_reason(exc: BaseException) -> str:
+    """Why an array could not be read, in words; never numpy's advice to switch the pickle guard off."""
+    if "pickle" in str(exc).lower():
+        return "it holds Python objects (pickled data), which a bundle never holds"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _check_zip_header(path: Path) -> None:
     try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {key: np.asarray(data[key]) for key in data.files}
-    except (OSError, ValueError) as exc:
-        raise BundleError(f"{path} cannot be read as .npz ({exc})") from exc
-    missing = [key for key in keys if key not in arrays]
-    if missing:
-        raise BundleError(f"{path} lacks array(s) {missing}; expected {list(keys)}")
+        with open(path, "rb") as handle:
+            head = handle.read(4)
+    except OSError as exc:
+        raise BundleError(f"bundle file {path} cannot be read ({exc})") from exc
+    if head not in ZIP_MAGIC:
+        raise BundleError(
+            f"{path}: got a file starting with {head!r} ({path.stat().st_size} bytes); expected an .npz "
+            "archive (a zip file of .npy arrays, starting with b'PK\\x03\\x04') as cxr-export writes. "
+            "The file is damaged or not the bundle's: re-copy or re-export the bundle"
+        )
+
+
+def _read_arrays(path: Path, names: tuple[str, ...]) -> dict[str, NDArray[Any]]:
+    """The arrays ``names`` of the .npz at ``path``, read with the pickle guard on."""
+    _check_zip_header(path)
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except NPZ_READ_ERRORS as exc:
+        raise BundleError(
+            f"{path} ({path.stat().st_size} bytes) is not a readable .npz archive ({_read_reason(exc)}); "
+            f"expected a zip of the arrays {list(names)} as cxr-export writes. The file is damaged or "
+            "cut short: re-copy or re-export the bundle"
+        ) from exc
+    with archive:
+        missing = [name for name in names if name not in archive.files]
+        if missing:
+            raise BundleError(
+                f"{path} lacks array(s) {missing}; it holds {sorted(archive.files)}, expected {list(names)}"
+            )
+        return {name: _read_member(archive, name, path) for name in names}
+
+
+def _read_member(archive: Any, name: str, path: Path) -> NDArray[Any]:
+    try:
+        return np.asarray(archive[name])
+    except NPZ_READ_ERRORS as exc:
+        raise BundleError(
+            f"{path}: array {name!r} cannot be read ({_read_reason(exc)}); expected a numeric .npy array. "
+            "The file is damaged or cut short: re-copy or re-export the bundle"
+        ) from exc
+
+
+def check_array(path: Path, name: str, value: NDArray[Any], rule: ArrayRule) -> None:
+    """Refuse ``value`` unless it is a non-empty, ``rule.ndim``-dimensional float array (finite if asked)."""
+    if value.dtype.kind != "f":
+        raise BundleError(
+            f"{path}: array {name!r} has dtype {value.dtype}; expected floating-point numbers "
+            f"(float32): {rule.meaning}"
+        )
+    if value.ndim != rule.ndim or value.size == 0:
+        raise BundleError(
+            f"{path}: array {name!r} has shape {value.shape}; expected a non-empty {rule.ndim}-D array "
+            f"{rule.meaning}"
+        )
+    if rule.finite and not np.isfinite(value).all():
+        bad = int(value.size - np.count_nonzero(np.isfinite(value)))
+        raise BundleError(
+            f"{path}: array {name!r} holds {bad} non-finite values (NaN or infinity) of {value.size}; "
+            f"expected finite numbers: {rule.meaning}"
+        )
+
+
+def load_npz(path: Path, rules: Mapping[str, ArrayRule]) -> dict[str, NDArray[Any]]:
+    """The arrays of a bundle .npz, each checked against its :class:`ArrayRule`.
+
+    Every failure (a missing, cut-short or non-zip file, a damaged member, a missing array, an object
+    array, a wrong dtype, number of dimensions or a non-finite value) is a :class:`BundleError`
+    naming the file, the array, what was found and what was expected.
+    """
+    if not path.is_file():
+        raise BundleError(f"bundle file {path} is missing; expected the arrays {list(rules)}")
+    arrays = _read_arrays(path, tuple(rules))
+    for name, rule in rules.items():
+        check_array(path, name, arrays[name], rule)
     return arrays
+
+
+GOLDEN_RULES = {
+    "inputs": ArrayRule(4, "(N, C, H, W) or (N, H, W, C): the preprocessed golden images"),
+    # Non-finite references are the golden comparison's to report, naming each model.
+    "probabilities": ArrayRule(2, "(N, L): the reference probabilities", finite=False),
+    "feature_map": ArrayRule(4, "(N, C, h, w): the reference feature maps", finite=False),
+}
+CAM_RULES = {
+    "weight": ArrayRule(2, "(L, C): one row of C feature-map weights per label"),
+    "bias": ArrayRule(1, "(L,): one bias per label"),
+}
+GATE_RULES = {
+    "mean": ArrayRule(1, "(C,): the mean pooled feature"),
+    "precision": ArrayRule(2, "(C, C): the inverse feature covariance"),
+}
+QUALITY_RULES = {"template": ArrayRule(2, "(S, S): the image-quality checks' square template")}
 
 
 def load_golden(bundle: Bundle) -> dict[str, NDArray[Any]]:
     """The golden set: preprocessed ``inputs``, FP32 reference ``probabilities`` and ``feature_map``."""
     path = listed_path(bundle, bundle.manifest.golden.file, "golden.file")
-    arrays = _load_npz(path, GOLDEN_KEYS)
+    arrays = load_npz(path, GOLDEN_RULES)
     count = arrays["inputs"].shape[0]
     if arrays["probabilities"].shape != (count, len(bundle.labels)):
         raise BundleError(
             f"{path}: probabilities have shape {arrays['probabilities'].shape}; "
             f"expected ({count}, {len(bundle.labels)})"
         )
+    if arrays["feature_map"].shape[0] != count:
+        raise BundleError(
+            f"{path}: feature_map has shape {arrays['feature_map'].shape}; expected {count} maps, one per "
+            "golden input"
+        )
     return arrays
 
 
+def feature_channels(entry: ModelEntry) -> int | None:
+    """The channels of ``entry``'s declared feature map (None when it declares none or no fixed count)."""
+    spec = entry.output("feature_map")
+    if spec is None or len(spec.shape) != 4:
+        return None
+    return spec.shape[3] if spec.layout == "NHWC" else spec.shape[1]
+
+
 def load_cam_weights(bundle: Bundle) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
-    """Classifier ``(W (L, C), b (L,))`` for class activation maps, from the bundle's npz."""
+    """Classifier ``(W (L, C), b (L,))`` for class activation maps, from the bundle's npz.
+
+    Refused (:class:`BundleError`): anything :func:`load_npz` refuses, a row count other than the
+    number of labels, a bias of another length, or C other than a model's declared feature channels.
+    """
     path = listed_path(bundle, bundle.manifest.cam.file, "cam.file")
-    arrays = _load_npz(path, ("weight", "bias"))
-    return arrays["weight"].astype(np.float32), arrays["bias"].astype(np.float32)
+    arrays = load_npz(path, CAM_RULES)
+    weight, bias = arrays["weight"], arrays["bias"]
+    labels = len(bundle.labels)
+    if weight.shape[0] != labels or bias.shape != (labels,):
+        raise BundleError(
+            f"{path}: weight of shape {weight.shape} and bias of shape {bias.shape} for {labels} labels; "
+            f"expected ({labels}, C) and ({labels},), one row per label"
+        )
+    for entry in bundle.models:
+        channels = feature_channels(entry)
+        if channels is not None and channels != weight.shape[1]:
+            raise BundleError(
+                f"{path}: weight of shape {weight.shape} has {weight.shape[1]} columns; model "
+                f"{entry.name!r} ({entry.file}) outputs a feature map of {channels} channels; "
+                f"expected ({labels}, {channels})"
+            )
+    return weight.astype(np.float32), bias.astype(np.float32)
 
 
 def load_feature_gate(bundle: Bundle, model_name: str | None = None) -> FeatureGate | None:
@@ -299,7 +463,7 @@ def load_feature_gate(bundle: Bundle, model_name: str | None = None) -> FeatureG
     file, shrinkage = info.fit_for(model_name) if model_name is not None else (info.file, info.shrinkage)
     field_name = "gate.file" if file == info.file else f"gate.model_fits.{model_name}.file"
     path = listed_path(bundle, file, field_name)
-    arrays = _load_npz(path, ("mean", "precision"))
+    arrays = load_npz(path, GATE_RULES)
     try:
         return FeatureGate.from_arrays(arrays, info.pooling, shrinkage, info.normalization)
     except FeatureGateError as exc:
@@ -312,4 +476,4 @@ def load_quality_template(bundle: Bundle) -> NDArray[np.float32] | None:
     if info is None:
         return None
     path = listed_path(bundle, info.file, "quality.file")
-    return _load_npz(path, ("template",))["template"].astype(np.float32)
+    return load_npz(path, QUALITY_RULES)["template"].astype(np.float32)

@@ -116,17 +116,38 @@ def public_line(raw_public: bytes) -> str:
     return f"{PUB_PREFIX} {base64.b64encode(raw_public).decode('ascii')} {key_id(raw_public)}\n"
 
 
+#: Marks of a private key file: PEM/PKCS#8, OpenSSH and PuTTY. Such a file is never echoed.
+PRIVATE_MARKS = ("PRIVATE KEY-----", "PuTTY-User-Key-File", "Private-Lines:")
+
+
+def looks_private(text: str) -> bool:
+    """Whether ``text`` is (or holds) a private key rather than a ``.pub`` line."""
+    return any(mark in text for mark in PRIVATE_MARKS)
+
+
 def parse_public(text: str, where: str) -> bytes:
-    """The raw public key of a ``.pub`` line; :class:`SigningKeyError` naming ``where`` otherwise."""
+    """The raw public key of a ``.pub`` line; :class:`SigningKeyError` naming ``where`` otherwise.
+
+    The error never quotes the file: it may be a private key given by mistake, whose bytes must not
+    reach a terminal or a log. It says what kind of file it got and what was expected.
+    """
+    expected = f"expected a .pub file: one line '{PUB_PREFIX} <base64 key> <key id>'"
+    if looks_private(text):
+        raise SigningKeyError(
+            f"{where}: this is a private key; trust the .pub file instead (the public half, written "
+            f"beside it by cxr-keys new or cxr-export) and keep this file secret; {expected}"
+        )
     parts = text.strip().split()
     if len(parts) < 2 or parts[0] != PUB_PREFIX:
+        lines = len(text.splitlines())
         raise SigningKeyError(
-            f"{where}: got {text.strip()[:60]!r}; expected a line '{PUB_PREFIX} <base64 key> <key id>'"
+            f"{where}: got {len(text)} characters on {lines} line(s) that do not start with "
+            f"'{PUB_PREFIX}' (contents not shown); {expected}"
         )
     try:
         raw = base64.b64decode(parts[1], validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise SigningKeyError(f"{where}: the key is not valid base64 ({exc})") from exc
+        raise SigningKeyError(f"{where}: the key is not valid base64 ({exc}); {expected}") from exc
     if len(raw) != 32:
         raise SigningKeyError(f"{where}: the key has {len(raw)} bytes; expected 32 (Ed25519)")
     return raw
@@ -137,7 +158,9 @@ def read_public(path: str | Path) -> bytes:
     try:
         return parse_public(path.read_text(encoding="utf-8"), str(path))
     except (OSError, UnicodeDecodeError) as exc:
-        raise SigningKeyError(f"cannot read public key {path} ({exc})") from exc
+        raise SigningKeyError(
+            f"cannot read public key {path} ({type(exc).__name__}); expected a .pub text file"
+        ) from exc
 
 
 def _write_private(path: Path, data: bytes) -> None:
@@ -181,7 +204,10 @@ def load_private(path: str | Path | None = None, create: bool = True) -> Any:
     path = key_dir() / PRIVATE_KEY_NAME if path is None else Path(path)
     if not path.exists():
         if not (default and create):
-            raise SigningKeyError(f"signing key {path} does not exist; create one with cxr-keys new")
+            raise SigningKeyError(
+                f"signing key {path} does not exist; expected an Ed25519 key: create one with cxr-keys new "
+                "(cxr-export also creates one on first use) or name another with --key KEY.pem"
+            )
         generate_key(path)
     try:
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
@@ -200,14 +226,40 @@ def raw_public_of(private: Any) -> bytes:
     )
 
 
-def sign_manifest(root: str | Path, private: Any | None = None, key_path: str | Path | None = None) -> str:
-    """Sign ``root/manifest.json``'s bytes into ``root/manifest.sig``; return the key id."""
-    from cxr_core.bundle.schema import MANIFEST_NAME
+def manifest_bytes(root: str | Path, validate: bool = False) -> bytes:
+    """The exact bytes of ``root/manifest.json``; with ``validate``, refused unless the bundle schema
+    reads them (:func:`cxr_core.bundle.reader.parse_manifest`). :class:`BundleError` naming the file."""
+    from cxr_core.bundle.reader import manifest_path, parse_manifest
+
+    path = manifest_path(Path(root))
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise BundleError(f"cannot read {path} ({exc}); expected a readable manifest") from exc
+    if validate:
+        parse_manifest(data, str(path))
+    return data
+
+
+def sign_manifest(
+    root: str | Path,
+    private: Any | None = None,
+    key_path: str | Path | None = None,
+    *,
+    validate: bool = False,
+) -> str:
+    """Sign ``root/manifest.json``'s bytes into ``root/manifest.sig``; return the key id.
+
+    With ``validate`` (``cxr-keys sign``) a manifest the bundle schema refuses is not signed. The
+    bytes validated are the bytes signed; ``manifest.sig`` is replaced atomically (temp file + rename),
+    so an interrupted signing leaves the old signature or the new one, never half of one.
+    """
+    from cxr_core.atomic import atomic_write
 
     root = Path(root)
+    data = manifest_bytes(root, validate)
     if private is None:
         private = load_private(key_path)
-    data = (root / MANIFEST_NAME).read_bytes()
     raw = raw_public_of(private)
     document = {
         "format": SIGNATURE_FORMAT,
@@ -217,7 +269,8 @@ def sign_manifest(root: str | Path, private: Any | None = None, key_path: str | 
         "manifest_sha256": hashlib.sha256(data).hexdigest(),
         "signature": base64.b64encode(private.sign(data)).decode("ascii"),
     }
-    (root / SIGNATURE_NAME).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    text = (json.dumps(document, indent=2) + "\n").encode("utf-8")
+    atomic_write(root / SIGNATURE_NAME, lambda handle: handle.write(text))
     return document["key_id"]
 
 
@@ -230,10 +283,15 @@ def signed_by(root: str | Path) -> str | None:
 
 
 def trusted_keys(folder: str | Path | None = None) -> dict[str, bytes]:
-    """``{key id: raw public key}`` of every ``*.pub`` in the trusted-key folder (a bad file is skipped)."""
+    """``{key id: raw public key}`` of every ``*.pub`` in the trusted-key folder (a bad file is skipped).
+
+    A folder that does not exist trusts nothing; so does a path that is not a folder (with a warning).
+    """
     folder = Path(folder) if folder is not None else trusted_keys_dir()
     keys: dict[str, bytes] = {}
     if not folder.is_dir():
+        if folder.exists():
+            logger.warning("trusted-key path %s is not a folder; no key is trusted", folder)
         return keys
     for path in sorted(folder.glob("*.pub")):
         try:
@@ -245,24 +303,40 @@ def trusted_keys(folder: str | Path | None = None) -> dict[str, bytes]:
     return keys
 
 
+def check_trusted_folder(folder: Path) -> None:
+    """Refuse a trusted-key path that exists but is not a folder (:class:`SigningKeyError`)."""
+    if folder.exists() and not folder.is_dir():
+        raise SigningKeyError(
+            f"trusted-key path {folder} is a file, not a folder; expected a folder of .pub files "
+            f"(--trusted-dir or ${TRUSTED_KEYS_ENV})"
+        )
+
+
+def _install(raw: bytes, folder: Path) -> Path:
+    """Write ``raw``'s ``.pub`` line into ``folder`` as ``<key id>.pub`` (the folder is created)."""
+    check_trusted_folder(folder)
+    target = folder / f"{key_id(raw)}.pub"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        target.write_text(public_line(raw), encoding="utf-8")
+    except OSError as exc:
+        raise SigningKeyError(
+            f"cannot install trusted key into {folder} ({type(exc).__name__}: {exc}); expected a "
+            "writable folder"
+        ) from exc
+    return target
+
+
 def install_trusted(public: str | Path, folder: str | Path | None = None) -> Path:
     """Copy a ``.pub`` file into the trusted-key folder as ``<key id>.pub``; return its path."""
     raw = read_public(public)
-    folder = Path(folder) if folder is not None else trusted_keys_dir()
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"{key_id(raw)}.pub"
-    target.write_text(public_line(raw), encoding="utf-8")
-    return target
+    return _install(raw, Path(folder) if folder is not None else trusted_keys_dir())
 
 
 def trust_own_key(folder: str | Path | None = None, key_path: str | Path | None = None) -> Path:
     """Install the public half of this user's signing key (or ``key_path``) into a trusted-key folder."""
     raw = raw_public_of(load_private(key_path))
-    folder = Path(folder) if folder is not None else trusted_keys_dir()
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"{key_id(raw)}.pub"
-    target.write_text(public_line(raw), encoding="utf-8")
-    return target
+    return _install(raw, Path(folder) if folder is not None else trusted_keys_dir())
 
 
 @dataclass(frozen=True)

@@ -147,3 +147,149 @@ def test_preprocess_spec_that_does_not_fit_the_model_is_refused(session_bundle: 
     (root / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(BundleError, match="preprocess.*bicubc"):
         load_bundle(root)
+
+
+# ----------------------------------------------------------------------------- damaged array files
+
+
+def _gated(root: Path) -> Path:
+    """:func:`make_bundle` with a feature gate and image-quality checks: real .npz files, signed."""
+    from dataclasses import replace
+
+    from cxr_core.bundle.schema import GateInfo, QualityInfo
+
+    make_bundle(root)
+    write_npz(root / "gate.npz", mean=np.zeros(5, np.float32), precision=np.eye(5, dtype=np.float32))
+    template = np.random.default_rng(1).standard_normal((64, 64)).astype(np.float32)
+    write_npz(root / "quality.npz", template=template)
+    gate = GateInfo(
+        signal="feature_mahalanobis",
+        pooling="mean",
+        shrinkage=0.1,
+        acceptance=0.99,
+        fitted_on="test",
+        train_images=10,
+        validation_images=10,
+        thresholds={"onnx": 3.0},
+    )
+    quality = QualityInfo(
+        acceptance=0.99,
+        check_acceptance=0.99,
+        fitted_on="test",
+        train_images=10,
+        validation_images=10,
+        thresholds={"exposure": 0.5},
+    )
+    write_manifest(root, replace(read_manifest(root), gate=gate, quality=quality))
+    return root
+
+
+def _npz_bytes(**arrays: np.ndarray) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def _damaged_member(arrays: dict[str, np.ndarray]) -> bytes:
+    """A compressed .npz whose deflate stream is overwritten in the middle (zip directory intact)."""
+    import io
+
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    data = bytearray(buffer.getvalue())
+    middle = len(data) // 3
+    data[middle : middle + 16] = b"\xff" * 16
+    return bytes(data)
+
+
+WEIGHT = np.ones((3, 5), np.float32)
+BIAS = np.zeros(3, np.float32)
+#: (file, its new bytes, what the error must say). Each is re-hashed and re-signed: only the file is bad.
+DAMAGES = [
+    ("classifier.npz", lambda b: b[: len(b) // 2], r"classifier\.npz \(\d+ bytes\) is not a readable .npz.*"),
+    (
+        "classifier.npz",
+        lambda b: b"this is not an npz file",
+        r"classifier\.npz: got a file starting with b'this'",
+    ),
+    (
+        "classifier.npz",
+        lambda b: _npz_bytes(weight=np.zeros(3, np.float32), bias=BIAS),
+        r"'weight' has shape \(3,\)",
+    ),
+    (
+        "classifier.npz",
+        lambda b: _npz_bytes(weight=np.array(["a"] * 3), bias=BIAS),
+        r"'weight' has dtype <U1",
+    ),
+    (
+        "classifier.npz",
+        lambda b: _npz_bytes(weight=np.full((3, 5), np.nan, np.float32), bias=BIAS),
+        "non-finite",
+    ),
+    ("classifier.npz", lambda b: _npz_bytes(weight=np.ones((4, 5), np.float32), bias=BIAS), r"for 3 labels"),
+    (
+        "classifier.npz",
+        lambda b: _npz_bytes(weight=np.array([[object()] * 5] * 3, dtype=object), bias=BIAS),
+        r"'weight' cannot be read \(it holds Python objects",
+    ),
+    (
+        "classifier.npz",
+        lambda b: _damaged_member({"weight": WEIGHT, "bias": BIAS}),
+        "cannot be read|not a readable",
+    ),
+    ("gate.npz", lambda b: b[: len(b) // 2], r"gate\.npz \(\d+ bytes\) is not a readable .npz"),
+    (
+        "gate.npz",
+        lambda b: _npz_bytes(mean=np.full(5, np.inf, np.float32), precision=np.eye(5)),
+        "'mean' holds 5 non",
+    ),
+    ("quality.npz", lambda b: b[: len(b) // 2], r"quality\.npz \(\d+ bytes\) is not a readable .npz"),
+    ("quality.npz", lambda b: b"this is not an npz file", r"quality\.npz: got a file starting with b'this'"),
+    ("golden.npz", lambda b: b[: len(b) // 2], r"golden\.npz \(\d+ bytes\) is not a readable .npz"),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "damage", "message"), DAMAGES, ids=[f"{d[0]}-{i}" for i, d in enumerate(DAMAGES)]
+)
+def test_a_damaged_array_file_is_a_bundle_error_naming_it(
+    tmp_path: Path, name: str, damage, message: str
+) -> None:
+    """A signed bundle whose exporter published a bad .npz: refused when read, never a crash.
+
+    The old loader let BadZipFile, zlib.error, IndexError (1-D weight) and ValueError (text weight)
+    through, passed NaN weights, and relayed numpy's advice to load pickled data unsafely.
+    """
+    from cxr_core.bundle import load_feature_gate, load_quality_template
+
+    root = _gated(tmp_path / "b")
+    path = root / name
+    path.write_bytes(damage(path.read_bytes()))
+    write_manifest(root, read_manifest(root))  # re-hashed and re-signed by the (trusted) exporter
+    bundle = load_bundle(root)  # the hashes and the signature are fine
+    loader = {
+        "classifier.npz": load_cam_weights,
+        "gate.npz": load_feature_gate,
+        "quality.npz": load_quality_template,
+        "golden.npz": load_golden,
+    }[name]
+    with pytest.raises(BundleError, match=message) as caught:
+        loader(bundle)
+    text = str(caught.value)
+    assert str(path) in text and "expected" in text
+    assert "allow_pickle" not in text and "unsafely" not in text
+
+
+def test_a_manifest_with_a_huge_integer_is_a_bundle_error_naming_it(tmp_path: Path) -> None:
+    root = make_bundle(tmp_path / "b")
+    text = (root / "manifest.json").read_text()
+    (root / "manifest.json").write_text(
+        text.replace('"format_version": 3', '"format_version": ' + "9" * 5001)
+    )
+    with pytest.raises(BundleError, match=r"manifest\.json cannot be read: Exceeds the limit") as caught:
+        read_manifest(root)
+    assert str(root / "manifest.json") in str(caught.value)
+    assert "set_int_max_str_digits" not in str(caught.value)

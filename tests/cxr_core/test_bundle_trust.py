@@ -6,6 +6,7 @@ key, see tests/conftest.py), real Ed25519 signatures, real ONNX Runtime.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -328,3 +329,154 @@ def test_without_cryptography_a_signed_bundle_is_refused_unless_opted_in(
         load_bundle(bundle_copy)
     status = load_bundle(bundle_copy, allow_untrusted=True).trust
     assert status.state == "unchecked" and "NOT CHECKED" in status.describe()
+
+
+# ----------------------------------------------------------------------------- damaged array files
+
+
+def _replace_signed(bundle: Path, name: str, data: bytes) -> None:
+    """Replace ``name`` with ``data``, record its hash and re-sign: an exporter that published a bad file."""
+    (bundle / name).write_bytes(data)
+    _rehash(bundle, name)
+    resign(bundle)
+
+
+@pytest.mark.parametrize("name", ["classifier.npz", "golden.npz"])
+def test_cxr_export_verify_refuses_a_cut_array_file(
+    bundle_copy: Path, name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """verify used to pass a cut classifier.npz (it only hashed it) and crash on a cut golden.npz."""
+    data = (bundle_copy / name).read_bytes()
+    _replace_signed(bundle_copy, name, data[: len(data) // 2])
+    for flags in ([], ["--skip-golden"]):
+        assert export_main(["verify", str(bundle_copy), *flags]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("cxr-export: error:") and f"{bundle_copy / name}" in err
+        assert "is not a readable .npz archive" in err and "Traceback" not in err
+
+
+def test_cxr_predict_refuses_a_cut_classifier_as_an_unusable_bundle(
+    bundle_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Exit 2 (a refused bundle) naming the file, where it used to be exit 4 (BadZipFile, a 'bug')."""
+    data = (bundle_copy / "classifier.npz").read_bytes()
+    _replace_signed(bundle_copy, "classifier.npz", data[: len(data) // 2])
+    image = write_png(tmp_path / "a.png", chest(320, 288))
+    assert predict_main([str(image), "--bundle", str(bundle_copy), "--threads", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "classifier.npz" in err and "not a readable .npz archive" in err and "Traceback" not in err
+
+
+def test_nan_cam_weights_are_refused_by_verify_and_the_predictor(
+    bundle_copy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """NaN classifier weights used to verify and then draw a blank heat map without a word."""
+    with np.load(bundle_copy / "classifier.npz") as data:
+        arrays = {k: data[k] for k in data.files}
+    arrays["weight"] = np.full_like(arrays["weight"], np.nan)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    _replace_signed(bundle_copy, "classifier.npz", buffer.getvalue())
+    assert export_main(["verify", str(bundle_copy), "--skip-golden"]) == 2
+    err = capsys.readouterr().err
+    assert "classifier.npz: array 'weight' holds" in err and "non-finite values" in err
+    with pytest.raises(BundleError, match=r"classifier\.npz: array 'weight' holds \d+ non-finite"):
+        Predictor.load(bundle_copy, threads=1)
+
+
+def test_cxr_export_verify_reports_the_array_files_it_read(
+    session_bundle: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert export_main(["verify", str(session_bundle), "--skip-golden", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["arrays"] == ["classifier.npz", "golden.npz"]
+
+
+# ----------------------------------------------------------------------------- cxr-keys errors
+
+
+def test_cxr_keys_trust_never_echoes_a_private_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The error used to quote the first 60 characters of the file: 8 of the 32 secret seed bytes."""
+    private = generate_key(tmp_path / "k" / "signing-key.pem")
+    body = "".join(private.read_text().splitlines()[1:-1])
+    assert keys_main(["trust", str(private), "--trusted-dir", str(tmp_path / "td")]) == 2
+    err = capsys.readouterr().err
+    assert f"{private}: this is a private key; trust the .pub file instead" in err
+    assert body[:8] not in err and "BEGIN" not in err
+    assert not (tmp_path / "td").exists()
+    (tmp_path / "notes.txt").write_text("secret words here\nmore\n")
+    assert keys_main(["trust", str(tmp_path / "notes.txt"), "--trusted-dir", str(tmp_path / "td")]) == 2
+    err = capsys.readouterr().err
+    assert "notes.txt" in err and "secret" not in err and "expected a .pub file" in err
+
+
+def test_cxr_keys_refuses_a_trusted_key_path_that_is_a_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """trust used to end in a FileExistsError traceback, list in '0 trusted key(s)' without a word."""
+    pub = generate_key(tmp_path / "k" / "signing-key.pem").with_suffix(".pub")
+    (tmp_path / "tdfile").write_text("")
+    assert keys_main(["trust", str(pub), "--trusted-dir", str(tmp_path / "tdfile")]) == 2
+    assert "tdfile is a file, not a folder; expected a folder of .pub files" in capsys.readouterr().err
+    monkeypatch.setenv("CXR_EDGE_TRUSTED_KEYS", str(tmp_path / "tdfile"))
+    assert keys_main(["list"]) == 2
+    out, err = capsys.readouterr()
+    assert "trusted key(s)" not in out and "tdfile is a file, not a folder" in err
+    monkeypatch.setenv("CXR_EDGE_TRUSTED_KEYS", str(tmp_path / "fresh"))
+    assert keys_main(["list"]) == 0
+    assert "0 trusted key(s)" in capsys.readouterr().out and not (tmp_path / "fresh").exists()
+
+
+def test_cxr_keys_sign_refuses_what_is_not_a_valid_bundle(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A missing bundle or manifest used to be a FileNotFoundError traceback; non-JSON was signed."""
+    key = generate_key(tmp_path / "k" / "signing-key.pem")
+    assert keys_main(["sign", str(tmp_path / "nowhere"), "--key", str(key)]) == 2
+    assert "does not exist or is not a directory" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert keys_main(["sign", str(tmp_path / "empty"), "--key", str(key)]) == 2
+    assert "has no manifest.json" in capsys.readouterr().err
+    (tmp_path / "empty" / "manifest.json").write_text('{"trunc\n')
+    assert keys_main(["sign", str(tmp_path / "empty"), "--key", str(key)]) == 2
+    assert "manifest.json is not valid JSON" in capsys.readouterr().err
+    assert not (tmp_path / "empty" / SIGNATURE_NAME).exists()
+
+
+def test_cxr_keys_sign_refuses_a_manifest_the_schema_refuses(
+    bundle_copy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = _manifest(bundle_copy)
+    manifest["labels"][1] = manifest["labels"][0]
+    _write(bundle_copy, manifest)
+    before = (bundle_copy / SIGNATURE_NAME).read_bytes()
+    assert keys_main(["sign", str(bundle_copy)]) == 2
+    assert "appear more than once" in capsys.readouterr().err
+    assert (bundle_copy / SIGNATURE_NAME).read_bytes() == before
+
+
+def test_cxr_keys_sign_replaces_the_signature_atomically(bundle_copy: Path, tmp_path: Path) -> None:
+    """manifest.sig is written beside and renamed into place: a hard-linked copy of the bundle (cp -al)
+    keeps its own signature, where a write in place changed both."""
+    snapshot = tmp_path / "snapshot.sig"
+    os.link(bundle_copy / SIGNATURE_NAME, snapshot)
+    before = snapshot.read_bytes()
+    other = generate_key(tmp_path / "other" / "key.pem")
+    assert keys_main(["sign", str(bundle_copy), "--key", str(other)]) == 0
+    assert snapshot.read_bytes() == before
+    assert (bundle_copy / SIGNATURE_NAME).read_bytes() != before
+    assert not [p for p in bundle_copy.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_cxr_keys_show_does_not_create_a_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CXR_EDGE_KEY_DIR", str(tmp_path / "keys"))
+    assert keys_main(["show"]) == 2
+    err = capsys.readouterr().err
+    assert "signing-key.pem does not exist" in err and "cxr-keys new" in err
+    assert not (tmp_path / "keys").exists()
+    assert keys_main(["new"]) == 0 and keys_main(["show"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].startswith("cxr-edge-ed25519 ")

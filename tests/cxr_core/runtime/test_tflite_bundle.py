@@ -35,6 +35,10 @@ def _write_bundle(files: TFLiteFiles, root: Path, recommended: dict[str, str]) -
     np.savez(root / "golden.npz", inputs=inputs, **files.reference(inputs))
     listed = {m["file"]: {"sha256": m["sha256"]} for m in models}
     listed["golden.npz"] = {"sha256": sha256_file(root / "golden.npz")}
+    # The classifier the Predictor (and so verify) reads: the Keras head's own weights, (L, C) and (L,).
+    kernel, bias = files.keras_model.get_layer("probabilities").get_weights()
+    np.savez(root / "classifier.npz", weight=kernel.T.astype(np.float32), bias=bias.astype(np.float32))
+    listed["classifier.npz"] = {"sha256": sha256_file(root / "classifier.npz")}
     manifest = {
         "format_version": 1,
         "architecture": "keras-tiny",
