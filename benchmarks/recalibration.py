@@ -69,7 +69,8 @@ def run_study(bundle_dir: Path, data: Path, work: Path, gamma: float, min_positi
         bundle_dir, site, "study site", out=work / "revision", min_positives=min_positives
     )
     held_out = read_local_labels(future, labels)
-    kept, scores, _refused = score_images(bundle_dir, held_out)
+    scored = score_images(bundle_dir, held_out)
+    kept, scores = scored.kept, scored.outputs
     truth, mask = held_out.truth[kept], held_out.mask[kept]
     old_points = bundle.operating_points or (0.5,) * len(labels)
     new_points = result.manifest.operating_points

@@ -2,7 +2,8 @@
 
     cxr-calibrate BUNDLE --data LOCAL --site "Clinic A" [--csv FILE] [--out DIR] [--min-positives N]
 
-Writes a new bundle revision beside the bundle (``<bundle>-rev<N>``, or ``--out``) and prints, per
+Writes a new bundle revision beside the bundle (``<bundle>-rev<N>``, or ``--out``, a folder that
+must not exist yet: an existing one is refused, never replaced) and prints, per
 finding, the old and new operating point, the local positives and negatives behind it, and the
 sensitivity and specificity at the new point with 95% intervals. See :mod:`cxr_core.recalibrate`.
 """
@@ -19,8 +20,10 @@ from cxr_core.cli_common import (
     EXIT_USAGE,
     add_progress_flag,
     add_version,
+    bounded_int,
     error_exit,
     exit_codes_epilog,
+    max_threads,
     optional_dependencies,
 )
 from cxr_core.clinical_stats import DEFAULT_RESAMPLES
@@ -54,7 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--csv", type=Path, default=None, help="the labels CSV, when not DATA/labels.csv")
     parser.add_argument("--site", required=True, help="site label recorded in the revision, e.g. 'Clinic A'")
-    parser.add_argument("--out", type=Path, default=None, help="revision folder (default: BUNDLE-rev<N>)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="revision folder, which must not exist yet (default: BUNDLE-rev<N>); nothing is ever replaced",
+    )
     parser.add_argument(
         "--min-positives",
         type=int,
@@ -67,7 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--runtime", default=None, help="runtime to use (default: the best installed)")
     parser.add_argument(
-        "--threads", type=int, default=None, help="inference threads (default: physical cores)"
+        "--threads",
+        type=bounded_int("a number of inference threads", max_threads),
+        default=None,
+        help=f"inference threads, 1..{max_threads()} here (default: physical cores, at most 4)",
     )
     parser.add_argument(
         "--resamples",
@@ -89,6 +100,7 @@ def report(result: RecalibrationResult) -> str:
     by_label = {f.label: f for f in validation.findings}
     lines = [
         f"revision {result.revision} written to {result.path}",
+        f"operating points set with {result.manifest.revision.scored_with()}",
         *([f"signature: {result.trust}"] if result.trust else []),
         f"{result.scored} image(s) scored, {len(result.refused)} refused or unreadable (left out)",
         f"  {'finding':<20} {'pos':>4} {'neg':>4} {'old op':>7} {'new op':>7}  "

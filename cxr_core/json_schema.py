@@ -6,7 +6,8 @@ JSON Schemas are derived from the same classes here, so a field added to a class
 A class whose JSON differs from its fields (for example :class:`~cxr_core.bundle.TensorSpec`, whose
 quantization is nested) carries its schema as a ``JSON_SCHEMA`` class attribute. Field metadata:
 ``{"json": False}`` leaves a field out (never serialised), ``{"json": "inline"}`` marks a dict of
-extra keys that are written beside the declared ones (the object then allows other properties).
+extra keys that are written beside the declared ones (the object then allows other properties),
+``{"json": "optional"}`` a field that files written before it was added lack (not required).
 
 The files in ``docs/schemas/`` are the output of ``python -m cxr_core.json_schema --write docs/schemas``
 (``results.schema.json`` comes from ``python -m benchmarks.schema --write docs/schemas``); a test
@@ -100,7 +101,8 @@ def _dataclass_schema(cls: type, defs: dict[str, Any]) -> dict[str, Any]:
             open_object = True
             continue
         properties[item.name] = schema_of(hints[item.name], defs)
-        required.append(item.name)
+        if mode != "optional":
+            required.append(item.name)
     return {
         "type": "object",
         "description": _summary(cls),

@@ -43,6 +43,38 @@ class GateSignalRecord:
 
 
 @dataclass(frozen=True)
+class BundleRevisionRecord:
+    """The site revision (``cxr-calibrate``) whose operating points scored the image.
+
+    ``description`` is how every output names it (``rev 2 (Clinic A, 2026-05-01)``); ``model``,
+    ``model_file`` and ``runtime`` say which model of the bundle set the points (null: not recorded).
+    """
+
+    number: int
+    site: str
+    created_at: str
+    description: str
+    model: str | None
+    model_file: str | None
+    runtime: str | None
+
+
+def revision_record(revision: Any) -> BundleRevisionRecord | None:
+    """The record of a :class:`cxr_core.bundle.RevisionInfo` (None: an exported bundle)."""
+    if revision is None:
+        return None
+    return BundleRevisionRecord(
+        number=revision.number,
+        site=revision.site,
+        created_at=revision.created_at,
+        description=revision.describe(),
+        model=revision.model,
+        model_file=revision.model_file,
+        runtime=revision.runtime,
+    )
+
+
+@dataclass(frozen=True)
 class InputRecord:
     """What was scored: an image ``file``, or a ``photo`` of a film (``cxr-predict --photo``).
 
@@ -75,6 +107,8 @@ class PredictionRecord:
     gate_override: list[str] = field(default_factory=list)
     heatmap: HeatmapRef | None = None
     input: InputRecord = field(default_factory=lambda: InputRecord(**FILE_INPUT))  # type: ignore[arg-type]
+    #: The bundle's site revision (null: an exported bundle, operating points from its validation).
+    bundle_revision: BundleRevisionRecord | None = None
 
     @classmethod
     def from_prediction(cls, prediction: Prediction, heatmap: HeatmapRef | None = None) -> PredictionRecord:
@@ -92,6 +126,7 @@ class PredictionRecord:
             gate_override=list(prediction.gate_override),
             heatmap=heatmap,
             input=InputRecord(**input_record(prediction.photo)),  # type: ignore[arg-type]
+            bundle_revision=revision_record(prediction.revision),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -111,6 +146,9 @@ class PredictionRecord:
             "gate_override": list(self.gate_override),
             "heatmap": None if self.heatmap is None else dataclasses.asdict(self.heatmap),
             "input": dataclasses.asdict(self.input),
+            "bundle_revision": None
+            if self.bundle_revision is None
+            else dataclasses.asdict(self.bundle_revision),
         }
 
 
@@ -189,6 +227,8 @@ class PredictionsDocument:
     failures: list[FailureRecord] = field(default_factory=list)
     summary: Summary = field(default_factory=lambda: Summary(0, 0))
     bundle_trust: BundleTrust | None = None
+    #: The bundle's site revision (null: an exported bundle); each result carries it too.
+    bundle_revision: BundleRevisionRecord | None = field(default=None, metadata={"json": "optional"})
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -210,4 +250,7 @@ class PredictionsDocument:
             "failures": [f.to_dict() for f in self.failures],
             "summary": dataclasses.asdict(self.summary),
             "bundle_trust": None if self.bundle_trust is None else dataclasses.asdict(self.bundle_trust),
+            "bundle_revision": None
+            if self.bundle_revision is None
+            else dataclasses.asdict(self.bundle_revision),
         }

@@ -401,9 +401,10 @@ def format_table(pred: Prediction, heatmap: tuple[str, str] | None) -> str:
     details += [printable(v) for v in (prov.modality, prov.view_position) if v]
     total = sum(v for k, v in pred.timings_ms.items() if k != "cam")
     lines = [f"  *** {notice.upper()} ***" for notice in pred.notices]
+    revision = "" if pred.revision is None else f", operating points of {pred.revision.describe()}"
     lines += [
-        f"{printable(pred.source)}  ({', '.join(details)}; {pred.model_name} on {pred.runtime}, "
-        f"{total:.0f} ms)",
+        f"{printable(pred.source)}  ({', '.join(details)}; {pred.model_name} on {pred.runtime}"
+        f"{printable(revision)}, {total:.0f} ms)",
         f"  {'finding':<28} {'score':>5} {'output':>7} {'op. point':>9}  call",
     ]
     for f in pred.ranked():
@@ -434,7 +435,7 @@ def run_header(predictor: Predictor) -> dict[str, Any]:
     Built from :class:`cxr_core.outputs.PredictionsDocument` (the one home of the document's
     fields, and of its JSON Schema) without the per-image parts.
     """
-    from cxr_core.outputs import PredictionsDocument, bundle_trust
+    from cxr_core.outputs import PredictionsDocument, bundle_trust, revision_record
 
     document = PredictionsDocument(
         tool="cxr-predict",
@@ -452,6 +453,7 @@ def run_header(predictor: Predictor) -> dict[str, Any]:
         labels=list(predictor.labels),
         clinical=predictor.bundle.clinical.to_dict(),
         bundle_trust=bundle_trust(predictor.bundle.trust),
+        bundle_revision=revision_record(predictor.revision),
     ).to_dict()
     for per_image in ("results", "failures", "summary"):
         document.pop(per_image)

@@ -51,6 +51,7 @@ from cxr_core.bundle import (
     SYNTHETIC_MARK,
     Bundle,
     BundleError,
+    RevisionInfo,
     load_bundle,
     load_cam_weights,
 )
@@ -227,6 +228,9 @@ class Prediction:
     gate_override: tuple[str, ...] = ()
     #: The photo the film was taken from (:meth:`Predictor.predict_photo`); None for an image file.
     photo: PhotoInput | None = None
+    #: The bundle's site revision (``cxr-calibrate``: number, site, date, the model that set the
+    #: operating points); None for an exported bundle.
+    revision: RevisionInfo | None = None
     _heatmaps: dict[tuple[str, tuple[int, int] | None], NDArray[np.float32]] = field(
         default_factory=dict, repr=False, compare=False
     )
@@ -333,6 +337,17 @@ class Prediction:
 # ----------------------------------------------------------------------------- predictor
 
 
+def _revision_model_warning(revision: RevisionInfo | None, model_name: str) -> tuple[str, ...]:
+    """A warning when a site revision's operating points were set with another model file than this one."""
+    if revision is None or revision.model is None or revision.model == model_name:
+        return ()
+    return (
+        f"the operating points of {revision.describe()} were set on {revision.scored_with()}, not on "
+        f"{model_name}: another model file gives other outputs on the same image, so its calls at these "
+        f"points differ (choose the model {revision.model}, or recalibrate with this one)",
+    )
+
+
 class Predictor:
     """A bundle and an opened backend: ``predict_file(path)`` -> :class:`Prediction`."""
 
@@ -361,8 +376,10 @@ class Predictor:
         points = self.bundle.operating_points
         self._bundle_warnings: tuple[str, ...] = ()
         clinical = self.bundle.clinical
+        #: The site revision the operating points come from (None: an exported bundle).
+        self.revision: RevisionInfo | None = self.bundle.manifest.revision
         notes = [
-            None if clinical.finding(label) is None else clinical.finding(label).threshold_note()
+            None if clinical.finding(label) is None else clinical.finding(label).threshold_note(self.revision)
             for label in self.labels
         ]
         if points is None:
@@ -385,6 +402,7 @@ class Predictor:
         #: The bundle's learned signals (feature distance, ...) for this model file (docs/input-gate.md).
         self.learned_gate: LearnedGate = learned_gate_for(self.bundle, self.model_name)
         self._bundle_warnings += self.learned_gate.warnings
+        self._bundle_warnings += _revision_model_warning(self.revision, self.model_name)
         # The signals that need only the image (quality checks, autoencoder) run on this thread beside
         # the model: numpy and both runtimes release the GIL, so on two or more cores most of their
         # time hides behind the inference. One worker: predictions' gate work never interleaves.
@@ -552,6 +570,7 @@ class Predictor:
             model_name=self.model_name,
             runtime=self.runtime,
             bundle_name=self.bundle_name,
+            revision=self.revision,
             feature_map=feature_map,
             cam_weight=self._weight,
             geometry=geometry,

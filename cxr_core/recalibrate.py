@@ -15,8 +15,11 @@ It then measures AUC (bootstrap intervals), sensitivity and specificity at the n
 intervals) on the same images, and writes a **new bundle folder** -- the revision -- atomically:
 model files linked or copied byte for byte from the parent, a manifest with the new points,
 the figures, and a ``revision`` block (site, date, image count, the previous operating points,
-the parent's manifest hash). The parent bundle is never modified, so switching back is choosing
-it again. Figures measured on the images that set the thresholds are optimistic; the revision
+the parent's manifest hash, the model file and runtime that scored the images). The parent bundle
+is never modified, so switching back is choosing it again. The revision folder must be new: one
+that exists (an earlier revision, any folder or file), or is, holds or lies inside the bundle, the
+data folder or the labels file, is refused before any image is scored, and nothing is ever
+replaced or deleted. Figures measured on the images that set the thresholds are optimistic; the revision
 says so. Torch-free: this runs on a Pi or a laptop.
 """
 
@@ -83,6 +86,18 @@ class RecalibrationResult:
     trust: str = ""  # the revision's signature as this machine sees it (empty: signed by a trusted key)
 
 
+@dataclass(frozen=True)
+class ScoredImages:
+    """The images the device path scored (their indices, outputs ``(K, L)``), the refused, and the model."""
+
+    kept: list[int]
+    outputs: np.ndarray
+    refused: list[tuple[str, str]]
+    model: str
+    model_file: str
+    runtime: str
+
+
 def score_images(
     bundle_dir: Path,
     local: LocalLabels,
@@ -90,8 +105,9 @@ def score_images(
     runtime: str | None = None,
     threads: int | None = None,
     on_image: Callable[[int, int], None] | None = None,
-) -> tuple[list[int], np.ndarray, list[tuple[str, str]]]:
-    """Model outputs ``(K, L)`` of the images the device path scores, their indices, and the refused.
+) -> ScoredImages:
+    """Model outputs ``(K, L)`` of the images the device path scores, their indices, the refused,
+    and which model of the bundle (name, file, runtime) scored them.
 
     Every image goes through the Predictor (decode, input gate, learned gate); one that is refused
     or unreadable is left out and listed with its reason.
@@ -112,7 +128,9 @@ def score_images(
                 outputs.append([f.model_output for f in prediction.findings])
             if on_image is not None:
                 on_image(index + 1, len(local.files))
-    return kept, np.asarray(outputs, dtype=np.float64), refused
+        entry = predictor.bundle.model(predictor.model_name)
+        used = (predictor.model_name, entry.file, predictor.runtime)
+    return ScoredImages(kept, np.asarray(outputs, dtype=np.float64), refused, *used)
 
 
 def next_revision_path(bundle: Bundle, number: int) -> Path:
@@ -121,6 +139,39 @@ def next_revision_path(bundle: Bundle, number: int) -> Path:
     if bundle.manifest.revision is not None and stem.endswith(f"-rev{bundle.manifest.revision.number}"):
         stem = stem[: -len(f"-rev{bundle.manifest.revision.number}")]
     return bundle.root.parent / f"{stem}-rev{number}"
+
+
+def _relation(target: Path, other: Path) -> str | None:
+    """How resolved ``target`` stands to resolved ``other``: ``is``, ``contains``, ``lies inside`` or None."""
+    if target == other:
+        return "is"
+    if other.is_relative_to(target):
+        return "contains"
+    if target.is_relative_to(other):
+        return "lies inside"
+    return None
+
+
+def check_revision_target(target: Path, protected: dict[str, Path]) -> None:
+    """Refuse a revision folder that exists, or is, contains or lies inside a ``protected`` path.
+
+    ``protected`` names what must never be written over (the parent bundle, the data folder, the
+    labels file). Called before any image is scored; the rename refuses an existing folder again.
+    """
+    resolved = target.resolve()
+    for what, path in protected.items():
+        relation = _relation(resolved, path.resolve())
+        if relation is not None:
+            raise RecalibrationError(
+                f"--out {target} {relation} {what} {path}; expected a new folder outside the bundle, "
+                "the data folder and the labels file (e.g. the default BUNDLE-rev<N> beside the bundle)"
+            )
+    if os.path.lexists(target):
+        raise RecalibrationError(
+            f"the revision folder {target} already exists; a revision is written to a new folder and "
+            "never replaces anything: choose another folder with --out, or remove it yourself if it is no "
+            "longer needed"
+        )
 
 
 def _link_or_copy(source: Path, target: Path) -> None:
@@ -152,8 +203,15 @@ def recalibrate_bundle(
     bundle_dir = Path(bundle_dir)
     bundle = load_bundle(bundle_dir)
     labels = bundle.labels
+    number = (bundle.manifest.revision.number if bundle.manifest.revision else 1) + 1
+    target = Path(out) if out is not None else next_revision_path(bundle, number)
+    protected = {"the bundle": bundle.root, "the data folder": Path(data)}
+    if csv_file is not None:
+        protected["the labels file"] = Path(csv_file)
+    check_revision_target(target, protected)
     local = read_local_labels(data, labels, csv_file)
-    kept, scores, refused = score_images(bundle_dir, local, model, runtime, threads, on_image)
+    scored_with = score_images(bundle_dir, local, model, runtime, threads, on_image)
+    kept, scores, refused = scored_with.kept, scored_with.outputs, scored_with.refused
     if not kept:
         raise RecalibrationError(
             f"none of the {len(local.files)} images in {data} could be scored ({len(refused)} refused or "
@@ -187,7 +245,6 @@ def recalibrate_bundle(
         changes.append(
             FindingChange(label, positives, negatives, old_points[i], new_points[-1], updated, reason)
         )
-    number = (bundle.manifest.revision.number if bundle.manifest.revision else 1) + 1
     created = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
     validation = validation_figures(
         labels,
@@ -217,6 +274,9 @@ def recalibrate_bundle(
         previous_operating_points=tuple(old_points),
         kept=tuple(c.label for c in changes if not c.updated),
         tool="cxr-calibrate",
+        model=scored_with.model,
+        model_file=scored_with.model_file,
+        runtime=scored_with.runtime,
     )
     manifest = dataclasses.replace(
         bundle.manifest,
@@ -225,10 +285,7 @@ def recalibrate_bundle(
         clinical=clinical,
         revision=revision,
     )
-    target = Path(out) if out is not None else next_revision_path(bundle, number)
-    if target.resolve() == bundle.root.resolve():
-        raise RecalibrationError(f"--out {target} is the bundle itself; a revision is a new folder")
-    with staging(target) as folder:
+    with staging(target, replace=False) as folder:
         for name in manifest.files:
             _link_or_copy(bundle.path(name), folder / name)
         written = write_manifest(folder, manifest)

@@ -64,8 +64,7 @@ def bundle_version(manifest: Manifest) -> str:
     if manifest.version:
         return manifest.version
     if manifest.revision is not None:  # a site recalibration (cxr-calibrate): say which and where
-        revision = manifest.revision
-        return f"rev {revision.number} ({revision.site}, {revision.created_at[:10]})"
+        return manifest.revision.describe()
     provenance = manifest.provenance
     parts = []
     exported = str(provenance.exported_at or "")[:10]

@@ -71,3 +71,50 @@ def test_predictions_json_validates(session_bundle: Path, tmp_path: Path) -> Non
     assert errors == []
     document["results"][0]["findings"][0]["probability"] = "high"
     assert list(_validator("predictions.schema.json").iter_errors(document))
+
+
+def test_a_site_revision_and_its_predictions_validate(bundle_copy: Path, tmp_path: Path) -> None:
+    """cxr-calibrate's manifest (revision: model, file, runtime) and cxr-predict's bundle_revision."""
+    from cxr_core.calibrate_cli import main as calibrate
+    from cxr_core.predict_cli import main as predict
+    from tests.cxr_core.test_input_gate import chest
+    from tests.file_factory import write_png
+
+    site = tmp_path / "site"
+    site.mkdir()
+    rows = ["path,Atelectasis"]
+    for i in range(4):
+        write_png(site / f"{i}.png", chest(288, 288))
+        rows.append(f"{i}.png,{i % 2}")
+    (site / "labels.csv").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "rev2"
+    argv = [
+        str(bundle_copy),
+        "--data",
+        str(site),
+        "--site",
+        "Clinic A",
+        "--out",
+        str(out),
+        "--resamples",
+        "20",
+    ]
+    assert calibrate(argv) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert (
+        manifest["revision"]["model"]
+        and manifest["revision"]["model_file"]
+        and manifest["revision"]["runtime"]
+    )
+    assert [e.message for e in _validator("manifest.schema.json").iter_errors(manifest)] == []
+    older = json.loads(json.dumps(manifest))  # a revision written before the model was recorded
+    for key in ("model", "model_file", "runtime"):
+        del older["revision"][key]
+    assert [e.message for e in _validator("manifest.schema.json").iter_errors(older)] == []
+    document = tmp_path / "predictions.json"
+    assert predict([str(site / "0.png"), "--bundle", str(out), "--json", str(document)]) == 0
+    predictions = json.loads(document.read_text())
+    assert predictions["results"][0]["bundle_revision"]["site"] == "Clinic A"
+    assert [e.message for e in _validator("predictions.schema.json").iter_errors(predictions)] == []
+    predictions["results"][0]["bundle_revision"]["number"] = "two"
+    assert list(_validator("predictions.schema.json").iter_errors(predictions))

@@ -15,9 +15,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cxr_core.bundle.errors import BundleError
+
+if TYPE_CHECKING:  # schema imports this module
+    from cxr_core.bundle.schema import RevisionInfo
 
 #: Shown with every result of a bundle trained on synthetic data, in the app header, the report,
 #: every heat-map PNG, cxr-predict's table and JSON. Not a setting.
@@ -73,6 +76,14 @@ def _count(value: Any, where: str) -> int | None:
     return int(value)
 
 
+def _origin(revision: RevisionInfo | None) -> str:
+    """`` in rev 2 (Clinic A, 2026-05-01), scored with onnx-int8 (...)``, or empty without a revision."""
+    if revision is None:
+        return ""
+    model = revision.scored_with()
+    return f" in {revision.describe()}" + (f", scored with {model}" if model else "")
+
+
 @dataclass(frozen=True)
 class FindingPerformance:
     """One finding on the held-out validation images, and how its operating point was set."""
@@ -98,13 +109,20 @@ class FindingPerformance:
             and self.threshold_positives >= MIN_RELIABLE_POSITIVES
         )
 
-    def threshold_note(self) -> str | None:
-        """``None`` for a reliable threshold, else the words every output shows."""
+    def threshold_note(self, revision: RevisionInfo | None = None) -> str | None:
+        """``None`` for a reliable threshold, else the words every output shows.
+
+        A threshold set on site images (``cxr-calibrate``) says so, with the bundle's ``revision``
+        (site, date, and the model that scored the images) when given.
+        """
         if self.threshold_reliable:
             return None
         if self.threshold_source == "fallback":
             return "threshold unreliable: fallback 0.5 (no validation positives to set it)"
         count = "unknown" if self.threshold_positives is None else str(self.threshold_positives)
+        if self.threshold_source == "site":
+            origin = _origin(revision)
+            return f"threshold unreliable: set on {count} site positives (< {MIN_RELIABLE_POSITIVES}){origin}"
         return f"threshold unreliable: set on {count} validation positives (< {MIN_RELIABLE_POSITIVES})"
 
     @classmethod

@@ -873,6 +873,24 @@ class RevisionInfo:
     previous_operating_points: tuple[float, ...] | None
     kept: tuple[str, ...]
     tool: str
+    #: The model of the bundle that scored the site images (e.g. ``onnx-int8``), its file and runtime:
+    #: the operating points are set on that model's outputs (None: not recorded, as in older revisions,
+    #: whose manifests lack the keys and still validate).
+    model: str | None = field(default=None, metadata={"json": "optional"})
+    model_file: str | None = field(default=None, metadata={"json": "optional"})
+    runtime: str | None = field(default=None, metadata={"json": "optional"})
+
+    def describe(self) -> str:
+        """``rev 2 (Clinic A, 2026-05-01)``: how the app, ``cxr-predict`` and the notes name a revision."""
+        return f"rev {self.number} ({self.site}, {self.created_at[:10]})"
+
+    def scored_with(self) -> str | None:
+        """``onnx-int8 (model-int8.onnx) on onnxruntime``: the model that set the points, when recorded."""
+        if self.model is None:
+            return None
+        file = f" ({self.model_file})" if self.model_file else ""
+        runtime = f" on {self.runtime}" if self.runtime else ""
+        return f"{self.model}{file}{runtime}"
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str) -> RevisionInfo:
@@ -896,6 +914,9 @@ class RevisionInfo:
             ),
             kept=tuple(str(k) for k in _sequence(data.get("kept") or [], f"{where}.kept")),
             tool=str(data.get("tool") or "cxr-calibrate"),
+            model=_opt_text(data.get("model"), f"{where}.model"),
+            model_file=_opt_text(data.get("model_file"), f"{where}.model_file"),
+            runtime=_opt_text(data.get("runtime"), f"{where}.runtime"),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -912,6 +933,9 @@ class RevisionInfo:
             else list(self.previous_operating_points),
             "kept": list(self.kept),
             "tool": self.tool,
+            "model": self.model,
+            "model_file": self.model_file,
+            "runtime": self.runtime,
         }
 
 
@@ -979,6 +1003,11 @@ class Manifest:
     def from_dict(cls, data: Mapping[str, Any], where: str = MANIFEST_NAME) -> Manifest:
         data = _mapping(data, where)
         version = data.get("format_version")
+        if isinstance(version, bool) or not isinstance(version, int):
+            raise BundleError(
+                f"{where}.format_version: got {version!r} ({type(version).__name__}); expected an integer, "
+                f"one of {list(READABLE_VERSIONS)}"
+            )
         if version not in READABLE_VERSIONS:
             raise BundleError(
                 f"{where} has format_version {version!r}; this cxr-edge reads format_version "
@@ -991,6 +1020,12 @@ class Manifest:
         )
         if not labels:
             raise BundleError(f"{where}.labels: got an empty list; expected the findings in output order")
+        repeated = sorted({label for label in labels if labels.count(label) > 1})
+        if repeated:
+            raise BundleError(
+                f"{where}.labels: {repeated} appear more than once in {list(labels)}; "
+                "expected each finding once"
+            )
         try:
             spec = PreprocessSpec.from_dict(_mapping(_get(data, "preprocess", where), f"{where}.preprocess"))
         except (PreprocessSpecError, TypeError, ValueError, OverflowError) as exc:

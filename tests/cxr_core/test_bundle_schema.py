@@ -87,6 +87,9 @@ _DELETE = object()
 
 MALFORMED = [
     ("format_version", 4, r"format_version 4; this cxr-edge reads format_version \[1, 2, 3\]"),
+    ("format_version", True, r"format_version: got True \(bool\); expected an integer, one of \[1, 2, 3\]"),
+    ("format_version", 3.0, r"format_version: got 3\.0 \(float\); expected an integer"),
+    ("labels.1", "Atelectasis", r"\.labels: \['Atelectasis'\] appear more than once"),
     ("labels", "Atelectasis", r"\.labels: got str 'Atelectasis'.*expected a JSON array"),
     ("labels", [], r"\.labels: got an empty list"),
     ("models", [], r"\.models: got an empty list"),

@@ -111,8 +111,10 @@ def test_json_schema(session_bundle: Path, tmp_path: Path, capsys: pytest.Captur
         "failures",
         "summary",
         "bundle_trust",
+        "bundle_revision",
     }
     assert doc["bundle_trust"]["state"] == "trusted"
+    assert doc["bundle_revision"] is None  # an exported bundle, not a site revision
     assert doc["tool"] == "cxr-predict" and doc["disclaimer"] == DISCLAIMER
     assert doc["model"] == "onnx" and doc["runtime"] == "onnxruntime" and isinstance(doc["threads"], int)
     assert len(doc["labels"]) == 14 and doc["failures"] == [] and doc["summary"] == {"scored": 1, "failed": 0}
