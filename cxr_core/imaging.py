@@ -76,6 +76,9 @@ from cxr_core.imaging_common import (  # re-exported: this is the public module
     DEFAULT_MIN_SIDE,
     DICOM_SUFFIXES,
     EXPECTED_FORMATS,
+    IMAGE_SUFFIXES,  # noqa: F401 - re-exported
+    JPEG_SUFFIXES,
+    PNG_SUFFIXES,
     CorruptImageError,
     DecodedImage,
     DecodeLimits,
@@ -295,7 +298,7 @@ def _decode_with_pillow(
 
 def _suffix_note(name: str, fmt: str) -> list[str]:
     suffix = Path(name).suffix.lower()
-    expected = {"png": (".png",), "jpeg": (".jpg", ".jpeg", ".jpe", ".jfif")}[fmt]
+    expected = {"png": PNG_SUFFIXES, "jpeg": JPEG_SUFFIXES}[fmt]
     if suffix and suffix not in expected:
         return [f"content is {fmt.upper()} although the name ends in {suffix}"]
     return []

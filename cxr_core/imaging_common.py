@@ -23,6 +23,11 @@ DEFAULT_MAX_ASPECT_RATIO = 10.0
 DEFAULT_MIN_SIDE = 8
 #: Names that allow a DICOM file without the 128-byte preamble.
 DICOM_SUFFIXES = (".dcm", ".dicom")
+PNG_SUFFIXES = (".png",)
+JPEG_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif")
+#: The one list of image file names every folder scan picks up (cxr-predict, cxr-calibrate, the
+#: app's watch folder, the data loaders, edge-bench); lower case, compared with ``suffix.lower()``.
+IMAGE_SUFFIXES = (*PNG_SUFFIXES, *JPEG_SUFFIXES, *DICOM_SUFFIXES)
 EXPECTED_FORMATS = "a PNG, JPEG or DICOM radiograph"
 
 _LUMA_601 = (0.299, 0.587, 0.114)

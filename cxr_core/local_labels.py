@@ -28,11 +28,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 from cxr_core.errors import DatasetError
+from cxr_core.imaging_common import IMAGE_SUFFIXES
 
 PATH_COLUMNS = ("path", "Path", "file", "Image Index")
 GENERIC_CSV = "labels.csv"
 CHESTXRAY14_GLOB = "Data_Entry_2017*.csv"
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm", ".dicom")
 
 
 @dataclass(frozen=True)

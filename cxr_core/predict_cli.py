@@ -69,7 +69,7 @@ from cxr_core.cli_common import (
 )
 from cxr_core.errors import CxrEdgeError, ImageDecodeError
 from cxr_core.gate_signals import GateRefusedError
-from cxr_core.imaging import DICOM_SUFFIXES, sniff_format
+from cxr_core.imaging import IMAGE_SUFFIXES, sniff_format
 from cxr_core.input_gate import ImageRefusedError
 from cxr_core.predict_stream import JsonlWriter
 from cxr_core.predictor import DISCLAIMER, SCORE_DEFINITION, Prediction, Predictor
@@ -77,8 +77,6 @@ from cxr_core.text import printable
 
 logger = logging.getLogger(__name__)
 
-#: Suffixes picked up when a folder is expanded (files without a suffix are taken if they are DICOM).
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".jpe", ".jfif", *DICOM_SUFFIXES)
 EXIT_SOME_FAILED = EXIT_FAILED
 #: The ``error`` of a failure record for an unexpected exception (a bug) while processing one file.
 INTERNAL_ERROR = "InternalError"

@@ -21,10 +21,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cxr_core.imaging_common import IMAGE_SUFFIXES
+
 logger = logging.getLogger(__name__)
 
 #: Extensions the watcher hands over (content is still sniffed by cxr_core.imaging).
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm", ".dicom")
 #: Seconds a file must keep its size and time before it is read.
 DEFAULT_SETTLE_S = 2.0
 

@@ -19,12 +19,12 @@ import numpy as np
 from numpy.typing import NDArray
 
 from cxr_core.errors import CxrEdgeError
+from cxr_core.imaging_common import IMAGE_SUFFIXES
 from cxr_core.optional import require
 from cxr_core.preprocess import PreprocessSpec, preprocess_file
 
 logger = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm", ".dicom")
 DEFAULT_CALIBRATION_IMAGES = 64
 
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cxr_core.errors import DatasetError
+from cxr_core.imaging_common import IMAGE_SUFFIXES
 from cxr_core.labels import CHESTXRAY14, CHESTXRAY14_LABELS, CHESTXRAY14_NO_FINDING
 from training.data.checks import ProblemReport, check_patient_overlap
 from training.data.csvtable import CsvTable, cell, parse_age, parse_sex, read_csv_table
@@ -37,7 +38,6 @@ logger = logging.getLogger(__name__)
 CSV_GLOB = "Data_Entry_2017*.csv"
 TRAIN_VAL_LIST = "train_val_list.txt"
 TEST_LIST = "test_list.txt"
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm")
 DEFAULT_VAL_FRACTION = 1 / 8
 
 COL_IMAGE, COL_LABELS, COL_PATIENT = "Image Index", "Finding Labels", "Patient ID"
