@@ -2,7 +2,8 @@
 
 Thin CLI over :func:`benchmarks.results.run_benchmark` and :func:`benchmarks.compare.compare`.
 Exit codes: 0 all gates passed; 1 a gate tripped (figures printed); 2 bad flags, bundle or data;
-3 a format could not be measured (broken file, runtime crash) or nothing could be measured.
+3 a format could not be measured (broken file, runtime crash) or nothing could be measured;
+130 interrupted (Ctrl-C): nothing is left in ``--out`` that claims to be results.
 """
 
 from __future__ import annotations
@@ -13,12 +14,20 @@ import logging
 import sys
 from pathlib import Path
 
-from benchmarks.config import BenchConfig, BenchConfigError, Gates, default_threads, parse_threads
+from benchmarks.config import (
+    GATE_RANGES,
+    BenchConfig,
+    BenchConfigError,
+    Gates,
+    default_threads,
+    parse_threads,
+)
 from benchmarks.gates import EXIT_FORMAT_ERROR, EXIT_GATE_FAILED, EXIT_OK, EXIT_USAGE
 from benchmarks.latency import TimingPlan
 from cxr_core.cli_common import (
     add_progress_flag,
     add_version,
+    bounded_float,
     error_exit,
     exit_codes_epilog,
     optional_dependencies,
@@ -27,6 +36,12 @@ from cxr_core.errors import CxrEdgeError
 from cxr_core.optional import install_hint
 
 logger = logging.getLogger("edge-bench")
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, like cxr-predict and the shell
+
+
+def _gate_type(name: str):  # noqa: ANN202 - an argparse type
+    low, high, what = GATE_RANGES[name]
+    return bounded_float(what, low, high)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
                 EXIT_GATE_FAILED: "a gate tripped (figures printed)",
                 EXIT_USAGE: "bad flags, bundle or --data, or a missing optional dependency",
                 EXIT_FORMAT_ERROR: "a format could not be measured (error row) or nothing was measured",
+                EXIT_INTERRUPTED: "interrupted (Ctrl-C); no results written",
             }
         )
         + " See docs/benchmarks.md.",
@@ -78,7 +94,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--out",
         type=Path,
         help="folder for results.json, results.md and plots "
-        "(default: ./edge-bench-results/<bundle>-<UTC time>)",
+        "(default: ./edge-bench-results/<bundle>-<UTC time>); a folder holding another run's "
+        "results is refused unless --overwrite",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="--out may hold an earlier run's results: they are replaced, and that run's other files "
+        "(plots, predictions.npz, profiler traces) removed, once this run has finished",
     )
     parser.add_argument(
         "--reference-torch",
@@ -159,15 +182,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gates = parser.add_argument_group("gates (non-zero exit when one trips)")
     gates.add_argument(
-        "--fail-under", type=float, metavar="AUC", help="minimum mean AUC of every format (--data)"
+        "--fail-under",
+        type=_gate_type("fail_under"),
+        metavar="AUC",
+        help="minimum mean AUC of every format, 0..1 (--data)",
     )
-    gates.add_argument("--max-auc-drop", type=float, metavar="D", help="max FP32 - format mean AUC (--data)")
-    gates.add_argument("--max-dp", type=float, metavar="X", help="max |dp| vs FP32 (golden set and --data)")
+    gates.add_argument(
+        "--max-auc-drop",
+        type=_gate_type("max_auc_drop"),
+        metavar="D",
+        help="max FP32 - format mean AUC, 0..1 (--data)",
+    )
+    gates.add_argument(
+        "--max-dp",
+        type=_gate_type("max_dp"),
+        metavar="X",
+        help="max |dp| vs FP32, 0..1 (golden set and --data)",
+    )
     gates.add_argument(
         "--min-agreement",
-        type=float,
+        type=_gate_type("min_agreement"),
         metavar="A",
-        help="min positive-call agreement vs FP32 at the operating points",
+        help="min positive-call agreement vs FP32 at the operating points, 0..1",
     )
     return parser
 
@@ -220,14 +256,19 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         gate_in=args.gate_in,
         gate_ood=args.gate_ood,
         gate_limit=args.gate_limit,
+        overwrite=args.overwrite,
     )
 
 
 def _compare_main(argv: list[str]) -> int:
     from benchmarks.compare import compare
+    from benchmarks.outdir import check_writable_folder
 
     args = build_compare_parser().parse_args(argv)
     try:
+        if args.out is not None:
+            expected = "a folder (new, or existing and writable) for compare.md and compare.json"
+            check_writable_folder(args.out, "--out", expected)
         table, _ = compare(args.results, args.out)
     except CxrEdgeError as exc:
         return error_exit("edge-bench compare", exc)
@@ -247,6 +288,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(message)s",
         datefmt="%H:%M:%S",
     )
+    from benchmarks.outdir import release_out
     from benchmarks.outputs import write_outputs
     from benchmarks.progress import Reporter
     from benchmarks.report import terminal_report
@@ -255,10 +297,23 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with optional_dependencies("edge-bench"):
             config = config_from_args(args)
-            results = run_benchmark(config, Reporter(enabled=args.progress))
     except CxrEdgeError as exc:
         return error_exit("edge-bench", exc)
-    paths = write_outputs(results, config.out)
+    existed = config.out.exists()
+    written = False
+    try:
+        with optional_dependencies("edge-bench"):
+            results = run_benchmark(config, Reporter(enabled=args.progress))
+        paths = write_outputs(results, config.out)
+        written = True
+    except CxrEdgeError as exc:
+        return error_exit("edge-bench", exc)
+    except KeyboardInterrupt:
+        print("edge-bench: interrupted", file=sys.stderr, flush=True)
+        return EXIT_INTERRUPTED
+    finally:
+        if not written:
+            release_out(config.out, created=not existed)
     print(terminal_report(results))
     print("files:")
     for path in paths.values():
@@ -268,5 +323,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"GATE FAILED: {failure['message']}", file=sys.stderr)
     for name in gates["errored_formats"]:
         print(f"FORMAT FAILED: {name} could not be measured (see the table)", file=sys.stderr)
+    if results.get("tune") and results["tune"].get("error"):
+        print(f"WARNING: --tune: {results['tune']['error']}; nothing was cached", file=sys.stderr)
     print(f"exit code {gates['exit_code']}", file=sys.stderr)
     return int(gates["exit_code"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -31,7 +32,8 @@ def parse_threads(text: str) -> tuple[int, ...]:
     for part in (p.strip() for p in text.split(",")):
         if not part:
             continue
-        if not part.isdigit() or int(part) < 1:
+        # ASCII digits only: str.isdigit() is also true for '²' or '①', which int() refuses
+        if not (part.isascii() and part.isdigit()) or int(part) < 1:
             raise BenchConfigError(
                 f"--threads {text!r}: {part!r} is not a positive integer; expected e.g. 1,2,4"
             )
@@ -53,6 +55,16 @@ def check_formats(requested: Sequence[str], available: Sequence[str], bundle: Pa
     return tuple(dict.fromkeys(requested))
 
 
+#: Each gate's allowed thresholds (inclusive) and what the number is: a NaN or infinite threshold
+#: would compare false with every figure and silently switch its gate off, so it is refused.
+GATE_RANGES: dict[str, tuple[float, float, str]] = {
+    "fail_under": (0.0, 1.0, "a mean AUC"),
+    "max_auc_drop": (0.0, 1.0, "a drop in mean AUC"),
+    "max_dp": (0.0, 1.0, "a probability difference"),
+    "min_agreement": (0.0, 1.0, "a fraction of positive calls"),
+}
+
+
 @dataclass(frozen=True)
 class Gates:
     """CI gates; None disables a gate. Which gates need ``--data`` is checked by :meth:`check`."""
@@ -63,14 +75,13 @@ class Gates:
     min_agreement: float | None = None  # positive-call agreement vs FP32 at the operating points
 
     def check(self, has_data: bool) -> None:
-        for name in ("fail_under", "min_agreement"):
+        for name, (low, high, what) in GATE_RANGES.items():
             value = getattr(self, name)
-            if value is not None and not 0.0 <= value <= 1.0:
-                raise BenchConfigError(f"--{name.replace('_', '-')} {value}; expected a fraction in [0, 1]")
-        for name in ("max_auc_drop", "max_dp"):
-            value = getattr(self, name)
-            if value is not None and value < 0:
-                raise BenchConfigError(f"--{name.replace('_', '-')} {value}; expected a number >= 0")
+            if value is not None and not (math.isfinite(value) and low <= value <= high):
+                raise BenchConfigError(
+                    f"--{name.replace('_', '-')} {value!r} is out of range; expected {what} "
+                    f"from {low:g} to {high:g}"
+                )
         if not has_data and (self.fail_under is not None or self.max_auc_drop is not None):
             raise BenchConfigError(
                 "--fail-under and --max-auc-drop judge AUC and need a labelled set: pass --data DIR_OR_CSV"
@@ -114,6 +125,8 @@ class BenchConfig:
     gate_in: Path | None = None
     gate_ood: Path | None = None
     gate_limit: int = 500
+    #: Replace the results of an earlier run found in ``out`` (else such an ``out`` is refused).
+    overwrite: bool = False
 
     def __post_init__(self) -> None:
         checks = {  # name: (ok, expected range): a sane maximum keeps a typo from exhausting the machine

@@ -41,8 +41,29 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
         return ImageFont.load_default()
 
 
-def _save(image: Image.Image, path: Path) -> Path:
-    """Save as PNG atomically (temporary file in the same folder, then os.replace)."""
+WARNING_RED = (180, 0, 0)
+
+
+def with_notices(image: Image.Image, notices: Sequence[str]) -> Image.Image:
+    """``image`` under a red banner per notice (the synthetic-data mark), widened to fit the text."""
+    if not notices:
+        return image
+    font, line_h = _font(16), 28
+    texts = [f"*** {notice.upper()} ***" for notice in notices]
+    probe = ImageDraw.Draw(image)
+    wide = max(int(probe.textlength(text, font=font)) for text in texts) + 20
+    framed = Image.new("RGB", (max(image.width, wide), image.height + line_h * len(texts)), WHITE)
+    draw = ImageDraw.Draw(framed)
+    for i, text in enumerate(texts):
+        draw.rectangle([0, i * line_h, framed.width, (i + 1) * line_h - 1], fill=WARNING_RED)
+        draw.text((10, i * line_h + line_h / 2), text, fill=WHITE, font=font, anchor="lm")
+    framed.paste(image, (0, line_h * len(texts)))
+    return framed
+
+
+def _save(image: Image.Image, path: Path, notices: Sequence[str] = ()) -> Path:
+    """Save as PNG atomically (temporary file in the same folder, then os.replace), under ``notices``."""
+    image = with_notices(image, notices)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
     os.close(fd)
@@ -75,7 +96,7 @@ def _log_ticks(low: float, high: float) -> list[float]:
     return ticks[first : last + 1]
 
 
-def latency_plot(rows: Sequence[dict[str, Any]], path: Path) -> Path | None:
+def latency_plot(rows: Sequence[dict[str, Any]], path: Path, notices: Sequence[str] = ()) -> Path | None:
     """Box (quartiles, median) plus every sample as a dot, one lane per measured (format, threads)."""
     lanes = [r for r in rows if r.get("status") == "ok" and (r.get("latency_ms") or {}).get("samples")]
     if not lanes:
@@ -124,10 +145,12 @@ def latency_plot(rows: Sequence[dict[str, Any]], path: Path) -> Path | None:
             outlier = value > fences["high_fence"] or value < fences["low_fence"]
             cx, cy = x(value), mid + jitter
             draw.ellipse([cx - 2, cy - 2, cx + 2, cy + 2], fill=BLACK if outlier else colour)
-    return _save(image, path)
+    return _save(image, path, notices)
 
 
-def auc_plot(labels: Sequence[str], formats: Sequence[dict[str, Any]], path: Path) -> Path | None:
+def auc_plot(
+    labels: Sequence[str], formats: Sequence[dict[str, Any]], path: Path, notices: Sequence[str] = ()
+) -> Path | None:
     """Grouped bars: AUC of each finding, one bar per format (a dashed line at 0.5, chance)."""
     series = [(f["name"], f["eval"]["auc"]) for f in formats if f.get("eval")]
     if not series:
@@ -162,10 +185,12 @@ def auc_plot(labels: Sequence[str], formats: Sequence[dict[str, Any]], path: Pat
         lx = left + 10 + j * 150
         draw.rectangle([lx, 36, lx + 12, 48], fill=PALETTE[j % 10])
         draw.text((lx + 18, 42), name, fill=BLACK, font=small, anchor="lm")
-    return _save(image, path)
+    return _save(image, path, notices)
 
 
-def e2e_plot(rows: Sequence[dict[str, Any]], stages: Sequence[str], path: Path) -> Path | None:
+def e2e_plot(
+    rows: Sequence[dict[str, Any]], stages: Sequence[str], path: Path, notices: Sequence[str] = ()
+) -> Path | None:
     """Stacked bars: mean ms per stage of one prediction, per variant."""
     lanes = [r for r in rows if (r.get("e2e") or {}).get("status") == "ok"]
     if not lanes:
@@ -191,14 +216,15 @@ def e2e_plot(rows: Sequence[dict[str, Any]], stages: Sequence[str], path: Path) 
             length = row["e2e"]["stages_ms"][stage]["mean"] * scale
             draw.rectangle([start, mid - 11, start + length, mid + 11], fill=PALETTE[j % 10])
             start += length
-    return _save(image, path)
+    return _save(image, path, notices)
 
 
 def write_plots(results: dict[str, Any], out: Path, stages: Sequence[str]) -> list[str]:
-    """Every plot that has data, written into ``out``; returns their file names."""
+    """Every plot that has data, written into ``out`` under the results' notices; returns their names."""
+    notices = results.get("notices") or []
     made = [
-        latency_plot(results["rows"], out / "latency.png"),
-        auc_plot(results["bundle"]["labels"], results["formats"], out / "auc.png"),
-        e2e_plot(results["rows"], stages, out / "e2e.png"),
+        latency_plot(results["rows"], out / "latency.png", notices),
+        auc_plot(results["bundle"]["labels"], results["formats"], out / "auc.png", notices),
+        e2e_plot(results["rows"], stages, out / "e2e.png", notices),
     ]
     return [p.name for p in made if p is not None]

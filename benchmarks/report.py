@@ -388,10 +388,15 @@ def _tune_section(results: dict[str, Any]) -> Section | None:
         for c in tune["candidates"][:8]
     ]
     notes = [f"machine: {tune['machine']}"]
-    if choice:
+    if choice and tune.get("cache_file"):
         notes.append(
             f"chosen: {choice['model']} @ {choice['threads']} thread(s) with {choice['settings']}, "
             f"cached in {tune['cache_file']}; open it with open_backend(bundle, tuned=True)"
+        )
+    elif choice:
+        notes.append(
+            f"chosen: {choice['model']} @ {choice['threads']} thread(s) with {choice['settings']}, "
+            f"NOT cached: {tune.get('error') or tune['status']}"
         )
     else:
         notes.append("no format passed the golden parity check: nothing cached, the defaults stay")
@@ -460,6 +465,11 @@ def _machine_line(results: dict[str, Any]) -> str:
     )
 
 
+def notice_lines(results: dict[str, Any]) -> list[str]:
+    """``*** SYNTHETIC TRAINING DATA: NOT FOR PATIENTS ***`` (as cxr-predict prints it) per notice."""
+    return [f"*** {notice.upper()} ***" for notice in results.get("notices") or []]
+
+
 def terminal_report(results: dict[str, Any]) -> str:
     """The report as plain text for the terminal."""
     bundle = results["bundle"]
@@ -468,17 +478,21 @@ def terminal_report(results: dict[str, Any]) -> str:
     )
     status = bundle.get("trust") or ""
     trust = "" if not status or status.startswith("signed by trusted key") else f"bundle: {status}\n"
-    head = f"edge-bench: {_bundle_title(bundle, bundle['path'])}\n{trust}"
+    marks = "".join(f"{line}\n" for line in notice_lines(results))
+    head = f"{marks}edge-bench: {_bundle_title(bundle, bundle['path'])}\n{trust}"
     head += f"{_machine_line(results)}; {load}\n"
-    return head + "\n" + _render(results, text_table, lambda t: f"== {t} ==", lambda n: f"  {n}")
+    # the mark again below the tables, where the eye lands after the figures
+    return head + "\n" + _render(results, text_table, lambda t: f"== {t} ==", lambda n: f"  {n}") + marks
 
 
 def markdown_report(results: dict[str, Any], plots: Sequence[str] = ()) -> str:
     """The report as Markdown (results.md), with the plots linked."""
     b = results["bundle"]
+    marks = [f"> **{notice.upper()}**" for notice in results.get("notices") or []]
     head = [
         f"# edge-bench: {_bundle_title(b, b['name'])}",
         "",
+        *([*marks, ""] if marks else []),
         *([f"- bundle trust: {b['trust']}"] if b.get("trust") else []),
         f"- machine: {_machine_line(results)}",
         f"- run: {results['created_at']}, {results['duration_s']} s, settings `{_settings_line(results)}`",

@@ -11,6 +11,7 @@ inference (``gate_cost``) and, with ``--gate-in``/``--gate-ood``, its refusal ra
 from __future__ import annotations
 
 import datetime as _dt
+import io
 import logging
 from pathlib import Path
 from typing import Any
@@ -20,10 +21,10 @@ import numpy as np
 from benchmarks.config import BenchConfig, check_formats
 from benchmarks.data import load_eval_set, preprocess_eval_set
 from benchmarks.e2e import write_sample_radiograph
-from benchmarks.fileio import write_npz_atomic
 from benchmarks.gate_bench import gate_costs, gate_rates
 from benchmarks.gates import evaluate_gates
 from benchmarks.machine import load_average, machine_info, package_versions, thermal_state
+from benchmarks.outdir import check_out, check_writable_folder, claim_out
 from benchmarks.parity import eval_parity, reference_for
 from benchmarks.progress import Reporter
 from benchmarks.runner import Variant, describe_formats, merge_rounds, plan_variants, run_variants, work_dir
@@ -34,6 +35,28 @@ logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 ROW_KEYS = ("import_ms", "load_ms", "latency_ms", "throughput", "memory", "golden", "e2e", "profile")
+PREDICTIONS_FILE = "predictions.npz"
+
+
+class BenchResults(dict[str, Any]):
+    """The results.json dict, plus the files the run made for ``--out`` (``attachments``: file name ->
+    bytes: predictions.npz, profiler traces), which :func:`benchmarks.outputs.write_outputs` writes
+    beside results.json: nothing lands in ``--out`` before the run has finished."""
+
+    def __init__(self, data: dict[str, Any], attachments: dict[str, bytes] | None = None) -> None:
+        super().__init__(data)
+        self.attachments: dict[str, bytes] = dict(attachments or {})
+
+
+def check_destinations(config: BenchConfig) -> None:
+    """Before measuring: ``--out`` can take this run's files, and the ``--tune`` cache is a folder."""
+    check_out(config.out, config.overwrite)
+    if config.tune:
+        from cxr_core.runtime.tuning import TUNING_DIR_ENV, tuning_dir
+
+        flag = "--tune-cache" if config.tune_dir is not None else f"the tuning cache (${TUNING_DIR_ENV})"
+        expected = "a folder (new, or existing and writable) for the tuning cache"
+        check_writable_folder(config.tune_dir or tuning_dir(), flag, expected)
 
 
 def _bundle_block(bundle: Bundle) -> dict[str, Any]:
@@ -119,16 +142,27 @@ def _prepare(config: BenchConfig, bundle: Bundle, work: Path, reporter: Reporter
         images = [str(eval_set.paths[i]) for i in kept[: config.e2e_images]]
     else:
         images = []
-    if config.e2e_images and not images:
-        images = [str(write_sample_radiograph(config.out / "e2e_sample.png"))]
+    if config.e2e_images and not images:  # a scratch input, removed with the work folder
+        images = [str(write_sample_radiograph(work / "e2e_sample.png"))]
     shared["e2e_images"] = images
     return shared
 
 
+def _npz_bytes(arrays: dict[str, Any]) -> bytes:
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    return buffer.getvalue()
+
+
 def _evaluation(
-    config: BenchConfig, bundle: Bundle, shared: dict[str, Any], infos: dict[str, dict[str, Any]], work: Path
+    bundle: Bundle,
+    shared: dict[str, Any],
+    infos: dict[str, dict[str, Any]],
+    work: Path,
+    attachments: dict[str, bytes],
 ) -> tuple[dict[str, dict[str, Any]], dict[str, Any] | None]:
-    """Evaluation-set parity per format, and the block describing the set; predictions saved beside."""
+    """Evaluation-set parity per format, and the block describing the set; the predictions go into
+    ``attachments`` (written beside results.json)."""
     if "eval_set" not in shared:
         return {}, None
     eval_set, kept = shared["eval_set"], shared["kept"]
@@ -139,13 +173,13 @@ def _evaluation(
     arrays = {"labels": truth, "mask": mask, "paths": np.asarray([str(eval_set.paths[i]) for i in kept])}
     arrays["label_names"] = np.asarray(bundle.labels)
     arrays.update({f"probabilities/{n}": p for n, p in probs.items()})
-    write_npz_atomic(config.out / "predictions.npz", arrays)
+    attachments[PREDICTIONS_FILE] = _npz_bytes(arrays)
     block = {
         "source": eval_set.source,
         "images": int(len(kept)),
         "skipped": shared["skipped"],
         "positives": {label: int(truth[mask[:, k], k].sum()) for k, label in enumerate(bundle.labels)},
-        "predictions_file": "predictions.npz",
+        "predictions_file": PREDICTIONS_FILE,
     }
     return parity, block
 
@@ -227,15 +261,41 @@ def latency_ratios(rows: list[dict[str, Any]], infos: dict[str, dict[str, Any]])
     return ratios
 
 
-def run_benchmark(config: BenchConfig, reporter: Reporter | None = None) -> dict[str, Any]:
-    """Measure every requested format of ``config.bundle`` (see the module docstring)."""
+def _attach_traces(rows: list[dict[str, Any]], work: Path, out: Path, attachments: dict[str, bytes]) -> None:
+    """Profiler traces in the work folder become attachments; their rows then name their place in ``out``."""
+    for row in rows:
+        profile = row.get("profile") or {}
+        trace = Path(str(profile.get("trace_file") or ""))
+        if profile.get("trace_file") and trace.parent == work and trace.is_file():
+            attachments[trace.name] = trace.read_bytes()
+            profile["trace_file"] = str(out / trace.name)
+
+
+def _tune(config: BenchConfig, results: dict[str, Any], bundle: Bundle) -> dict[str, Any] | None:
+    if not config.tune:
+        return None
+    from benchmarks.tune import tune_choice
+
+    return tune_choice(results, bundle, config.tune_dir)
+
+
+def run_benchmark(config: BenchConfig, reporter: Reporter | None = None) -> BenchResults:
+    """Measure every requested format of ``config.bundle`` (see the module docstring).
+
+    ``--out`` and the tuning cache are checked first (:func:`check_destinations`); the run writes
+    nothing into ``--out`` but a scratch folder, removed on every exit: its files are returned as
+    :attr:`BenchResults.attachments` for :func:`benchmarks.outputs.write_outputs`.
+    """
     reporter = reporter or Reporter(enabled=False)
+    check_destinations(config)
     started = _dt.datetime.now(_dt.UTC)
     machine = machine_info()  # load average and thermal state before the run ...
     # verify the signature and every hash once, here; the measuring child processes trust this check
     bundle = load_bundle(config.bundle, allow_untrusted=config.allow_untrusted)
     infos = describe_formats(bundle)
     formats = check_formats(config.formats, list(infos), config.bundle) if config.formats else tuple(infos)
+    claim_out(config.out)
+    attachments: dict[str, bytes] = {}
     with work_dir(config.out) as tmp:
         work = Path(tmp)
         shared = _prepare(config, bundle, work, reporter)
@@ -244,7 +304,8 @@ def run_benchmark(config: BenchConfig, reporter: Reporter | None = None) -> dict
             run_variants(config, variants, shared, work, reporter.variant_callback(step))
         rows = [_row(v, infos) for v in variants]
         _vs_default(rows)
-        parity, eval_block = _evaluation(config, bundle, shared, infos, work)
+        _attach_traces(rows, work, config.out, attachments)
+        parity, eval_block = _evaluation(bundle, shared, infos, work, attachments)
     rates = None
     if config.gate_in is not None and config.gate_ood is not None:
         logger.info("measuring the input gate's refusal rates (--gate-in, --gate-ood)")
@@ -258,6 +319,9 @@ def run_benchmark(config: BenchConfig, reporter: Reporter | None = None) -> dict
         "created_at": started.isoformat(timespec="seconds"),
         "duration_s": round((_dt.datetime.now(_dt.UTC) - started).total_seconds(), 2),
         "device_name": config.device_name or machine["hostname"] or "unknown",
+        # the synthetic-data mark travels with every figure of such a bundle (cxr_core.bundle.clinical)
+        "synthetic_training_data": bundle.synthetic,
+        "notices": [bundle.clinical.notice] if bundle.clinical.notice else [],
         "machine": {
             **machine,
             "load_average_end": load_average(),
@@ -273,9 +337,5 @@ def run_benchmark(config: BenchConfig, reporter: Reporter | None = None) -> dict
         "gate_rates": rates,
     }
     results["gates"] = evaluate_gates(results, config.gates)
-    results["tune"] = None
-    if config.tune:
-        from benchmarks.tune import tune_choice
-
-        results["tune"] = tune_choice(results, bundle, config.tune_dir)
-    return results
+    results["tune"] = _tune(config, results, bundle)
+    return BenchResults(results, attachments)

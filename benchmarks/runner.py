@@ -163,7 +163,8 @@ def build_task(
         task["e2e_images"] = shared.get("e2e_images") or []
         task["e2e_repeats"] = config.e2e_repeats
         if config.profile and top_threads:
-            task["profile_prefix"] = str(config.out / f"profile_{variant.name}_t{variant.threads}")
+            # into the work folder: run_benchmark hands the trace to write_outputs for --out
+            task["profile_prefix"] = str(work / f"profile_{variant.name}_t{variant.threads}")
     return task
 
 

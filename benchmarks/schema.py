@@ -35,7 +35,14 @@ TOP: dict[str, tuple[type, ...]] = {
     "plots": (list,),
 }
 #: Added with --tune / --ab / --peer: the tuning outcome (null when --tune was not given).
-TOP_OPTIONAL: dict[str, tuple[type, ...]] = {"tune": (dict, NONE)}
+#: ``synthetic_training_data``: the bundle was trained on synthetic data; ``notices``: the marks
+#: every figure of the bundle carries (``["Synthetic training data: not for patients"]``), as in
+#: cxr-predict's predictions.json. Written by every run since; optional so older results validate.
+TOP_OPTIONAL: dict[str, tuple[type, ...]] = {
+    "tune": (dict, NONE),
+    "synthetic_training_data": (bool,),
+    "notices": (list,),
+}
 MACHINE = {
     "hostname": (str, NONE),
     "os": (str,),
@@ -102,6 +109,8 @@ TUNE = {
     "cache_file": (str, NONE),
     "candidates": (list,),
 }
+#: ``error``: why the choice was not cached (status "not cached"); the run's results are kept.
+TUNE_OPTIONAL: dict[str, tuple[type, ...]] = {"error": (str,)}
 ROW_OK = {"load_ms": NUM, "latency_ms": (dict,), "memory": (dict,), "throughput": (dict,)}
 LATENCY = {
     "count": (int,),
@@ -247,7 +256,7 @@ def validate_results(data: Any) -> list[str]:
     if problems and not isinstance(data, dict):
         return problems
     if isinstance(data.get("tune"), dict):
-        _check(data["tune"], TUNE, "tune", problems)
+        _check(data["tune"], TUNE, "tune", problems, TUNE_OPTIONAL)
     if isinstance(data.get("machine"), dict):
         _check(data["machine"], MACHINE, "machine", problems)
         _check(data["machine"].get("cpu"), CPU, "machine.cpu", problems)
@@ -310,7 +319,7 @@ _BLOCKS = {
     "TUNE": TUNE,
 }
 #: Keys a block may carry that are not required (see TOP_OPTIONAL, ROW_OPTIONAL).
-_OPTIONAL = {"TOP": TOP_OPTIONAL, "ROW": ROW_OPTIONAL}
+_OPTIONAL = {"TOP": TOP_OPTIONAL, "ROW": ROW_OPTIONAL, "TUNE": TUNE_OPTIONAL}
 
 
 def _types(types: tuple[type, ...]) -> list[str]:

@@ -151,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
             ab=args.ab,
             peers=peers,
             allow_untrusted=args.allow_untrusted,
+            overwrite=True,  # the study's folder is regenerated on every run
         )
         macs = count_macs(bundle.path(bundle.model("onnx")), bundle.spec.input_size) if "onnx" in names else 0
         results = run_benchmark(config)

@@ -69,11 +69,18 @@ def tune_choice(results: dict[str, Any], bundle: Bundle, folder: Path | None = N
         tuned_at=now(),
         candidates=ranked,
     )
-    path = save_choice(bundle, choice, folder)
-    return {
+    block = {
         "status": "cached",
         "machine": machine_key(),
         "choice": {k: v for k, v in choice.to_dict().items() if k != "candidates"},
-        "cache_file": str(path),
+        "cache_file": None,
         "candidates": ranked,
     }
+    try:
+        block["cache_file"] = str(save_choice(bundle, choice, folder))
+    except OSError as exc:  # the measurements stand: report the cache failure, keep the results
+        where = folder if folder is not None else "the tuning cache folder"
+        block["status"] = "not cached"
+        block["error"] = f"cannot write the tuning cache in {where}: {exc}"
+        logger.warning("--tune: %s; the results are kept, nothing was cached", block["error"])
+    return block

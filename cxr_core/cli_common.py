@@ -30,6 +30,7 @@ This module is torch-free and imports nothing heavy: it runs before any optional
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -70,6 +71,28 @@ def bounded_int(what: str, maximum: int | Callable[[], int], minimum: int = 1) -
         if not minimum <= value <= top:
             raise argparse.ArgumentTypeError(
                 f"{value} is outside {minimum}..{top}; expected {what} (the limit on this machine is {top})"
+            )
+        return value
+
+    return parse
+
+
+def bounded_float(what: str, minimum: float, maximum: float) -> Callable[[str], float]:
+    """An argparse ``type`` for a finite number in ``[minimum, maximum]`` (NaN and infinities refused),
+    with a message naming the value received and the allowed range."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not a number; expected {what} from {minimum:g} to {maximum:g}"
+            ) from None
+        if not math.isfinite(value) or not minimum <= value <= maximum:
+            problem = "is outside" if math.isfinite(value) else "is not a finite number, so not within"
+            raise argparse.ArgumentTypeError(
+                f"{text!r} {problem} {minimum:g}..{maximum:g}; "
+                f"expected {what} from {minimum:g} to {maximum:g}"
             )
         return value
 
