@@ -30,6 +30,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from cxr_core.errors import CxrEdgeError, DatasetError, ImageDecodeError
+from cxr_core.imaging_common import IMAGE_SUFFIXES
 from cxr_core.preprocess import PreprocessSpec, preprocess
 from cxr_core.text import printable
 
@@ -40,7 +41,6 @@ NIH_TEST_LIST = "test_list.txt"
 CHEXPERT_VALID = "valid.csv"
 NIH_IMAGE, NIH_FINDINGS, NIH_NO_FINDING = "Image Index", "Finding Labels", "No Finding"
 PATH_COLUMNS = ("path", "file", "image", "filename", "image_path", NIH_IMAGE)
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm")
 _POSITIVE, _NEGATIVE = {"1", "1.0", "true", "yes"}, {"0", "0.0", "false", "no"}
 
 

@@ -27,6 +27,7 @@ from typing import Any
 
 from benchmarks.config import BenchConfigError
 from benchmarks.gate_study import Verdict, auroc_of, judge, oriented
+from cxr_core.imaging_common import IMAGE_SUFFIXES
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +35,6 @@ logger = logging.getLogger(__name__)
 COST_TARGET = 0.15
 #: ... at this many threads (issue 12).
 COST_TARGET_THREADS = 2
-GATE_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm", ".dicom")
 #: Images read from each of --gate-in / --gate-ood at most (sorted by path).
 DEFAULT_GATE_LIMIT = 500
 
@@ -78,10 +78,10 @@ def image_files(folder: Path, limit: int, flag: str) -> list[Path]:
         raise BenchConfigError(
             f"{flag} {folder}: not a folder; expected a folder of PNG, JPEG or DICOM images"
         )
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in GATE_IMAGE_SUFFIXES)
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise BenchConfigError(
-            f"{flag} {folder}: no image files (looked for {', '.join(GATE_IMAGE_SUFFIXES)} in it and below)"
+            f"{flag} {folder}: no image files (looked for {', '.join(IMAGE_SUFFIXES)} in it and below)"
         )
     return files[:limit]
 

@@ -47,13 +47,13 @@ from cxr_core.cli_common import add_version
 from cxr_core.errors import ImageDecodeError
 from cxr_core.gate_signals import SignalDecision
 from cxr_core.imaging import decode_image
+from cxr_core.imaging_common import IMAGE_SUFFIXES
 from cxr_core.input_gate import ImageRefusedError, InputGate, default_checks
 from cxr_core.metrics import roc_auc
 from cxr_core.predictor import Predictor
 from cxr_core.runtime import open_backend
 
 IN_DISTRIBUTION = "in_distribution"
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm")
 #: The issue's targets, shown beside the figures (nothing is asserted).
 TARGETS = {
     "frr_max": 0.01,
