@@ -140,6 +140,7 @@ def _run_steps(
         print(f"\n== edge-bench {bundle}", flush=True)
         bench_args = [str(bundle), "--threads", args.bench_threads, "--runs", str(args.bench_runs)]
         bench_args += ["--data", str(files["data"]), "--limit", str(args.bench_images), "--out", str(bench)]
+        bench_args += ["--overwrite"]  # the demo owns OUT/bench: a second run replaces the first's figures
         _step("edge-bench", bench_main(bench_args))
         artefacts.update(bench_results=bench / "results.json", bench_report=bench / "results.md")
     print(f"\nthe chain took {(time.perf_counter() - started) / 60:.1f} min")

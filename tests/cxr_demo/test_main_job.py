@@ -38,6 +38,10 @@ def test_the_whole_chain_runs_and_prints_every_artefact(
     for name in ("bundle", "predictions", "heatmaps", "bench_results", "bench_report"):
         assert name in printed
     assert "not a diagnosis" in printed
+    # A second run into the same folder replaces the first's artefacts (edge-bench refuses an
+    # occupied results folder unless told to overwrite it; the demo owns OUT/bench).
+    assert main(argv) == 0
+    assert json.loads((out / "bench" / "results.json").read_text())["rows"]
 
 
 #: cxr-demo with the [export] packages made unimportable, as after ``pip install -e '.[train]'`` only.
