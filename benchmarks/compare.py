@@ -105,6 +105,12 @@ def merged_rows(paths: Sequence[Path], results: Sequence[dict[str, Any]]) -> lis
     return rows
 
 
+def merged_notices(results: Sequence[dict[str, Any]]) -> list[str]:
+    """Every notice of the merged files, once each in order (a synthetic-data mark in any one of them
+    marks the whole comparison: its AUCs sit in the same table)."""
+    return list(dict.fromkeys(notice for r in results for notice in r.get("notices") or []))
+
+
 def _cells(row: dict[str, Any]) -> list[str]:
     return [
         row["device"],
@@ -131,19 +137,27 @@ def compare(paths: Sequence[str | Path], out: str | Path | None = None) -> tuple
     files = [Path(p) for p in paths]
     results = [load_results(p) for p in files]
     rows = merged_rows(files, results)
-    table = text_table(HEADERS, [_cells(r) for r in rows])
+    notices = merged_notices(results)
+    marks = [f"*** {notice.upper()} ***" for notice in notices]
+    table = "\n".join([*marks, text_table(HEADERS, [_cells(r) for r in rows]), *marks])
     if out is not None:
         out = Path(out)
         sources = [
-            {"file": str(p), "device": d, "created_at": r["created_at"], "bundle": r["bundle"]["name"]}
+            {
+                "file": str(p),
+                "device": d,
+                "created_at": r["created_at"],
+                "bundle": r["bundle"]["name"],
+                "synthetic_training_data": r.get("synthetic_training_data"),
+            }
             for p, d, r in zip(files, _devices(files, results), results, strict=True)
         ]
-        write_json_atomic(
-            out / "compare.json", {"schema_version": SCHEMA_VERSION, "sources": sources, "rows": rows}
-        )
+        document = {"schema_version": SCHEMA_VERSION, "notices": notices, "sources": sources, "rows": rows}
+        write_json_atomic(out / "compare.json", document)
         lines = [
             "# edge-bench comparison",
             "",
+            *([*(f"> **{notice.upper()}**" for notice in notices), ""] if notices else []),
             *(f"- {s['device']}: {s['file']} ({s['created_at']}, bundle {s['bundle']})" for s in sources),
             "",
             markdown_table(HEADERS, [_cells(r) for r in rows]),

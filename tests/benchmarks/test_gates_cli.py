@@ -180,6 +180,11 @@ def test_compare_merges_two_devices(loose_run: Run, tmp_path: Path, run_bench: R
     first = merged["rows"][:2]  # sorted by format, threads, device: the same variant on both devices
     assert first[0]["format"] == first[1]["format"] and first[0]["threads"] == first[1]["threads"]
     assert "| laptop |" in (out / "compare.md").read_text() and "pi5" in done.stdout
+    # the session bundle is trained on synthetic data: the merged table says so, as each results.json does
+    mark = "SYNTHETIC TRAINING DATA: NOT FOR PATIENTS"
+    assert other["notices"] and merged["notices"] == other["notices"]
+    assert done.stdout.count(mark) == 2 and mark in (out / "compare.md").read_text()
+    assert all(s["synthetic_training_data"] for s in merged["sources"])
     broken = tmp_path / "broken.json"
     broken.write_text(json.dumps({"schema_version": 1, "rows": []}))
     done = subprocess.run(
