@@ -365,12 +365,7 @@ class Predictor:
         self.gate = gate if gate is not None else InputGate()
         self.labels: tuple[str, ...] = self.bundle.labels
         self._spec = dataclasses.replace(self.bundle.spec, layout="NCHW")  # the Backend's canonical layout
-        weight, _bias = load_cam_weights(self.bundle)
-        if weight.shape[0] != len(self.labels):
-            raise BundleError(
-                f"{self.bundle.root}: classifier weight has {weight.shape[0]} rows for "
-                f"{len(self.labels)} labels; expected one row per label"
-            )
+        weight, _bias = load_cam_weights(self.bundle)  # one row per label: the loader checks it
         self._weight = np.ascontiguousarray(weight, dtype=np.float32)
         self._weight.setflags(write=False)
         points = self.bundle.operating_points

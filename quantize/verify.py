@@ -46,10 +46,13 @@ def load_arrays(bundle: Bundle) -> list[str]:
     names = [manifest.cam.file]
     if manifest.gate is not None:
         load_feature_gate(bundle)
-        names.append(manifest.gate.file)
-        for entry in bundle.models:
-            load_feature_gate(bundle, entry.name)
-            names.append(manifest.gate.fit_for(entry.name)[0])
+        gate_files = {manifest.gate.file}
+        for entry in bundle.models:  # each INT8 file's own fit; the others share the file read above
+            file = manifest.gate.fit_for(entry.name)[0]
+            if file not in gate_files:
+                load_feature_gate(bundle, entry.name)
+                gate_files.add(file)
+        names += gate_files
     if manifest.quality is not None:
         QualityChecks.from_bundle(bundle)
         names.append(manifest.quality.file)

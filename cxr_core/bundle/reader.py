@@ -35,8 +35,6 @@ from cxr_core.preprocess import PreprocessSpec
 
 logger = logging.getLogger(__name__)
 
-GOLDEN_KEYS = ("inputs", "probabilities", "feature_map")
-
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     """Hex sha256 of a file, read in chunks (model files can be hundreds of MB)."""
@@ -389,6 +387,7 @@ GOLDEN_RULES = {
     "probabilities": ArrayRule(2, "(N, L): the reference probabilities", finite=False),
     "feature_map": ArrayRule(4, "(N, C, h, w): the reference feature maps", finite=False),
 }
+GOLDEN_KEYS = tuple(GOLDEN_RULES)
 CAM_RULES = {
     "weight": ArrayRule(2, "(L, C): one row of C feature-map weights per label"),
     "bias": ArrayRule(1, "(L,): one bias per label"),
