@@ -8,8 +8,6 @@ path that the tests exercise. The charts are simple enough (boxes, dots, bars) n
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,7 +15,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from benchmarks.fileio import publish
+from cxr_core.atomic import atomic_write
 
 PALETTE = (
     (31, 119, 180),
@@ -64,15 +62,7 @@ def with_notices(image: Image.Image, notices: Sequence[str]) -> Image.Image:
 def _save(image: Image.Image, path: Path, notices: Sequence[str] = ()) -> Path:
     """Save as PNG atomically (temporary file in the same folder, then os.replace), under ``notices``."""
     image = with_notices(image, notices)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
-        image.save(tmp, format="PNG")
-        publish(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda handle: image.save(handle, format="PNG"))
     return path
 
 
