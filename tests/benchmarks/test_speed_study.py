@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -24,8 +25,21 @@ def test_one_command_prints_the_table_with_bound_ratios(
     session_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     argv = [str(session_bundle), "--rounds", "1", "--runs", "3", "--no-peer", "--allow-untrusted"]
-    assert main([*argv, "--out", str(tmp_path / "study")]) == 0
+    assert main([*argv, "--pairs", "4", "--out", str(tmp_path / "study")]) == 0
     out = capsys.readouterr().out
     assert "| onnx-int8 |" in out and "x bound" in out
     assert "ONNX Runtime INT8 2-thread / 1-thread" in out
+    assert "paired in one process, onnx-int8 2 threads, spin,opt-all / 1 thread" in out
     assert (tmp_path / "study" / "results.json").is_file()
+    scaling = json.loads((tmp_path / "study" / "thread-scaling.json").read_text())
+    assert [row["pairs"] for row in scaling["rows"]] == [4, 4]
+
+
+def test_one_pair_is_refused_before_anything_is_timed(
+    session_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(session_bundle), "--pairs", "1", "--out", str(tmp_path / "study")])
+    assert exit_info.value.code == 2
+    assert "--pairs 1" in capsys.readouterr().err
+    assert not (tmp_path / "study").exists()
