@@ -17,6 +17,7 @@ from cxr_core.feature_gate import (
     FeatureGate,
     FeatureGateError,
     FeatureGateSignal,
+    TriangularPrecision,
     ledoit_wolf,
     threshold_at,
 )
@@ -248,6 +249,7 @@ def test_fewer_training_images_than_channels_give_the_same_distances_through_the
     assert gate.low_rank is None  # derived on demand (the Predictor does it on a thread of its own)
     gate.derive_low_rank()
     assert gate.low_rank is not None and gate.low_rank.rank == 39
+    assert gate.triangle is None  # built first, dropped once the smaller low-rank form is there
     rows = np.concatenate([rng.normal(size=(6, 256)), train[:3] * 0.9, np.zeros((1, 256))]).astype(np.float32)
     batched = gate.distances(rows)  # the full precision matrix through BLAS, as at export
     single = np.concatenate([gate.distances(row[None]) for row in rows])  # the low-rank form
@@ -262,8 +264,47 @@ def test_fewer_training_images_than_channels_give_the_same_distances_through_the
     np.testing.assert_allclose(without, single, rtol=2e-5)
     monkeypatch.undo()
     full_rank = FeatureGate.fit(rng.normal(size=(300, 16)) * np.linspace(0.2, 2.0, 16), "mean")
-    assert full_rank.derive_low_rank() is None  # more images than channels: nothing to gain
-    assert full_rank.low_rank is None
+    assert full_rank.derive_low_rank() is None  # more images than channels: no low-rank form
+    assert full_rank.low_rank is None and full_rank.triangle is not None
+
+
+@pytest.mark.parametrize(("size", "block_rows"), [(16, 256), (300, 64), (300, 7), (1024, 256)])
+def test_the_packed_upper_triangle_gives_the_quadratic_form_of_the_whole_matrix(
+    size: int, block_rows: int
+) -> None:
+    rng = np.random.default_rng(size + block_rows)
+    root = rng.normal(size=(size, size))
+    precision = (root @ root.T / size).astype(np.float32)
+    precision[0, -1] += 1e-3  # a stored matrix need not be exactly symmetric: its symmetric part counts
+    form = TriangularPrecision.of(precision, block_rows)
+    assert sum(block.shape[0] for block in form.blocks) == size
+    assert form.values == TriangularPrecision.values_for(size, block_rows)
+    assert form.values <= size * size
+    wide = precision.astype(np.float64)
+    for row in rng.normal(size=(5, size)).astype(np.float32):
+        expected = float(row.astype(np.float64) @ wide @ row.astype(np.float64))
+        assert form.quadratic(row) == pytest.approx(expected, rel=1e-6)
+
+
+def test_the_packed_triangle_is_refused_for_a_matrix_that_is_not_square() -> None:
+    with pytest.raises(FeatureGateError, match=r"\(3, 4\)"):
+        TriangularPrecision.of(np.zeros((3, 4), np.float32))
+
+
+def test_more_images_than_channels_read_the_packed_triangle_for_single_images() -> None:
+    """A real-data gate (1,000 images of 1,024 channels) has no low-rank form; 700 images leave one,
+    but it would read more values (699 x 1,024) than the triangle (655,360): the triangle is kept."""
+    rng = np.random.default_rng(9)
+    scale = np.linspace(0.2, 2.0, 1024)
+    for images in (1100, 700):
+        gate = FeatureGate.fit(np.abs(rng.normal(size=(images, 1024))) * scale, "mean", "l2")
+        rows = (np.abs(rng.normal(size=(12, 1024))) * scale).astype(np.float32)
+        rows[:4] *= np.linspace(0.5, 3.0, 1024).astype(np.float32)  # some unlike the training images
+        batched = gate.distances(rows)  # more than SINGLE_THREAD_ROWS: the BLAS product, as at export
+        assert gate.derive_low_rank() is None
+        assert gate.low_rank is None and gate.triangle is not None
+        single = np.concatenate([gate.distances(row[None]) for row in rows])
+        np.testing.assert_allclose(single, batched, rtol=2e-6)
 
 
 _EXIT_RIGHT_AFTER_OPENING = """
