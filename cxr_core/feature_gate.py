@@ -188,13 +188,14 @@ class TriangularPrecision:
     ``x @ P @ x`` is the sum over the diagonal blocks ``x_i @ P_ii @ x_i`` and, once for each pair
     ``i < j``, ``x_i @ (P_ij + P_ji.T) @ x_j``. Block row ``i`` keeps ``[P_ii, P_ij + P_ji.T, ...]``
     (``j > i``), so one dot product per row of that block with ``x[start_i:]``, then one with ``x_i``,
-    gives its share. It serves a gate fitted on more training images than it has channels (every
-    real-data bundle: ChestX-ray14's 1,000 gate images against DenseNet-121's 1,024 channels leave
-    no low-rank form to take), where each single image read the whole 4 MB matrix through einsum's
-    loop right after the model had evicted it from the cache: 125 us against 72 us for this form
-    (1,024 channels, the matrix evicted before each call), and its float64 sums of the block
-    products come closer to float64 arithmetic than einsum's float32 running sum (2e-9 against
-    9e-8 of the quadratic form there).
+    gives its share. It serves a gate fitted on about as many training images as it has channels or
+    more (every real-data bundle: the export's 1,000 gate images against DenseNet-121's 1,024
+    channels would give a low-rank form of 999 rows, which saves nothing, so none is taken), where
+    each single image read the whole 4 MB matrix through einsum's loop right after the model had
+    evicted it from the cache: 125 us against 72 us for this form (1,024 channels, the matrix
+    evicted before each call), and its float64 sums of the block products come closer to float64
+    arithmetic than einsum's float32 running sum (2e-9 against 9e-8 of the quadratic form there).
+    The diagonal blocks are symmetrised too: a stored matrix may be symmetric only to rounding.
     """
 
     #: First row (and column) of each block row.
@@ -256,8 +257,7 @@ class FeatureGate:
     shrinkage: float
     normalization: str = "none"
     #: The precision's low-rank form for single images (not stored in the bundle): None until
-    #: :meth:`derive_low_rank` has run, and where it would save too little; distances use the full
-    #: product meanwhile.
+    #: :meth:`derive_low_rank` has run, and where it would save too little (see ``triangle``).
     low_rank: LowRankPrecision | None = field(default=None, init=False, repr=False, compare=False)
     #: Its packed upper triangle, used where there is no low-rank form or it would read more values;
     #: set first by :meth:`derive_low_rank`, dropped when the low-rank form replaces it.
