@@ -263,16 +263,23 @@ class FeatureGate:
     #: set first by :meth:`derive_low_rank`, dropped when the low-rank form replaces it.
     triangle: TriangularPrecision | None = field(default=None, init=False, repr=False, compare=False)
 
-    def derive_low_rank(self) -> LowRankPrecision | None:
+    def derive_low_rank(self, train_images: int | None = None) -> LowRankPrecision | None:
         """Derive and keep the single-image form that reads fewer values: the low-rank form (an
         eigendecomposition: 0.23-0.35 s for 1,024 channels on this round's development machine,
         several times that on a Raspberry Pi) or else the packed upper triangle. Returns the
-        low-rank form when that is the one kept."""
+        low-rank form when that is the one kept.
+
+        ``train_images``, the number of images the gate was fitted on (the manifest records it),
+        bounds the low-rank form's rows by ``train_images - 1``; when even that many rows would read
+        as many values as the triangle, the eigendecomposition is skipped: it could not pay, and on
+        a device it would only share the cores with the first predictions."""
         # The triangle first (a few milliseconds): single images use it while the eigendecomposition
         # runs. Each form is published by one reference assignment, so a reader sees None or a whole
         # form; it binds what it read before using it (see ``distances``).
         triangle = TriangularPrecision.of(self.precision)
         object.__setattr__(self, "triangle", triangle)
+        if train_images is not None and (train_images - 1) * self.mean.size >= triangle.values:
+            return None
         form = LowRankPrecision.of(self.precision)
         if form is not None and form.basis.size < triangle.values:
             object.__setattr__(self, "low_rank", form)
@@ -417,12 +424,15 @@ class FeatureGateSignal:
 
     name = SIGNAL
 
-    def __init__(self, gate: FeatureGate, threshold: float, acceptance: float) -> None:
+    def __init__(
+        self, gate: FeatureGate, threshold: float, acceptance: float, train_images: int | None = None
+    ) -> None:
         self.gate = gate
         self.threshold = float(threshold)
         self.acceptance = float(acceptance)
+        self.train_images = train_images  # what the gate was fitted on (None: unknown)
         # The low-rank form is derived on a thread of its own, so that opening a bundle does not wait
-        # for the eigendecomposition; the first images use the full product (the same distances).
+        # for the eigendecomposition; the first images use the packed triangle (the same distances).
         # Not a daemon: the interpreter waits for it at exit. A process that ended while a daemon
         # thread was still inside LAPACK's eigendecomposition had OpenBLAS shut its worker threads
         # down under that call: `cxr-predict` on six images then hung for good in OpenBLAS's exit
@@ -432,7 +442,7 @@ class FeatureGateSignal:
 
     def _derive(self) -> None:
         try:
-            self.gate.derive_low_rank()
+            self.gate.derive_low_rank(self.train_images)
         except (np.linalg.LinAlgError, ValueError, MemoryError) as exc:
             logger.warning("the feature gate keeps its full product (no low-rank form: %s)", exc)
 
@@ -456,7 +466,7 @@ class FeatureGateSignal:
             logger.warning(
                 "the gate records no threshold for model %r; using the largest (%.3f)", model_name, threshold
             )
-        return cls(gate, threshold, info.acceptance)
+        return cls(gate, threshold, info.acceptance, info.train_images)
 
     def evaluate(self, outputs: Mapping[str, NDArray[Any]]) -> list[SignalDecision]:
         from cxr_core.gate_signals import SignalDecision

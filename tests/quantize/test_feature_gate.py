@@ -17,6 +17,7 @@ from cxr_core.feature_gate import (
     FeatureGate,
     FeatureGateError,
     FeatureGateSignal,
+    LowRankPrecision,
     TriangularPrecision,
     ledoit_wolf,
     threshold_at,
@@ -83,6 +84,10 @@ def test_the_gate_travels_in_the_bundle_hashed_with_a_threshold_per_model(gated_
     assert info.normalization == "l2" and gate.normalization == "l2"
     assert json.loads((gated_bundle / "manifest.json").read_text())["gate"]["normalization"] == "l2"
     assert np.linalg.norm(gate.mean) == pytest.approx(1.0, abs=0.05)  # the mean of unit vectors
+    # the signal knows what the gate was fitted on, which bounds its low-rank form
+    signal = FeatureGateSignal.from_bundle(bundle, "onnx-int8")
+    assert signal is not None and signal.train_images == info.train_images
+    assert signal.wait_until_prepared(timeout=60)
 
 
 def test_unit_length_features_ignore_the_overall_activation_strength() -> None:
@@ -266,6 +271,26 @@ def test_fewer_training_images_than_channels_give_the_same_distances_through_the
     full_rank = FeatureGate.fit(rng.normal(size=(300, 16)) * np.linspace(0.2, 2.0, 16), "mean")
     assert full_rank.derive_low_rank() is None  # more images than channels: no low-rank form
     assert full_rank.low_rank is None and full_rank.triangle is not None
+
+
+def test_a_gate_fitted_on_as_many_images_as_channels_skips_the_eigendecomposition(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """300 images of 16 channels: a low-rank form could have up to 299 rows, never fewer values than
+    the 16 x 16 triangle, so no eigendecomposition is started; 5 images (4 rows) would be worth one."""
+    rng = np.random.default_rng(11)
+    gate = FeatureGate.fit(rng.normal(size=(300, 16)), "mean")
+
+    def no_eigendecomposition(precision: np.ndarray) -> None:
+        raise AssertionError("eigendecomposition started")
+
+    monkeypatch.setattr(LowRankPrecision, "of", staticmethod(no_eigendecomposition))
+    assert gate.derive_low_rank(train_images=300) is None
+    assert gate.triangle is not None and gate.low_rank is None
+    with pytest.raises(AssertionError, match="eigendecomposition started"):
+        gate.derive_low_rank(train_images=5)
+    with pytest.raises(AssertionError, match="eigendecomposition started"):
+        gate.derive_low_rank()  # unknown: try it
 
 
 @pytest.mark.parametrize(("size", "block_rows"), [(16, 256), (300, 64), (300, 7), (1024, 256)])
