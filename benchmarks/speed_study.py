@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import logging
 import sys
 from pathlib import Path
@@ -143,12 +142,11 @@ def paired_scaling(bundle: Any, pairs: int, out: Path) -> list[Any]:
     """ONNX Runtime INT8's thread scaling in pairs, written to ``out/thread-scaling.json``."""
     if pairs == 0:
         return []
+    from benchmarks.fileio import write_json_atomic
     from benchmarks.thread_scaling import measure_thread_scaling
-    from cxr_core.atomic import atomic_write
 
     rows = measure_thread_scaling(bundle, "onnx-int8", pairs=pairs)
-    text = json.dumps({"rows": [row.to_dict() for row in rows]}, indent=2) + "\n"
-    atomic_write(out / "thread-scaling.json", lambda handle: handle.write(text.encode()))
+    write_json_atomic(out / "thread-scaling.json", {"rows": [row.to_dict() for row in rows]})
     return rows
 
 

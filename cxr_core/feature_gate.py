@@ -230,13 +230,6 @@ class TriangularPrecision:
         """How many matrix values one distance reads."""
         return sum(block.size for block in self.blocks)
 
-    @staticmethod
-    def values_for(size: int, block_rows: int = TRIANGLE_BLOCK_ROWS) -> int:
-        """How many values the form of a ``size`` x ``size`` matrix holds (without building it)."""
-        return sum(
-            (min(start + block_rows, size) - start) * (size - start) for start in range(0, size, block_rows)
-        )
-
     def quadratic(self, row: NDArray[np.float32]) -> float:
         """``row @ precision @ row`` of one centred feature vector ``(C,)``, without BLAS's thread pool."""
         total = 0.0
@@ -444,7 +437,11 @@ class FeatureGateSignal:
         try:
             self.gate.derive_low_rank(self.train_images)
         except (np.linalg.LinAlgError, ValueError, MemoryError) as exc:
-            logger.warning("the feature gate keeps its full product (no low-rank form: %s)", exc)
+            logger.warning(
+                "the feature gate has no low-rank form (%s); single images read its packed triangle, "
+                "or the full matrix where that could not be built either",
+                exc,
+            )
 
     def wait_until_prepared(self, timeout: float | None = None) -> bool:
         """Wait for the low-rank form to be derived (or given up); True when it is done."""
