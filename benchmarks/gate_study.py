@@ -62,6 +62,13 @@ TARGETS = {
     "agreement_min": 0.99,
     "cost_max": 0.15,
 }
+#: Timed pairs (the same prediction with and without the learned gate) per in-distribution image; the
+#: image's added time is the median of its pairs' differences. One pair per image moved a 97-image
+#: study's cost between 9% and 27% on one 2-core VM within minutes (docs/input-gate.md, "Gate cost").
+DEFAULT_COST_PAIRS = 3
+#: Resamples of the in-distribution images behind the cost's bootstrap interval, and its level.
+COST_RESAMPLES = 2000
+COST_INTERVAL_LEVEL = 0.95
 
 
 @dataclass(frozen=True)
@@ -111,23 +118,43 @@ def _rule_refusals(rules: InputGate, decoded: Any) -> tuple[str, ...]:
     )
 
 
-def score_image(predictor: Predictor, rules: InputGate, path: Path, category: str) -> ImageOutcome:
+def _timed_pairs(predictor: Predictor, decoded: Any, source: str, pairs: int) -> tuple[Any, float, float]:
+    """``pairs`` predictions of ``decoded`` with the learned gate, each beside one without it: (the
+    first prediction, the median of the pairs' wall-time differences in ms, the median inference ms
+    without the gate). Which of a pair runs first alternates, starting from a bit of the source's
+    hash, so that neither always finds the caches warm."""
+    if pairs < 1:
+        raise ValueError(f"cost pairs {pairs}; expected at least 1")
+    bare_first = bool(zlib.crc32(source.encode()) & 1)
+    prediction, added, bare_inference = None, [], []
+    for _ in range(pairs):
+        if bare_first:
+            without_gate, alone = _without_gate_ms(predictor, decoded, source)
+        start = time.perf_counter_ns()
+        with_prediction = predictor.predict_image(decoded, source, override_gate=True)
+        with_gate = (time.perf_counter_ns() - start) / 1e6
+        if not bare_first:
+            without_gate, alone = _without_gate_ms(predictor, decoded, source)
+        if prediction is None:
+            prediction = with_prediction
+        added.append(with_gate - without_gate)
+        bare_inference.append(alone)
+        bare_first = not bare_first
+    return prediction, statistics.median(added), statistics.median(bare_inference)
+
+
+def score_image(
+    predictor: Predictor, rules: InputGate, path: Path, category: str, cost_pairs: int = 1
+) -> ImageOutcome:
     """``path`` through the rules and through ``predictor`` (which must carry no rules of its own:
-    see :func:`open_predictor`), every signal scored even when something refuses it."""
+    see :func:`open_predictor`), every signal scored even when something refuses it; its added time
+    is the median over ``cost_pairs`` timed pairs (:func:`_timed_pairs`)."""
     try:
         decoded = decode_image(path)
     except ImageDecodeError:
         return ImageOutcome(str(path), category, "unreadable")
     refused_rules = _rule_refusals(rules, decoded)
-    # half the images run without the gate first, so neither run always finds the caches warm
-    first_bare = zlib.crc32(str(path).encode()) & 1
-    if first_bare:
-        without_gate, alone = _without_gate_ms(predictor, decoded, str(path))
-    start = time.perf_counter_ns()
-    prediction = predictor.predict_image(decoded, str(path), override_gate=True)
-    with_gate = (time.perf_counter_ns() - start) / 1e6
-    if not first_bare:
-        without_gate, alone = _without_gate_ms(predictor, decoded, str(path))
+    prediction, gate_ms, alone = _timed_pairs(predictor, decoded, str(path), cost_pairs)
     scores, thresholds, above, refused_signals = {}, {}, {}, []
     for row in prediction.gate_signals:
         name = row.signal if row.signal not in scores else f"{row.signal}#{len(scores)}"
@@ -146,7 +173,7 @@ def score_image(predictor: Predictor, rules: InputGate, path: Path, category: st
         thresholds=thresholds,
         refuse_above=above,
         combined=max(margins) if margins else math.nan,
-        gate_ms=with_gate - without_gate,
+        gate_ms=gate_ms,
         inference_ms=alone,
     )
 
@@ -200,12 +227,14 @@ def study_model(
     in_distribution: Sequence[Path],
     corpus: Mapping[str, Sequence[Path]],
     rules: InputGate | None = None,
+    cost_pairs: int = DEFAULT_COST_PAIRS,
 ) -> list[ImageOutcome]:
-    """Every in-distribution image (category :data:`IN_DISTRIBUTION`) and every corpus image."""
+    """Every in-distribution image (category :data:`IN_DISTRIBUTION`, timed over ``cost_pairs``
+    pairs: the cost is summarised on them) and every corpus image (one pair)."""
     rules = InputGate() if rules is None else rules
     with _quiet_overrides():
         _warm_up(predictor, in_distribution)
-        outcomes = [score_image(predictor, rules, p, IN_DISTRIBUTION) for p in in_distribution]
+        outcomes = [score_image(predictor, rules, p, IN_DISTRIBUTION, cost_pairs) for p in in_distribution]
         for category, paths in corpus.items():
             outcomes += [score_image(predictor, rules, p, category) for p in paths]
     return outcomes
@@ -273,6 +302,26 @@ def _median(values: Sequence[float]) -> float | None:
     return round(statistics.median(finite), 3) if finite else None
 
 
+def cost_interval(
+    gate_ms: Sequence[float], inference_ms: Sequence[float], seed: int = 0
+) -> list[float] | None:
+    """A bootstrap interval (:data:`COST_INTERVAL_LEVEL`, :data:`COST_RESAMPLES` resamples of the
+    images, seeded) of the cost, the median added time over the median inference time. It spans the
+    spread between images and between timed pairs, not a change of the machine's state between
+    studies. None with fewer than two images with both times."""
+    pairs = [
+        (g, i) for g, i in zip(gate_ms, inference_ms, strict=True) if math.isfinite(g) and math.isfinite(i)
+    ]
+    if len(pairs) < 2:
+        return None
+    gate, infer = np.asarray(pairs, dtype=np.float64).T
+    picks = np.random.default_rng(seed).integers(0, len(pairs), size=(COST_RESAMPLES, len(pairs)))
+    costs = np.median(gate[picks], axis=1) / np.median(infer[picks], axis=1)
+    tail = (1.0 - COST_INTERVAL_LEVEL) / 2.0 * 100.0
+    low, high = np.percentile(costs, [tail, 100.0 - tail])
+    return [round(float(low), 4), round(float(high), 4)]
+
+
 def summarise(outcomes: Sequence[ImageOutcome]) -> dict[str, Any]:
     """FRR, TRR overall and per category, AUROC per signal and combined, the gate's cost."""
     inside = [o for o in outcomes if o.category == IN_DISTRIBUTION]
@@ -307,6 +356,7 @@ def summarise(outcomes: Sequence[ImageOutcome]) -> dict[str, Any]:
         "gate_ms_median": gate,
         "inference_ms_median": infer,
         "gate_cost": round(gate / infer, 4) if gate is not None and infer else None,
+        "gate_cost_interval": cost_interval([o.gate_ms for o in inside], [o.inference_ms for o in inside]),
     }
 
 
@@ -345,6 +395,7 @@ def run_study(
     rules: InputGate | None = None,
     models: Sequence[str] | None = None,
     allow_untrusted: bool = False,
+    cost_pairs: int = DEFAULT_COST_PAIRS,
 ) -> dict[str, Any]:
     """The whole study of ``bundle_dir``: per model its summary and per-image rows, and agreement."""
     bundle = load_bundle(bundle_dir, allow_untrusted=allow_untrusted)
@@ -353,13 +404,14 @@ def run_study(
     for name in names:
         predictor = open_predictor(bundle, name, threads)
         try:
-            per_model[name] = study_model(predictor, in_files, corpus, rules)
+            per_model[name] = study_model(predictor, in_files, corpus, rules, cost_pairs)
         finally:
             predictor.close()
     reference = names[0]
     return {
         "bundle": str(bundle_dir),
         "threads": threads,
+        "cost_pairs": cost_pairs,
         "targets": TARGETS,
         "corpus_categories": {c: CATEGORIES.get(c, c) for c in corpus},
         "models": {name: summarise(rows) for name, rows in per_model.items()},
@@ -383,6 +435,12 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.1%}"
 
 
+def _interval(bounds: Sequence[float] | None) -> str:
+    if not bounds:
+        return ""
+    return f", {COST_INTERVAL_LEVEL:.0%} interval {_pct(bounds[0])}-{_pct(bounds[1])}"
+
+
 def table(study: dict[str, Any]) -> str:
     """The study as text: one block per model, one line per category, then agreement."""
     lines = [f"input gate study: {study['bundle']} ({study['threads']} threads)"]
@@ -395,7 +453,8 @@ def table(study: dict[str, Any]) -> str:
             f"({corp['images'] - corp['accepted']} of {corp['images']})",
             f"  AUROC: {auroc}; combined {s['auroc_combined']}",
             f"  learned gate adds {s['gate_ms_median']} ms to the model's {s['inference_ms_median']} ms "
-            f"(cost {_pct(s['gate_cost'])})",
+            f"(cost {_pct(s['gate_cost'])}{_interval(s.get('gate_cost_interval'))}; "
+            f"{study.get('cost_pairs', 1)} timed pair(s) per image)",
             f"  {'category':<20} {'n':>3} {'TRR':>7} {'rules':>5} {'signals':>7}  signal alone would refuse",
         ]
         for category, c in s["categories"].items():
@@ -434,6 +493,13 @@ def main(argv: list[str] | None = None) -> int:
         "--min-side", type=int, default=None, help="the size rule's shorter side (default: the gate's)"
     )
     parser.add_argument("--models", default=None, help="comma-separated model files (default: all)")
+    parser.add_argument(
+        "--cost-pairs",
+        type=int,
+        default=DEFAULT_COST_PAIRS,
+        help=f"timed pairs (with and without the learned gate) per in-distribution image (default: "
+        f"{DEFAULT_COST_PAIRS})",
+    )
     parser.add_argument("--out", type=Path, default=None, help="write the study as JSON here")
     parser.add_argument(
         "--allow-untrusted",
@@ -441,6 +507,8 @@ def main(argv: list[str] | None = None) -> int:
         help="measure a bundle signed by a key this machine does not trust",
     )
     args = parser.parse_args(argv)
+    if args.cost_pairs < 1:
+        parser.error(f"--cost-pairs {args.cost_pairs}; expected at least 1")
     rules = None if args.min_side is None else InputGate(default_checks(min_side=args.min_side))
     models = [m.strip() for m in args.models.split(",")] if args.models else None
     in_files = in_distribution_files(args.in_distribution, args.limit)
@@ -455,6 +523,7 @@ def main(argv: list[str] | None = None) -> int:
             rules=rules,
             models=models,
             allow_untrusted=args.allow_untrusted,
+            cost_pairs=args.cost_pairs,
         )
     print(table(study))
     if args.out is not None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks.gate_study import IN_DISTRIBUTION, main, run_study, table
+from benchmarks.gate_study import IN_DISTRIBUTION, cost_interval, main, run_study, table
 from benchmarks.ood_corpus import CATEGORIES, DEFAULT_PER_CATEGORY, MANIFEST, CorpusError, build_corpus
 from cxr_core.bundle import load_bundle
 from cxr_core.imaging import decode_image
@@ -96,8 +96,9 @@ def test_the_study_counts_add_up_and_match_the_predictor(
     clear_bundle_cache()
     corpus = {c: paths[:1] for c, paths in tiny_corpus.items()}
     inside = _test_phantoms(gated_bundle, 10)
-    study = run_study(gated_bundle, inside, corpus, threads=1, rules=SMALL_RULES)
+    study = run_study(gated_bundle, inside, corpus, threads=1, rules=SMALL_RULES, cost_pairs=2)
     assert list(study["models"]) == ["onnx", "onnx-int8"]
+    assert study["cost_pairs"] == 2
     for name, summary in study["models"].items():
         assert summary["in_distribution"]["images"] == len(inside)
         assert list(summary["categories"]) == list(CATEGORIES)
@@ -111,6 +112,8 @@ def test_the_study_counts_add_up_and_match_the_predictor(
             assert 0.0 <= summary["auroc"][signal] <= 1.0
         assert 0.0 <= summary["auroc_combined"] <= 1.0
         assert summary["gate_ms_median"] > 0 and summary["inference_ms_median"] > 0
+        low, high = summary["gate_cost_interval"]
+        assert low <= high and np.isfinite([low, high]).all()
         rows = study["images"][name]
         assert len(rows) == len(inside) + len(CATEGORIES)
         for row in rows:  # the learned signals score every image, even one a rule refuses
@@ -149,3 +152,28 @@ def test_the_study_command_writes_json(gated_bundle: Path, tmp_path: Path) -> No
     assert study["models"]["onnx"]["corpus"]["images"] == len(CATEGORIES)
     assert (tmp_path / "c" / MANIFEST).is_file()
     assert np.isfinite(study["models"]["onnx"]["auroc"]["feature_mahalanobis"])
+
+
+def test_the_cost_interval_is_a_seeded_bootstrap_around_the_median_ratio() -> None:
+    rng = np.random.default_rng(5)
+    inference = list(rng.normal(3.0, 0.1, 60))
+    added = list(rng.normal(0.36, 0.05, 60))
+    low, high = cost_interval(added, inference)
+    point = float(np.median(added) / np.median(inference))
+    assert low < point < high and high - low < 0.05
+    assert cost_interval(added, inference) == [low, high]  # seeded: the same interval every time
+    # twice the spread between images, a wider interval
+    wide = cost_interval([0.36 + 2 * (a - 0.36) for a in added], inference)
+    assert wide[1] - wide[0] > high - low
+    # images without a time are left out; fewer than two left, no interval
+    assert cost_interval([float("nan"), *added[:2]], [3.0, *inference[:2]]) is not None
+    assert cost_interval([float("nan"), 0.3], [3.0, 3.0]) is None
+
+
+def test_the_study_command_refuses_no_timed_pairs(
+    gated_bundle: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(gated_bundle), "--in-distribution", str(gated_bundle), "--cost-pairs", "0"])
+    assert exit_info.value.code == 2
+    assert "--cost-pairs 0; expected at least 1" in capsys.readouterr().err
