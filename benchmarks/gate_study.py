@@ -44,7 +44,7 @@ from benchmarks.e2e import without_learned_gate
 from benchmarks.ood_corpus import CATEGORIES, DEFAULT_PER_CATEGORY, build_corpus
 from cxr_core.bundle import Bundle, load_bundle
 from cxr_core.cli_common import add_version
-from cxr_core.errors import ImageDecodeError
+from cxr_core.errors import CxrEdgeError, ImageDecodeError
 from cxr_core.gate_signals import SignalDecision
 from cxr_core.imaging import decode_image
 from cxr_core.imaging_common import IMAGE_SUFFIXES
@@ -69,6 +69,10 @@ DEFAULT_COST_PAIRS = 3
 #: Resamples of the in-distribution images behind the cost's bootstrap interval, and its level.
 COST_RESAMPLES = 2000
 COST_INTERVAL_LEVEL = 0.95
+
+
+class GateStudyError(CxrEdgeError, ValueError):
+    """The study cannot run as asked (no timed pair per image)."""
 
 
 @dataclass(frozen=True)
@@ -124,7 +128,7 @@ def _timed_pairs(predictor: Predictor, decoded: Any, source: str, pairs: int) ->
     without the gate). Which of a pair runs first alternates, starting from a bit of the source's
     hash, so that neither always finds the caches warm."""
     if pairs < 1:
-        raise ValueError(f"cost pairs {pairs}; expected at least 1")
+        raise GateStudyError(f"cost pairs {pairs}; expected at least 1")
     bare_first = bool(zlib.crc32(source.encode()) & 1)
     prediction, added, bare_inference = None, [], []
     for _ in range(pairs):

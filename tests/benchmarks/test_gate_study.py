@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks.gate_study import IN_DISTRIBUTION, cost_interval, main, run_study, table
+from benchmarks.gate_study import IN_DISTRIBUTION, GateStudyError, cost_interval, main, run_study, table
 from benchmarks.ood_corpus import CATEGORIES, DEFAULT_PER_CATEGORY, MANIFEST, CorpusError, build_corpus
 from cxr_core.bundle import load_bundle
 from cxr_core.imaging import decode_image
@@ -177,3 +177,7 @@ def test_the_study_command_refuses_no_timed_pairs(
         main([str(gated_bundle), "--in-distribution", str(gated_bundle), "--cost-pairs", "0"])
     assert exit_info.value.code == 2
     assert "--cost-pairs 0; expected at least 1" in capsys.readouterr().err
+    with pytest.raises(GateStudyError, match="cost pairs 0; expected at least 1"):
+        run_study(
+            gated_bundle, _test_phantoms(gated_bundle, 1), {}, threads=1, rules=SMALL_RULES, cost_pairs=0
+        )
