@@ -50,7 +50,7 @@ from cxr_core.imaging import decode_image
 from cxr_core.imaging_common import IMAGE_SUFFIXES
 from cxr_core.input_gate import ImageRefusedError, InputGate, default_checks
 from cxr_core.metrics import roc_auc
-from cxr_core.predictor import Predictor
+from cxr_core.predictor import Prediction, Predictor
 from cxr_core.runtime import open_backend
 
 IN_DISTRIBUTION = "in_distribution"
@@ -122,7 +122,9 @@ def _rule_refusals(rules: InputGate, decoded: Any) -> tuple[str, ...]:
     )
 
 
-def _timed_pairs(predictor: Predictor, decoded: Any, source: str, pairs: int) -> tuple[Any, float, float]:
+def _timed_pairs(
+    predictor: Predictor, decoded: Any, source: str, pairs: int
+) -> tuple[Prediction, float, float]:
     """``pairs`` predictions of ``decoded`` with the learned gate, each beside one without it: (the
     first prediction, the median of the pairs' wall-time differences in ms, the median inference ms
     without the gate). Which of a pair runs first alternates, starting from a bit of the source's
@@ -130,21 +132,21 @@ def _timed_pairs(predictor: Predictor, decoded: Any, source: str, pairs: int) ->
     if pairs < 1:
         raise GateStudyError(f"cost pairs {pairs}; expected at least 1")
     bare_first = bool(zlib.crc32(source.encode()) & 1)
-    prediction, added, bare_inference = None, [], []
+    predictions: list[Prediction] = []
+    added: list[float] = []
+    bare_inference: list[float] = []
     for _ in range(pairs):
         if bare_first:
             without_gate, alone = _without_gate_ms(predictor, decoded, source)
         start = time.perf_counter_ns()
-        with_prediction = predictor.predict_image(decoded, source, override_gate=True)
+        predictions.append(predictor.predict_image(decoded, source, override_gate=True))
         with_gate = (time.perf_counter_ns() - start) / 1e6
         if not bare_first:
             without_gate, alone = _without_gate_ms(predictor, decoded, source)
-        if prediction is None:
-            prediction = with_prediction
         added.append(with_gate - without_gate)
         bare_inference.append(alone)
         bare_first = not bare_first
-    return prediction, statistics.median(added), statistics.median(bare_inference)
+    return predictions[0], statistics.median(added), statistics.median(bare_inference)
 
 
 def score_image(
@@ -457,8 +459,8 @@ def table(study: dict[str, Any]) -> str:
             f"({corp['images'] - corp['accepted']} of {corp['images']})",
             f"  AUROC: {auroc}; combined {s['auroc_combined']}",
             f"  learned gate adds {s['gate_ms_median']} ms to the model's {s['inference_ms_median']} ms "
-            f"(cost {_pct(s['gate_cost'])}{_interval(s.get('gate_cost_interval'))}; "
-            f"{study.get('cost_pairs', 1)} timed pair(s) per image)",
+            f"(cost {_pct(s['gate_cost'])}{_interval(s['gate_cost_interval'])}; "
+            f"{study['cost_pairs']} timed pair(s) per image)",
             f"  {'category':<20} {'n':>3} {'TRR':>7} {'rules':>5} {'signals':>7}  signal alone would refuse",
         ]
         for category, c in s["categories"].items():
